@@ -1,0 +1,154 @@
+// The hypervisor interface: Hypervisor -> Vm -> Vcpu. Backends (KVM on Linux,
+// Hypervisor.framework on macOS) implement it; nothing here knows about devices.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace berth::hv {
+
+// General-purpose registers of an x86-64 vCPU.
+struct Regs {
+  uint64_t rax = 0, rbx = 0, rcx = 0, rdx = 0, rsi = 0, rdi = 0, rsp = 0, rbp = 0;
+  uint64_t r8 = 0, r9 = 0, r10 = 0, r11 = 0, r12 = 0, r13 = 0, r14 = 0, r15 = 0;
+  uint64_t rip = 0, rflags = 0x2;
+};
+
+struct Segment {
+  uint64_t base = 0;
+  uint32_t limit = 0;
+  uint16_t selector = 0;
+  uint8_t type = 0;  // descriptor type field (code/data, accessed, ...)
+  bool present = false;
+  uint8_t dpl = 0;
+  bool db = false;  // default operand size 32-bit
+  bool s = false;   // code/data (true) or system (false)
+  bool l = false;   // 64-bit code segment
+  bool g = false;   // 4 KiB granularity
+  bool unusable = false;
+};
+
+struct DescriptorTable {
+  uint64_t base = 0;
+  uint16_t limit = 0;
+};
+
+// Segment, control and system registers.
+struct SpecialRegs {
+  Segment cs, ds, es, fs, gs, ss, tr, ldt;
+  DescriptorTable gdt, idt;
+  uint64_t cr0 = 0, cr2 = 0, cr3 = 0, cr4 = 0, cr8 = 0, efer = 0, apic_base = 0;
+};
+
+// The register state a boot protocol asks the boot vCPU to start with.
+struct InitialCpuState {
+  Regs regs;
+  SpecialRegs sregs;
+};
+
+struct CpuidEntry {
+  uint32_t function = 0, index = 0, flags = 0;
+  uint32_t eax = 0, ebx = 0, ecx = 0, edx = 0;
+};
+constexpr uint32_t kCpuidFlagSignificantIndex = 1;
+
+struct MsrEntry {
+  uint32_t index = 0;
+  uint64_t value = 0;
+};
+
+enum class ExitKind {
+  kIo,             // port I/O: see VcpuExit::io
+  kMmio,           // access to guest-physical memory no RAM backs: see VcpuExit::mmio
+  kHalt,           // HLT with no in-kernel interrupt controller to wait on
+  kShutdown,       // triple fault: the machine resets
+  kSystemReset,    // the platform asked for a reset
+  kSystemOff,      // the platform asked to power off
+  kInterrupted,    // a kick (signal / immediate exit) ended the run
+  kInternalError,  // the hypervisor could not emulate an instruction
+  kFailEntry,      // the hypervisor refused to enter the guest
+  kOther,
+};
+
+struct IoExit {
+  uint16_t port = 0;
+  uint8_t size = 0;  // bytes per access: 1, 2 or 4
+  bool is_write = false;
+  uint32_t count = 0;      // >1 for string instructions (rep ins/outs)
+  uint8_t* data = nullptr; // size*count bytes, valid until the next run()
+};
+
+struct MmioExit {
+  uint64_t address = 0;
+  uint32_t length = 0;
+  bool is_write = false;
+  uint8_t* data = nullptr;  // length bytes, valid until the next run()
+};
+
+struct VcpuExit {
+  ExitKind kind = ExitKind::kOther;
+  IoExit io;
+  MmioExit mmio;
+  uint32_t raw_reason = 0;  // backend-specific reason, for diagnostics
+  std::string detail;       // human-readable detail for errors
+};
+
+class Vcpu {
+ public:
+  virtual ~Vcpu() = default;
+  virtual uint32_t id() const = 0;
+
+  virtual Regs get_regs() = 0;
+  virtual void set_regs(const Regs& regs) = 0;
+  virtual SpecialRegs get_sregs() = 0;
+  virtual void set_sregs(const SpecialRegs& sregs) = 0;
+  virtual void set_cpuid(const std::vector<CpuidEntry>& entries) = 0;
+  virtual void set_msrs(const std::vector<MsrEntry>& msrs) = 0;
+  // Puts the FPU/SSE unit in its power-on state (FCW 0x37f, MXCSR 0x1f80).
+  virtual void reset_fpu() = 0;
+
+  // Runs the vCPU until it exits to the VMM. Must be called on the vCPU's own thread.
+  virtual const VcpuExit& run() = 0;
+
+  // Makes the current or next run() return kInterrupted at once. Safe from any thread;
+  // the caller also signals the vCPU thread so a run in progress is interrupted.
+  virtual void request_immediate_exit(bool on) = 0;
+};
+
+class Vm {
+ public:
+  virtual ~Vm() = default;
+  // Maps host memory [host, host+size) at guest-physical gpa.
+  virtual void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host) = 0;
+  virtual std::unique_ptr<Vcpu> create_vcpu(uint32_t id) = 0;
+  // Sets an interrupt line of the in-kernel interrupt controllers (PIC + IOAPIC).
+  virtual void set_irq_line(uint32_t irq, bool level) = 0;
+  // CPUID values the hypervisor can offer a guest, before the VMM edits them.
+  virtual std::vector<CpuidEntry> supported_cpuid() = 0;
+};
+
+struct Capabilities {
+  std::string backend;  // "kvm" or "hvf"
+  int api_version = 0;
+  uint32_t max_vcpus = 0;
+  bool irqchip = false;
+  bool ioeventfd = false;
+  bool irqfd = false;
+  bool immediate_exit = false;
+};
+
+class Hypervisor {
+ public:
+  virtual ~Hypervisor() = default;
+  virtual const Capabilities& capabilities() const = 0;
+  virtual std::unique_ptr<Vm> create_vm() = 0;
+};
+
+// Opens the host's hypervisor. Throws berth::Error with codes such as HV_NOT_FOUND,
+// HV_PERMISSION_DENIED, HV_API_VERSION or HV_MISSING_CAPABILITY, each saying how to fix it.
+std::unique_ptr<Hypervisor> open_hypervisor();
+
+}  // namespace berth::hv

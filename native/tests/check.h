@@ -1,0 +1,68 @@
+// A small unit-test harness for native code: TEST(name) registers a test; CHECK* record
+// failures with file and line; CHECK_THROWS_CODE asserts a berth::Error code and message.
+#pragma once
+
+#include <cstdio>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "common/error.h"
+
+namespace berth::test {
+
+struct Case {
+  const char* name;
+  std::function<void()> body;
+};
+std::vector<Case>& registry();
+void fail(const char* file, int line, const std::string& what);
+
+struct Registrar {
+  Registrar(const char* name, std::function<void()> body) {
+    registry().push_back({name, std::move(body)});
+  }
+};
+
+}  // namespace berth::test
+
+#define BERTH_CAT2(a, b) a##b
+#define BERTH_CAT(a, b) BERTH_CAT2(a, b)
+#define TEST(name)                                                              \
+  static void BERTH_CAT(test_, name)();                                         \
+  static ::berth::test::Registrar BERTH_CAT(reg_, name)(#name, BERTH_CAT(test_, name)); \
+  static void BERTH_CAT(test_, name)()
+
+#define CHECK(cond)                                                  \
+  do {                                                               \
+    if (!(cond)) ::berth::test::fail(__FILE__, __LINE__, "CHECK(" #cond ")"); \
+  } while (0)
+
+#define CHECK_EQ(a, b)                                                          \
+  do {                                                                          \
+    auto va_ = (a);                                                             \
+    auto vb_ = (b);                                                             \
+    if (!(va_ == vb_))                                                          \
+      ::berth::test::fail(__FILE__, __LINE__,                                   \
+                          "CHECK_EQ(" #a ", " #b "): " + std::to_string(va_) + \
+                              " != " + std::to_string(vb_));                    \
+  } while (0)
+
+// Asserts that expr throws berth::Error with the given code and a message containing
+// the given text.
+#define CHECK_THROWS_CODE(expr, code_, text_)                                      \
+  do {                                                                             \
+    bool threw_ = false;                                                           \
+    try {                                                                          \
+      (void)(expr);                                                                \
+    } catch (const ::berth::Error& e_) {                                           \
+      threw_ = true;                                                               \
+      if (e_.code() != (code_))                                                    \
+        ::berth::test::fail(__FILE__, __LINE__,                                    \
+                            std::string("wrong code ") + e_.code() + ": " + e_.what()); \
+      if (std::string(e_.what()).find(text_) == std::string::npos)                 \
+        ::berth::test::fail(__FILE__, __LINE__,                                    \
+                            std::string("message lacks '") + (text_) + "': " + e_.what()); \
+    }                                                                              \
+    if (!threw_) ::berth::test::fail(__FILE__, __LINE__, "no error from " #expr);   \
+  } while (0)
