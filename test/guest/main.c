@@ -120,7 +120,10 @@ void kmain(const struct hvm_start_info *si)
 		scenario_rtc();
 	else if (streq(w, "reset"))
 		scenario_reset(arg);
-	else if (streq(w, "ioloop"))
+	else if (streq(w, "mpdump")) {
+		void scenario_mpdump(void);
+		scenario_mpdump();
+	} else if (streq(w, "ioloop"))
 		scenario_ioloop(arg);
 
 	puts("unknown scenario: ");

@@ -64,7 +64,8 @@ void mp_parse(void)
 	mp.found = 1;
 
 	const u8 *e = ct + 44, *end = ct + len;
-	for (u32 i = 0; i < count && e < end; i++) {
+	/* Some firmware (qboot) leaves the entry count at 0: walk by length then. */
+	for (u32 i = 0; (!count || i < count) && e + 8 <= end; i++) {
 		switch (e[0]) {
 		case 0: /* processor */
 			if ((e[3] & 1) && mp.ncpus < MAX_CPUS) {
@@ -211,4 +212,23 @@ void scenario_smp(void)
 	put_u32(n);
 	puts(" cpus checked in\n");
 	guest_exit(1);
+}
+
+void scenario_mpdump(void);
+void scenario_mpdump(void)
+{
+	u32 ebda = (u32)*(volatile u16 *)0x40e << 4;
+	puts("ebda "); put_hex(ebda); putc('\n');
+	const u8 *fp = find_mp_fp(0xf0000, 0x10000);
+	if (!fp) fp = find_mp_fp(0x9fc00, 0x400);
+	if (!fp && ebda) fp = find_mp_fp(ebda, 1024);
+	puts("fp "); put_hex((u32)fp); putc('\n');
+	if (!fp) guest_exit(0);
+	for (int i = 0; i < 16; i++) { put_hex(fp[i]); putc(' '); }
+	putc('\n');
+	const u8 *ct = (const u8 *)rd32(fp + 4);
+	u32 len = rd16(ct + 4);
+	for (u32 i = 0; i < len; i++) { put_hex(ct[i]); putc((i % 8 == 7) ? '\n' : ' '); }
+	putc('\n');
+	guest_exit(0);
 }
