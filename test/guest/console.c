@@ -38,8 +38,26 @@ size_t strlen(const char *s)
 	return n;
 }
 
+/* Bytes that were already waiting in RBR at boot (kept for the echo scenario). */
+u8 uart_early_rx[64];
+u32 uart_early_rx_len;
+
 void uart_init(void)
 {
+	/*
+	 * Enabling the FIFO flushes it, so first save whatever input is already
+	 * queued (the host hands over one byte each time RBR is read): take
+	 * bytes until RBR has stayed empty for a few dozen polls.
+	 */
+	for (u32 quiet = 0; quiet < 32 && uart_early_rx_len < sizeof(uart_early_rx);) {
+		if (inb(COM1 + 5) & 0x01) {
+			uart_early_rx[uart_early_rx_len++] = inb(COM1);
+			quiet = 0;
+		} else {
+			quiet++;
+		}
+	}
+	outb(COM1 + 2, 0x01); /* FCR: FIFO on, RX trigger level 1 byte */
 	outb(COM1 + 1, 0x00); /* IER: no interrupts */
 	outb(COM1 + 3, 0x80); /* LCR: DLAB */
 	outb(COM1 + 0, 0x01); /* 115200 baud */

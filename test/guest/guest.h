@@ -64,6 +64,8 @@ void *memcpy(void *d, const void *s, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
 size_t strlen(const char *s);
 void uart_init(void);
+extern u8 uart_early_rx[64];
+extern u32 uart_early_rx_len;
 void putc(char c);
 void puts(const char *s);
 void put_u32(u32 v);

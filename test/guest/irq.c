@@ -135,19 +135,22 @@ u32 pit_elapsed(void)
 }
 
 /* ---- interrupt dispatch ---- */
+static void echo_byte(u8 c)
+{
+	if (echo_done)
+		return;
+	if (c == 0x04) {
+		echo_done = 1;
+		return;
+	}
+	putc((char)c);
+	echo_count++;
+}
+
 static void uart_rx(void)
 {
-	while (inb(COM1 + 5) & 0x01) {
-		u8 c = inb(COM1);
-		if (echo_done)
-			continue;
-		if (c == 0x04) {
-			echo_done = 1;
-			continue;
-		}
-		putc((char)c);
-		echo_count++;
-	}
+	while (inb(COM1 + 5) & 0x01)
+		echo_byte(inb(COM1));
 }
 
 void isr_dispatch(struct isr_frame *f)
@@ -189,6 +192,8 @@ void scenario_echo(void)
 	outb(COM1 + 4, 0x0b); /* MCR: DTR | RTS | OUT2 */
 	outb(COM1 + 1, 0x01); /* IER: received data available */
 	puts("echo: ready\n");
+	for (u32 i = 0; i < uart_early_rx_len; i++)
+		echo_byte(uart_early_rx[i]);
 	for (;;) {
 		cli();
 		if (echo_done)
