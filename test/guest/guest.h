@@ -116,6 +116,7 @@ struct mp_info {
 extern struct mp_info mp;
 void mp_parse(void);
 __attribute__((noreturn)) void scenario_smp(void);
+__attribute__((noreturn)) void scenario_mpdump(void);
 void ap_main(void);
 
 /* entry.S */

@@ -178,7 +178,6 @@ void isr_dispatch(struct isr_frame *f)
 static u32 irq_setup(void)
 {
 	pic_disable();
-	idt_init();
 	mp_parse();
 	lapic_enable();
 	return lapic_id();

@@ -100,6 +100,7 @@ void kmain(const struct hvm_start_info *si)
 	const char *cmdline = "";
 
 	uart_init();
+	idt_init(); /* report unexpected exceptions instead of triple-faulting */
 	if (si && si->magic == HVM_START_MAGIC && si->cmdline_paddr &&
 	    (si->cmdline_paddr >> 32) == 0)
 		cmdline = (const char *)(u32)si->cmdline_paddr;
@@ -120,10 +121,9 @@ void kmain(const struct hvm_start_info *si)
 		scenario_rtc();
 	else if (streq(w, "reset"))
 		scenario_reset(arg);
-	else if (streq(w, "mpdump")) {
-		void scenario_mpdump(void);
+	else if (streq(w, "mpdump"))
 		scenario_mpdump();
-	} else if (streq(w, "ioloop"))
+	else if (streq(w, "ioloop"))
 		scenario_ioloop(arg);
 
 	puts("unknown scenario: ");

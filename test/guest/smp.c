@@ -214,21 +214,36 @@ void scenario_smp(void)
 	guest_exit(1);
 }
 
-void scenario_mpdump(void);
+/* Diagnostic: what mp_parse() understood of the MP table. */
 void scenario_mpdump(void)
 {
-	u32 ebda = (u32)*(volatile u16 *)0x40e << 4;
-	puts("ebda "); put_hex(ebda); putc('\n');
-	const u8 *fp = find_mp_fp(0xf0000, 0x10000);
-	if (!fp) fp = find_mp_fp(0x9fc00, 0x400);
-	if (!fp && ebda) fp = find_mp_fp(ebda, 1024);
-	puts("fp "); put_hex((u32)fp); putc('\n');
-	if (!fp) guest_exit(0);
-	for (int i = 0; i < 16; i++) { put_hex(fp[i]); putc(' '); }
-	putc('\n');
-	const u8 *ct = (const u8 *)rd32(fp + 4);
-	u32 len = rd16(ct + 4);
-	for (u32 i = 0; i < len; i++) { put_hex(ct[i]); putc((i % 8 == 7) ? '\n' : ' '); }
-	putc('\n');
+	mp_parse();
+	if (!mp.found) {
+		puts("mpdump: no MP table\n");
+		guest_exit(2);
+	}
+	for (u32 i = 0; i < mp.ncpus; i++) {
+		puts("mpdump: cpu apic id ");
+		put_u32(mp.apic_ids[i]);
+		puts(mp.apic_ids[i] == mp.bsp_apic_id ? " (bsp)\n" : "\n");
+	}
+	for (u32 i = 0; i < mp.nioapics; i++) {
+		puts("mpdump: ioapic id ");
+		put_u32(mp.ioapic_ids[i]);
+		puts(" at ");
+		put_hex(mp.ioapic_addrs[i]);
+		putc('\n');
+	}
+	for (u32 irq = 0; irq < 16; irq++) {
+		if (mp.isa_pin[irq] == 0xff)
+			continue;
+		puts("mpdump: isa irq ");
+		put_u32(irq);
+		puts(" -> ioapic ");
+		put_u32(mp.ioapic_ids[mp.isa_ioapic[irq]]);
+		puts(" pin ");
+		put_u32(mp.isa_pin[irq]);
+		putc('\n');
+	}
 	guest_exit(0);
 }
