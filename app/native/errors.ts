@@ -1,0 +1,60 @@
+// Errors from the VMM addon and from argument checks before it, each with a stable code.
+
+export const NATIVE_ERROR_CODES = [
+  'INVALID_ARGUMENT',
+  'ADDON_NOT_BUILT',
+  'HV_NOT_FOUND',
+  'HV_PERMISSION_DENIED',
+  'HV_API_VERSION',
+  'HV_MISSING_CAPABILITY',
+  'HV_OPEN',
+  'HV_UNSUPPORTED_HOST',
+  'HV_VM_CREATE',
+  'HV_VCPU_CREATE',
+  'HV_VCPU_STATE',
+  'HV_VCPU_RUN',
+  'HV_MEMORY',
+  'HV_IRQ',
+  'HV_CPUID',
+  'GUEST_MEMORY_MAP',
+  'GUEST_MEMORY_SIZE',
+  'GUEST_MEMORY_RANGE',
+  'BUS_OVERLAP',
+  'BUS_RANGE',
+  'VM_VCPU_COUNT',
+  'VM_STATE',
+  'BOOT_FILE_READ',
+  'BOOT_UNKNOWN_FORMAT',
+  'BOOT_BAD_IMAGE',
+  'BOOT_KERNEL_TOO_BIG',
+  'BOOT_INITRD_TOO_BIG',
+  'BOOT_CMDLINE_TOO_LONG',
+  'INTERNAL',
+] as const;
+
+export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];
+
+export class NativeError extends Error {
+  override readonly name = 'NativeError';
+  constructor(
+    readonly code: NativeErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function isKnownCode(code: unknown): code is NativeErrorCode {
+  return typeof code === 'string' && (NATIVE_ERROR_CODES as readonly string[]).includes(code);
+}
+
+// Turns whatever the addon threw into a NativeError; unknown codes become INTERNAL so
+// callers can switch over a closed set.
+export function toNativeError(err: unknown): NativeError {
+  if (err instanceof NativeError) return err;
+  if (err instanceof Error) {
+    const code: unknown = (err as Error & { code?: unknown }).code;
+    return new NativeError(isKnownCode(code) ? code : 'INTERNAL', err.message);
+  }
+  return new NativeError('INTERNAL', String(err));
+}

@@ -1,0 +1,176 @@
+// A virtual machine run by the native VMM, with every argument checked before the addon
+// sees it and failures delivered as NativeError with a stable code.
+import { availableParallelism, totalmem } from 'node:os';
+import { statSync } from 'node:fs';
+
+import { loadAddon, type RawCapabilities, type RawEvent, type RawMachine, type RawStats } from './addon';
+import { NativeError, toNativeError } from './errors';
+
+export type MachineState = 'created' | 'running' | 'paused' | 'stopped';
+export type ExitReason = 'guest-exit' | 'reset' | 'power-off' | 'stopped' | 'error';
+export type MachineEvent = RawEvent;
+export type MachineStats = RawStats;
+export type Capabilities = RawCapabilities;
+export interface ExitEvent {
+  type: 'exit';
+  reason: ExitReason;
+  code: number;
+  detail: string;
+}
+
+export interface MachineConfig {
+  memoryMiB: number;
+  vcpus: number;
+  kernelPath: string;
+  initrdPath?: string;
+  cmdline?: string;
+  // Lets a test guest end the VM with a code by writing to I/O port 0xf4.
+  testExitPort?: boolean;
+  // A guest reset reboots the VM (true, the default) or stops it (false).
+  restartOnReset?: boolean;
+}
+
+// The hypervisor's capabilities; throws NativeError (HV_NOT_FOUND, HV_PERMISSION_DENIED,
+// ...) with a message that says how to fix the host.
+export function probe(): Capabilities {
+  try {
+    return loadAddon().probe();
+  } catch (err) {
+    throw toNativeError(err);
+  }
+}
+
+function invalid(message: string): NativeError {
+  return new NativeError('INVALID_ARGUMENT', message);
+}
+
+function checkFile(label: string, path: unknown): string {
+  if (typeof path !== 'string' || path.length === 0) throw invalid(`${label} must be a file path`);
+  let isFile = false;
+  try {
+    isFile = statSync(path).isFile();
+  } catch {
+    throw invalid(`${label} ${path} does not exist`);
+  }
+  if (!isFile) throw invalid(`${label} ${path} is not a regular file`);
+  return path;
+}
+
+// Validates a configuration; returns a copy with defaults filled in.
+export function validateConfig(config: MachineConfig): Required<Omit<MachineConfig, 'initrdPath'>> & {
+  initrdPath?: string;
+} {
+  const hostCpus = availableParallelism();
+  const hostMiB = Math.floor(totalmem() / (1024 * 1024));
+  const { memoryMiB, vcpus } = config;
+  if (!Number.isInteger(memoryMiB) || memoryMiB < 2 || memoryMiB > hostMiB) {
+    throw invalid(`memoryMiB must be a whole number from 2 to ${hostMiB} (this host's memory), not ${String(memoryMiB)}`);
+  }
+  if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > hostCpus) {
+    throw invalid(`vcpus must be a whole number from 1 to ${hostCpus} (this host's CPUs), not ${String(vcpus)}`);
+  }
+  const cmdline = config.cmdline ?? '';
+  if (typeof cmdline !== 'string') throw invalid('cmdline must be a string');
+  if (cmdline.includes('\0')) throw invalid('cmdline must not contain NUL characters');
+  const out: Required<Omit<MachineConfig, 'initrdPath'>> & { initrdPath?: string } = {
+    memoryMiB,
+    vcpus,
+    kernelPath: checkFile('kernel', config.kernelPath),
+    cmdline,
+    testExitPort: config.testExitPort ?? false,
+    restartOnReset: config.restartOnReset ?? true,
+  };
+  if (config.initrdPath !== undefined) out.initrdPath = checkFile('initrd', config.initrdPath);
+  for (const key of ['testExitPort', 'restartOnReset'] as const) {
+    if (typeof out[key] !== 'boolean') throw invalid(`${key} must be true or false`);
+  }
+  return out;
+}
+
+export class Machine {
+  private readonly listeners = new Set<(event: MachineEvent) => void>();
+  private exitEvent: ExitEvent | undefined;
+  private readonly exitWaiters: ((event: ExitEvent) => void)[] = [];
+
+  private constructor(private readonly raw: RawMachine) {}
+
+  // Checks the configuration, reserves memory and loads the kernel.
+  static async create(config: MachineConfig): Promise<Machine> {
+    const checked = validateConfig(config);
+    const addon = loadAddon();
+    let machine: Machine | undefined;
+    const raw = new addon.NativeMachine((event) => machine?.dispatch(event));
+    machine = new Machine(raw);
+    try {
+      await raw.create(checked);
+    } catch (err) {
+      throw toNativeError(err);
+    }
+    return machine;
+  }
+
+  on(listener: (event: MachineEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private dispatch(event: MachineEvent): void {
+    if (event.type === 'exit') {
+      this.exitEvent = event;
+      for (const resolve of this.exitWaiters.splice(0)) resolve(event);
+    }
+    for (const listener of this.listeners) listener(event);
+  }
+
+  private async call(op: () => Promise<void>): Promise<void> {
+    try {
+      await op();
+    } catch (err) {
+      throw toNativeError(err);
+    }
+  }
+
+  start(options: { paused?: boolean } = {}): Promise<void> {
+    return this.call(() => this.raw.start(options.paused ?? false));
+  }
+  pause(): Promise<void> {
+    return this.call(() => this.raw.pause());
+  }
+  resume(): Promise<void> {
+    return this.call(() => this.raw.resume());
+  }
+  // Turns the VM off at once, like pulling the power cord.
+  stop(): Promise<void> {
+    return this.call(() => this.raw.stop());
+  }
+  reset(): Promise<void> {
+    return this.call(() => this.raw.reset());
+  }
+
+  // Types into COM1: the guest receives the bytes through the UART's receive interrupt.
+  writeConsole(data: string | Uint8Array): void {
+    if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+      throw invalid('writeConsole takes a string or a Uint8Array');
+    }
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    try {
+      this.raw.writeConsole(bytes);
+    } catch (err) {
+      throw toNativeError(err);
+    }
+  }
+
+  get state(): MachineState {
+    return this.raw.state();
+  }
+
+  stats(): MachineStats {
+    return this.raw.stats();
+  }
+
+  // Resolves when the VM stops, with the reason (and the guest's exit code, if any).
+  waitForExit(): Promise<ExitEvent> {
+    if (this.exitEvent) return Promise.resolve(this.exitEvent);
+    return new Promise((resolve) => this.exitWaiters.push(resolve));
+  }
+}

@@ -1,0 +1,16 @@
+// The addon's sources: every .cc of the native modules it links, listed for binding.gyp
+// so that new files need no edit there. Test and fuzz code is not part of the addon.
+const fs = require('node:fs');
+const path = require('node:path');
+
+const root = path.join(__dirname, '..');
+const folders = ['common', 'hv', 'hv/kvm', 'vmm', 'devices', 'boot', 'machine', 'binding'];
+module.exports = folders.flatMap((folder) => {
+  const dir = path.join(root, folder);
+  if (!fs.existsSync(dir)) return [];
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f.endsWith('.cc'))
+    .sort()
+    .map((f) => `${folder}/${f}`);
+});

@@ -1,0 +1,426 @@
+#include "hv/kvm/kvm.h"
+
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "common/error.h"
+#include "common/unique_fd.h"
+
+namespace berth::hv::kvm {
+
+namespace {
+
+constexpr int kKvmApiVersion = 12;
+
+// The headers of KVM's variable-length arguments. <linux/kvm.h> declares them with a
+// flexible-array macro that C++ compilers lay out 4 bytes too long (wrong ioctl numbers
+// and entry offsets), so Berth declares the wire layout itself.
+struct CpuidHeader {
+  uint32_t nent;
+  uint32_t padding;
+};
+struct MsrsHeader {
+  uint32_t nmsrs;
+  uint32_t pad;
+};
+static_assert(sizeof(kvm_cpuid_entry2) == 40 && sizeof(kvm_msr_entry) == 16);
+constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
+constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
+constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+
+kvm_cpuid_entry2* cpuid_entries(std::vector<uint8_t>& buf) {
+  return reinterpret_cast<kvm_cpuid_entry2*>(buf.data() + sizeof(CpuidHeader));
+}
+
+// Retries an ioctl interrupted by a signal, except KVM_RUN which must return EINTR.
+int xioctl(int fd, unsigned long request, unsigned long arg = 0) {
+  int r;
+  do {
+    r = ioctl(fd, request, arg);
+  } while (r < 0 && errno == EINTR);
+  return r;
+}
+
+template <typename T>
+int xioctl(int fd, unsigned long request, T* arg) {
+  return xioctl(fd, request, reinterpret_cast<unsigned long>(arg));
+}
+
+[[noreturn]] void fail(const char* code, const std::string& what) {
+  throw SystemError(code, what, errno);
+}
+
+void to_kvm(const Segment& s, kvm_segment& k) {
+  k = {};
+  k.base = s.base;
+  k.limit = s.limit;
+  k.selector = s.selector;
+  k.type = s.type;
+  k.present = s.present;
+  k.dpl = s.dpl;
+  k.db = s.db;
+  k.s = s.s;
+  k.l = s.l;
+  k.g = s.g;
+  k.unusable = s.unusable;
+}
+
+Segment from_kvm(const kvm_segment& k) {
+  Segment s;
+  s.base = k.base;
+  s.limit = k.limit;
+  s.selector = k.selector;
+  s.type = k.type;
+  s.present = k.present;
+  s.dpl = k.dpl;
+  s.db = k.db;
+  s.s = k.s;
+  s.l = k.l;
+  s.g = k.g;
+  s.unusable = k.unusable;
+  return s;
+}
+
+class KvmVcpu final : public Vcpu {
+ public:
+  KvmVcpu(uint32_t id, UniqueFd fd, size_t run_size) : id_(id), fd_(std::move(fd)), run_size_(run_size) {
+    void* p = mmap(nullptr, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
+    if (p == MAP_FAILED) fail("HV_VCPU_CREATE", "cannot map the KVM run structure of vCPU " + std::to_string(id));
+    run_ = static_cast<kvm_run*>(p);
+  }
+  ~KvmVcpu() override { munmap(run_, run_size_); }
+
+  uint32_t id() const override { return id_; }
+
+  Regs get_regs() override {
+    kvm_regs k{};
+    if (xioctl(fd_.get(), KVM_GET_REGS, &k) < 0) fail("HV_VCPU_STATE", "KVM_GET_REGS");
+    Regs r;
+    r.rax = k.rax; r.rbx = k.rbx; r.rcx = k.rcx; r.rdx = k.rdx;
+    r.rsi = k.rsi; r.rdi = k.rdi; r.rsp = k.rsp; r.rbp = k.rbp;
+    r.r8 = k.r8; r.r9 = k.r9; r.r10 = k.r10; r.r11 = k.r11;
+    r.r12 = k.r12; r.r13 = k.r13; r.r14 = k.r14; r.r15 = k.r15;
+    r.rip = k.rip; r.rflags = k.rflags;
+    return r;
+  }
+
+  void set_regs(const Regs& r) override {
+    kvm_regs k{};
+    k.rax = r.rax; k.rbx = r.rbx; k.rcx = r.rcx; k.rdx = r.rdx;
+    k.rsi = r.rsi; k.rdi = r.rdi; k.rsp = r.rsp; k.rbp = r.rbp;
+    k.r8 = r.r8; k.r9 = r.r9; k.r10 = r.r10; k.r11 = r.r11;
+    k.r12 = r.r12; k.r13 = r.r13; k.r14 = r.r14; k.r15 = r.r15;
+    k.rip = r.rip; k.rflags = r.rflags;
+    if (xioctl(fd_.get(), KVM_SET_REGS, &k) < 0) fail("HV_VCPU_STATE", "KVM_SET_REGS");
+  }
+
+  SpecialRegs get_sregs() override {
+    kvm_sregs k{};
+    if (xioctl(fd_.get(), KVM_GET_SREGS, &k) < 0) fail("HV_VCPU_STATE", "KVM_GET_SREGS");
+    SpecialRegs s;
+    s.cs = from_kvm(k.cs); s.ds = from_kvm(k.ds); s.es = from_kvm(k.es);
+    s.fs = from_kvm(k.fs); s.gs = from_kvm(k.gs); s.ss = from_kvm(k.ss);
+    s.tr = from_kvm(k.tr); s.ldt = from_kvm(k.ldt);
+    s.gdt = {k.gdt.base, k.gdt.limit};
+    s.idt = {k.idt.base, k.idt.limit};
+    s.cr0 = k.cr0; s.cr2 = k.cr2; s.cr3 = k.cr3; s.cr4 = k.cr4; s.cr8 = k.cr8;
+    s.efer = k.efer; s.apic_base = k.apic_base;
+    return s;
+  }
+
+  void set_sregs(const SpecialRegs& s) override {
+    // Start from KVM's view so fields we do not model (interrupt bitmap) stay valid.
+    kvm_sregs k{};
+    if (xioctl(fd_.get(), KVM_GET_SREGS, &k) < 0) fail("HV_VCPU_STATE", "KVM_GET_SREGS");
+    to_kvm(s.cs, k.cs); to_kvm(s.ds, k.ds); to_kvm(s.es, k.es);
+    to_kvm(s.fs, k.fs); to_kvm(s.gs, k.gs); to_kvm(s.ss, k.ss);
+    to_kvm(s.tr, k.tr); to_kvm(s.ldt, k.ldt);
+    k.gdt.base = s.gdt.base; k.gdt.limit = s.gdt.limit;
+    k.idt.base = s.idt.base; k.idt.limit = s.idt.limit;
+    k.cr0 = s.cr0; k.cr2 = s.cr2; k.cr3 = s.cr3; k.cr4 = s.cr4; k.cr8 = s.cr8;
+    k.efer = s.efer;
+    if (s.apic_base) k.apic_base = s.apic_base;
+    if (xioctl(fd_.get(), KVM_SET_SREGS, &k) < 0) fail("HV_VCPU_STATE", "KVM_SET_SREGS");
+  }
+
+  void set_cpuid(const std::vector<CpuidEntry>& entries) override {
+    std::vector<uint8_t> buf(sizeof(CpuidHeader) + entries.size() * sizeof(kvm_cpuid_entry2));
+    auto* c = reinterpret_cast<CpuidHeader*>(buf.data());
+    c->nent = static_cast<uint32_t>(entries.size());
+    for (size_t i = 0; i < entries.size(); ++i) {
+      auto& k = cpuid_entries(buf)[i];
+      k.function = entries[i].function;
+      k.index = entries[i].index;
+      k.flags = entries[i].flags;
+      k.eax = entries[i].eax; k.ebx = entries[i].ebx; k.ecx = entries[i].ecx; k.edx = entries[i].edx;
+    }
+    if (xioctl(fd_.get(), kSetCpuid2, c) < 0) fail("HV_VCPU_STATE", "KVM_SET_CPUID2");
+  }
+
+  void set_msrs(const std::vector<MsrEntry>& msrs) override {
+    std::vector<uint8_t> buf(sizeof(MsrsHeader) + msrs.size() * sizeof(kvm_msr_entry));
+    auto* m = reinterpret_cast<MsrsHeader*>(buf.data());
+    m->nmsrs = static_cast<uint32_t>(msrs.size());
+    auto* entries = reinterpret_cast<kvm_msr_entry*>(buf.data() + sizeof(MsrsHeader));
+    for (size_t i = 0; i < msrs.size(); ++i) {
+      entries[i].index = msrs[i].index;
+      entries[i].data = msrs[i].value;
+    }
+    int n = xioctl(fd_.get(), kSetMsrs, m);
+    if (n < 0) fail("HV_VCPU_STATE", "KVM_SET_MSRS");
+    if (static_cast<size_t>(n) != msrs.size()) {
+      throw Error("HV_VCPU_STATE", "KVM refused MSR 0x" + [&] {
+        char b[16];
+        snprintf(b, sizeof b, "%x", msrs[n].index);
+        return std::string(b);
+      }());
+    }
+  }
+
+  void reset_fpu() override {
+    kvm_fpu f{};
+    f.fcw = 0x37f;
+    f.mxcsr = 0x1f80;
+    if (xioctl(fd_.get(), KVM_SET_FPU, &f) < 0) fail("HV_VCPU_STATE", "KVM_SET_FPU");
+  }
+
+  const VcpuExit& run() override {
+    exit_ = VcpuExit{};
+    if (ioctl(fd_.get(), KVM_RUN, 0) < 0) {
+      if (errno == EINTR || errno == EAGAIN) {
+        exit_.kind = ExitKind::kInterrupted;
+        return exit_;
+      }
+      fail("HV_VCPU_RUN", "KVM_RUN on vCPU " + std::to_string(id_));
+    }
+    exit_.raw_reason = run_->exit_reason;
+    switch (run_->exit_reason) {
+      case KVM_EXIT_IO:
+        exit_.kind = ExitKind::kIo;
+        exit_.io.port = run_->io.port;
+        exit_.io.size = run_->io.size;
+        exit_.io.is_write = run_->io.direction == KVM_EXIT_IO_OUT;
+        exit_.io.count = run_->io.count;
+        exit_.io.data = reinterpret_cast<uint8_t*>(run_) + run_->io.data_offset;
+        break;
+      case KVM_EXIT_MMIO:
+        exit_.kind = ExitKind::kMmio;
+        exit_.mmio.address = run_->mmio.phys_addr;
+        exit_.mmio.length = run_->mmio.len;
+        exit_.mmio.is_write = run_->mmio.is_write;
+        exit_.mmio.data = run_->mmio.data;
+        break;
+      case KVM_EXIT_HLT:
+        exit_.kind = ExitKind::kHalt;
+        break;
+      case KVM_EXIT_SHUTDOWN:
+        exit_.kind = ExitKind::kShutdown;
+        break;
+      case KVM_EXIT_INTR:
+        exit_.kind = ExitKind::kInterrupted;
+        break;
+      case KVM_EXIT_SYSTEM_EVENT:
+        exit_.kind = run_->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? ExitKind::kSystemOff
+                                                                          : ExitKind::kSystemReset;
+        break;
+      case KVM_EXIT_FAIL_ENTRY: {
+        exit_.kind = ExitKind::kFailEntry;
+        char b[96];
+        snprintf(b, sizeof b, "hardware entry failure reason 0x%llx",
+                 static_cast<unsigned long long>(run_->fail_entry.hardware_entry_failure_reason));
+        exit_.detail = b;
+        break;
+      }
+      case KVM_EXIT_INTERNAL_ERROR: {
+        exit_.kind = ExitKind::kInternalError;
+        std::string d = "KVM internal error, suberror " + std::to_string(run_->internal.suberror);
+        if (run_->internal.ndata > 0) {
+          d += ", data:";
+          uint32_t n = run_->internal.ndata < 16 ? run_->internal.ndata : 16;
+          for (uint32_t i = 0; i < n; ++i) {
+            char b[24];
+            snprintf(b, sizeof b, " %llx", static_cast<unsigned long long>(run_->internal.data[i]));
+            d += b;
+          }
+        }
+        exit_.detail = d;
+        break;
+      }
+      default:
+        exit_.kind = ExitKind::kOther;
+        exit_.detail = "unhandled KVM exit reason " + std::to_string(run_->exit_reason);
+        break;
+    }
+    return exit_;
+  }
+
+  void request_immediate_exit(bool on) override {
+    __atomic_store_n(&run_->immediate_exit, on ? 1 : 0, __ATOMIC_SEQ_CST);
+  }
+
+ private:
+  uint32_t id_;
+  UniqueFd fd_;
+  size_t run_size_;
+  kvm_run* run_ = nullptr;
+  VcpuExit exit_;
+};
+
+class KvmVm final : public Vm {
+ public:
+  KvmVm(int kvm_fd, UniqueFd vm_fd, size_t run_size)
+      : kvm_fd_(kvm_fd), fd_(std::move(vm_fd)), run_size_(run_size) {
+    // The TSS and identity-map pages KVM needs on Intel, placed just below the 4 GiB
+    // firmware area where no RAM is mapped.
+    if (xioctl(fd_.get(), KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0) fail("HV_VM_CREATE", "KVM_SET_TSS_ADDR");
+    uint64_t identity = 0xfffbc000ull;
+    if (xioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
+      fail("HV_VM_CREATE", "KVM_SET_IDENTITY_MAP_ADDR");
+    if (xioctl(fd_.get(), KVM_CREATE_IRQCHIP) < 0) fail("HV_VM_CREATE", "KVM_CREATE_IRQCHIP");
+    kvm_pit_config pit{};
+    pit.flags = KVM_PIT_SPEAKER_DUMMY;
+    if (xioctl(fd_.get(), KVM_CREATE_PIT2, &pit) < 0) fail("HV_VM_CREATE", "KVM_CREATE_PIT2");
+  }
+
+  void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host) override {
+    kvm_userspace_memory_region r{};
+    r.slot = slot;
+    r.guest_phys_addr = gpa;
+    r.memory_size = size;
+    r.userspace_addr = reinterpret_cast<uint64_t>(host);
+    if (xioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
+      fail("HV_MEMORY", "KVM_SET_USER_MEMORY_REGION for " + std::to_string(size >> 20) + " MiB");
+  }
+
+  std::unique_ptr<Vcpu> create_vcpu(uint32_t id) override {
+    int fd = xioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
+    if (fd < 0) fail("HV_VCPU_CREATE", "KVM_CREATE_VCPU " + std::to_string(id));
+    return std::make_unique<KvmVcpu>(id, UniqueFd(fd), run_size_);
+  }
+
+  void set_irq_line(uint32_t irq, bool level) override {
+    kvm_irq_level l{};
+    l.irq = irq;
+    l.level = level ? 1 : 0;
+    if (xioctl(fd_.get(), KVM_IRQ_LINE, &l) < 0) fail("HV_IRQ", "KVM_IRQ_LINE " + std::to_string(irq));
+  }
+
+  std::vector<CpuidEntry> supported_cpuid() override {
+    for (uint32_t n = 64; n <= 256; n *= 2) {  // KVM caps the list at 256 entries
+      std::vector<uint8_t> buf(sizeof(CpuidHeader) + n * sizeof(kvm_cpuid_entry2));
+      auto* c = reinterpret_cast<CpuidHeader*>(buf.data());
+      c->nent = n;
+      if (xioctl(kvm_fd_, kGetSupportedCpuid, c) < 0) {
+        if (errno == E2BIG) continue;
+        fail("HV_CPUID", "KVM_GET_SUPPORTED_CPUID");
+      }
+      std::vector<CpuidEntry> out;
+      for (uint32_t i = 0; i < c->nent; ++i) {
+        const auto& k = cpuid_entries(buf)[i];
+        out.push_back({k.function, k.index, k.flags, k.eax, k.ebx, k.ecx, k.edx});
+      }
+      return out;
+    }
+    throw Error("HV_CPUID", "KVM_GET_SUPPORTED_CPUID returned more than 256 entries");
+  }
+
+ private:
+  int kvm_fd_;  // owned by KvmHypervisor, which outlives its VMs
+  UniqueFd fd_;
+  size_t run_size_;
+};
+
+class KvmHypervisor final : public Hypervisor {
+ public:
+  KvmHypervisor(UniqueFd fd, Capabilities caps, size_t run_size)
+      : fd_(std::move(fd)), caps_(std::move(caps)), run_size_(run_size) {}
+
+  const Capabilities& capabilities() const override { return caps_; }
+
+  std::unique_ptr<Vm> create_vm() override {
+    int vm = xioctl(fd_.get(), KVM_CREATE_VM, 0ul);
+    if (vm < 0) {
+      fail("HV_VM_CREATE", "KVM_CREATE_VM (the host may be out of memory or at its VM limit)");
+    }
+    return std::make_unique<KvmVm>(fd_.get(), UniqueFd(vm), run_size_);
+  }
+
+ private:
+  UniqueFd fd_;
+  Capabilities caps_;
+  size_t run_size_;
+};
+
+}  // namespace
+
+std::unique_ptr<Hypervisor> open_kvm(const char* device_path) {
+  int fd = open(device_path, O_RDWR | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    std::string path = device_path;
+    if (err == ENOENT) {
+      throw Error("HV_NOT_FOUND",
+                  path + " does not exist: the KVM module is not loaded or this CPU has no hardware "
+                         "virtualization. Enable VT-x/AMD-V in the firmware settings and load the "
+                         "module (modprobe kvm_intel or modprobe kvm_amd); inside a VM, enable nested "
+                         "virtualization on its host.");
+    }
+    if (err == EACCES || err == EPERM) {
+      throw Error("HV_PERMISSION_DENIED",
+                  "no permission to open " + path +
+                      ": add your user to the group that owns it (usually 'kvm': sudo usermod -aG "
+                      "kvm $USER) and log in again.");
+    }
+    throw SystemError("HV_OPEN", "cannot open " + path, err);
+  }
+  UniqueFd kvm(fd);
+
+  Capabilities caps;
+  caps.backend = "kvm";
+  caps.api_version = ioctl(kvm.get(), KVM_GET_API_VERSION, 0);
+  if (caps.api_version != kKvmApiVersion) {
+    throw Error("HV_API_VERSION", "KVM API version " + std::to_string(caps.api_version) +
+                                      " is not supported (Berth needs version " +
+                                      std::to_string(kKvmApiVersion) + "); update the host kernel.");
+  }
+  auto check = [&](long cap) { return ioctl(kvm.get(), KVM_CHECK_EXTENSION, cap); };
+  struct Required {
+    long cap;
+    const char* name;
+  };
+  const Required required[] = {
+      {KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP (in-kernel interrupt controllers)"},
+      {KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+      {KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+      {KVM_CAP_PIT2, "KVM_CAP_PIT2 (in-kernel timer)"},
+      {KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+      {KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT (needed to pause vCPUs reliably)"},
+  };
+  for (const auto& r : required) {
+    if (check(r.cap) <= 0) {
+      throw Error("HV_MISSING_CAPABILITY", std::string("the host's KVM lacks ") + r.name +
+                                               "; update the host kernel (Linux 4.11 or later).");
+    }
+  }
+  caps.irqchip = true;
+  caps.immediate_exit = true;
+  caps.ioeventfd = check(KVM_CAP_IOEVENTFD) > 0;
+  caps.irqfd = check(KVM_CAP_IRQFD) > 0;
+  int max = check(KVM_CAP_MAX_VCPUS);
+  if (max <= 0) max = check(KVM_CAP_NR_VCPUS);
+  caps.max_vcpus = max > 0 ? static_cast<uint32_t>(max) : 1;
+
+  int run_size = ioctl(kvm.get(), KVM_GET_VCPU_MMAP_SIZE, 0);
+  if (run_size <= 0) fail("HV_OPEN", "KVM_GET_VCPU_MMAP_SIZE");
+  return std::make_unique<KvmHypervisor>(std::move(kvm), std::move(caps), static_cast<size_t>(run_size));
+}
+
+}  // namespace berth::hv::kvm

@@ -1,0 +1,407 @@
+#include "machine/machine.h"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "common/error.h"
+#include "devices/cmos_rtc.h"
+#include "devices/debug_exit.h"
+#include "devices/i8042.h"
+#include "devices/uart16550.h"
+#include "vmm/cpuid.h"
+
+namespace berth::machine {
+
+namespace {
+
+constexpr uint16_t kCom1Port = 0x3f8;
+constexpr uint32_t kCom1Irq = 4;
+constexpr uint16_t kRtcPort = 0x70;
+constexpr uint16_t kI8042Port = 0x60;
+constexpr uint16_t kTestExitPort = 0xf4;
+
+uint64_t now_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+// Reads a "VmRSS:"-style line of /proc/self/status, in bytes.
+uint64_t proc_status_kib(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  size_t key_len = std::strlen(key);
+  while (std::getline(in, line)) {
+    if (line.compare(0, key_len, key) == 0) {
+      return std::strtoull(line.c_str() + key_len, nullptr, 10) * 1024;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+const char* state_name(MachineState s) {
+  switch (s) {
+    case MachineState::kCreated: return "created";
+    case MachineState::kRunning: return "running";
+    case MachineState::kPaused: return "paused";
+    case MachineState::kStopped: return "stopped";
+  }
+  return "unknown";
+}
+
+const char* exit_reason_name(ExitReason r) {
+  switch (r) {
+    case ExitReason::kGuestExit: return "guest-exit";
+    case ExitReason::kReset: return "reset";
+    case ExitReason::kPowerOff: return "power-off";
+    case ExitReason::kHostStop: return "stopped";
+    case ExitReason::kError: return "error";
+  }
+  return "unknown";
+}
+
+// An ISA interrupt line of the in-kernel PIC/IOAPIC of whichever hypervisor VM is current.
+class Machine::KvmIrqLine final : public vmm::IrqLine {
+ public:
+  KvmIrqLine(Machine& machine, uint32_t irq) : machine_(machine), irq_(irq) {}
+  void set_level(bool high) override {
+    std::shared_lock<std::shared_mutex> lock(machine_.vm_mu_);
+    if (machine_.vm_) machine_.vm_->set_irq_line(irq_, high);
+  }
+
+ private:
+  Machine& machine_;
+  uint32_t irq_;
+};
+
+Machine::Machine(MachineConfig config, MachineEvents& events)
+    : config_(std::move(config)), events_(events), hypervisor_(hv::open_hypervisor()),
+      memory_(config_.memory_bytes) {
+  const auto& caps = hypervisor_->capabilities();
+  if (config_.vcpu_count == 0 || config_.vcpu_count > caps.max_vcpus) {
+    throw Error("VM_VCPU_COUNT", "a VM can have 1 to " + std::to_string(caps.max_vcpus) +
+                                     " vCPUs on this host, not " + std::to_string(config_.vcpu_count));
+  }
+  irq_lines_.push_back(std::make_unique<KvmIrqLine>(*this, kCom1Irq));
+  uart_ = std::make_shared<devices::Uart16550>(
+      *irq_lines_.back(), [this](std::span<const uint8_t> bytes) { events_.on_console_output(bytes); });
+  rtc_ = std::make_shared<devices::CmosRtc>();
+  rtc_->set_memory_size(config_.memory_bytes);
+  i8042_ = std::make_shared<devices::I8042>([this] { post_reset("i8042"); });
+  io_bus_.insert(kCom1Port, 8, uart_, "COM1 (16550A UART)");
+  io_bus_.insert(kRtcPort, 2, rtc_, "CMOS RTC");
+  io_bus_.insert(kI8042Port, 5, i8042_, "i8042 controller");
+  if (config_.test_exit_port) {
+    debug_exit_ = std::make_shared<devices::DebugExit>([this](uint32_t code) {
+      post_exit({ExitReason::kGuestExit, code, ""});
+    });
+    io_bus_.insert(kTestExitPort, 4, debug_exit_, "test-exit port");
+  }
+  for (uint32_t i = 0; i < config_.vcpu_count; ++i) {
+    counters_.push_back(std::make_unique<vmm::VcpuExitCounters>());
+  }
+  cpu_time_before_reset_.assign(config_.vcpu_count, 0);
+  build();
+}
+
+Machine::~Machine() {
+  try {
+    stop();
+  } catch (...) {
+    // Destruction must not throw; the VM is being torn down either way.
+  }
+  {
+    std::lock_guard<std::mutex> lock(request_mu_);
+    supervisor_quit_ = true;
+  }
+  request_cv_.notify_all();
+  if (supervisor_.joinable()) supervisor_.join();
+}
+
+void Machine::build() {
+  auto vm = hypervisor_->create_vm();
+  uint32_t slot = 0;
+  for (const auto& r : memory_.regions()) vm->map_memory(slot++, r.gpa, r.size, r.host);
+  boot::BootConfig boot = config_.boot;
+  boot.vcpu_count = config_.vcpu_count;
+  boot::BootResult loaded = boot::load_kernel(memory_, boot);
+  boot_protocol_ = boot::protocol_name(loaded.protocol);
+  auto supported = vm->supported_cpuid();
+  std::vector<std::unique_ptr<hv::Vcpu>> vcpus;
+  for (uint32_t i = 0; i < config_.vcpu_count; ++i) {
+    auto vcpu = vm->create_vcpu(i);
+    vcpu->set_cpuid(vmm::build_cpuid(supported, i, config_.vcpu_count));
+    if (i == 0) {
+      // Application processors wait for INIT/SIPI from the guest, as on real hardware.
+      vcpu->set_sregs(loaded.cpu.sregs);
+      vcpu->set_regs(loaded.cpu.regs);
+      vcpu->reset_fpu();
+    }
+    vcpus.push_back(std::move(vcpu));
+  }
+  std::unique_lock<std::shared_mutex> lock(vm_mu_);
+  vm_ = std::move(vm);
+  vcpus_ = std::move(vcpus);
+}
+
+void Machine::teardown() {
+  for (auto& r : runners_) r->request_stop();
+  for (size_t i = 0; i < runners_.size(); ++i) {
+    runners_[i]->join();
+    cpu_time_before_reset_[i] += runners_[i]->cpu_time_ns();
+  }
+  runners_.clear();
+  std::unique_lock<std::shared_mutex> lock(vm_mu_);
+  vcpus_.clear();
+  vm_.reset();
+}
+
+void Machine::start_runners(bool paused) {
+  for (auto& vcpu : vcpus_) {
+    auto* counters = counters_[vcpu->id()].get();
+    runners_.push_back(std::make_unique<vmm::VcpuRunner>(
+        *vcpu, [this](hv::Vcpu& v, const hv::VcpuExit& e) { return handle_exit(v, e); }, *counters));
+  }
+  for (auto& r : runners_) r->start(paused);
+}
+
+void Machine::start(bool paused) {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  if (state_ != MachineState::kCreated) {
+    throw Error("VM_STATE", std::string("the VM cannot start: it is ") + state_name(state_));
+  }
+  started_at_ns_ = now_ns();
+  supervisor_ = std::thread([this] { supervise(); });
+  paused_ = paused;
+  start_runners(paused);
+  set_state(paused ? MachineState::kPaused : MachineState::kRunning);
+}
+
+void Machine::pause() {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  if (state_ == MachineState::kPaused) return;
+  if (state_ != MachineState::kRunning) {
+    throw Error("VM_STATE", std::string("the VM cannot pause: it is ") + state_name(state_));
+  }
+  for (auto& r : runners_) r->pause();
+  paused_ = true;
+  set_state(MachineState::kPaused);
+}
+
+void Machine::resume() {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  if (state_ == MachineState::kRunning) return;
+  if (state_ != MachineState::kPaused) {
+    throw Error("VM_STATE", std::string("the VM cannot resume: it is ") + state_name(state_));
+  }
+  for (auto& r : runners_) r->resume();
+  paused_ = false;
+  set_state(MachineState::kRunning);
+}
+
+void Machine::stop() {
+  {
+    std::lock_guard<std::mutex> lock(control_mu_);
+    if (state_ == MachineState::kStopped) return;
+    teardown();
+  }
+  finish({ExitReason::kHostStop, 0, ""});
+}
+
+void Machine::reset() {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  if (state_ != MachineState::kRunning && state_ != MachineState::kPaused) {
+    throw Error("VM_STATE", std::string("the VM cannot reset: it is ") + state_name(state_));
+  }
+  teardown();
+  memory_.clear();
+  uart_->reset();
+  rtc_->reset();
+  i8042_->reset();
+  build();
+  ++resets_;
+  start_runners(paused_);
+  events_.on_reset("host");
+}
+
+ExitInfo Machine::wait() {
+  std::unique_lock<std::mutex> lock(done_mu_);
+  done_cv_.wait(lock, [&] { return exit_info_.has_value(); });
+  return *exit_info_;
+}
+
+void Machine::write_console(std::span<const uint8_t> bytes) { uart_->enqueue_input(bytes); }
+
+MachineState Machine::state() const {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  return state_;
+}
+
+MachineStats Machine::stats() const {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  MachineStats s;
+  for (uint32_t i = 0; i < config_.vcpu_count; ++i) {
+    const auto& c = *counters_[i];
+    VcpuStats v;
+    v.id = i;
+    v.exits_io = c.io.load();
+    v.exits_mmio = c.mmio.load();
+    v.exits_halt = c.halt.load();
+    v.exits_interrupted = c.interrupted.load();
+    v.exits_shutdown = c.shutdown.load();
+    v.exits_other = c.other.load();
+    v.cpu_time_ns = cpu_time_before_reset_[i] + (i < runners_.size() ? runners_[i]->cpu_time_ns() : 0);
+    s.vcpus.push_back(v);
+  }
+  s.uptime_ns = started_at_ns_ ? now_ns() - started_at_ns_ : 0;
+  s.rss_bytes = proc_status_kib("VmRSS:");
+  s.peak_rss_bytes = proc_status_kib("VmHWM:");
+  s.memory_bytes = config_.memory_bytes;
+  s.resets = resets_;
+  s.boot_protocol = boot_protocol_;
+  return s;
+}
+
+bool Machine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit) {
+  switch (exit.kind) {
+    case hv::ExitKind::kIo: {
+      const auto& io = exit.io;
+      for (uint32_t i = 0; i < io.count; ++i) {
+        uint8_t* data = io.data + static_cast<size_t>(i) * io.size;
+        if (io.is_write) {
+          io_bus_.write(io.port, std::span<const uint8_t>(data, io.size));
+        } else if (!io_bus_.read(io.port, std::span<uint8_t>(data, io.size))) {
+          std::memset(data, 0xff, io.size);  // nothing answers: the bus floats high
+        }
+      }
+      return true;
+    }
+    case hv::ExitKind::kMmio: {
+      const auto& m = exit.mmio;
+      if (m.is_write) {
+        mmio_bus_.write(m.address, std::span<const uint8_t>(m.data, m.length));
+      } else if (!mmio_bus_.read(m.address, std::span<uint8_t>(m.data, m.length))) {
+        std::memset(m.data, 0xff, m.length);
+      }
+      return true;
+    }
+    case hv::ExitKind::kHalt:
+      return true;
+    case hv::ExitKind::kShutdown:
+      post_reset("triple-fault");
+      return false;
+    case hv::ExitKind::kSystemReset:
+      post_reset("platform");
+      return false;
+    case hv::ExitKind::kSystemOff:
+      post_exit({ExitReason::kPowerOff, 0, ""});
+      return false;
+    case hv::ExitKind::kInterrupted:
+      return true;
+    default: {
+      ExitInfo info{ExitReason::kError, 0,
+                    "vCPU " + std::to_string(vcpu.id()) + ": " +
+                        (exit.detail.empty() ? "unexpected exit" : exit.detail)};
+      try {
+        auto regs = vcpu.get_regs();
+        char b[64];
+        std::snprintf(b, sizeof b, " (rip 0x%llx)", static_cast<unsigned long long>(regs.rip));
+        info.detail += b;
+      } catch (const Error&) {
+        // The registers are a diagnostic extra; the failure is reported either way.
+      }
+      post_exit(std::move(info));
+      return false;
+    }
+  }
+}
+
+void Machine::post_reset(const std::string& reason) {
+  std::lock_guard<std::mutex> lock(request_mu_);
+  if (request_ != Request::kNone) return;  // the first request wins
+  request_ = Request::kReset;
+  reset_reason_ = reason;
+  request_cv_.notify_all();
+}
+
+void Machine::post_exit(ExitInfo info) {
+  std::lock_guard<std::mutex> lock(request_mu_);
+  if (request_ == Request::kExit) return;
+  request_ = Request::kExit;
+  exit_request_ = std::move(info);
+  request_cv_.notify_all();
+}
+
+void Machine::supervise() {
+  for (;;) {
+    Request request;
+    std::string reset_reason;
+    ExitInfo exit_info;
+    {
+      std::unique_lock<std::mutex> lock(request_mu_);
+      request_cv_.wait(lock, [&] { return supervisor_quit_ || request_ != Request::kNone; });
+      if (supervisor_quit_) return;
+      request = request_;
+      reset_reason = reset_reason_;
+      exit_info = exit_request_;
+    }
+    bool finished = false;
+    {
+      std::lock_guard<std::mutex> lock(control_mu_);
+      if (state_ == MachineState::kStopped) return;
+      teardown();
+      if (request == Request::kReset && config_.restart_on_reset) {
+        events_.on_reset(reset_reason);
+        try {
+          memory_.clear();
+          uart_->reset();
+          rtc_->reset();
+          i8042_->reset();
+          build();
+          ++resets_;
+          // Clear the request only now, so vCPUs of the old VM could not post a second one.
+          std::lock_guard<std::mutex> rl(request_mu_);
+          request_ = Request::kNone;
+        } catch (const Error& e) {
+          exit_info = {ExitReason::kError, 0, std::string("reboot failed: ") + e.what()};
+          request = Request::kExit;
+        }
+        if (request == Request::kReset) start_runners(paused_);
+      } else if (request == Request::kReset) {
+        exit_info = {ExitReason::kReset, 0, reset_reason};
+      }
+      if (request == Request::kExit || !config_.restart_on_reset) finished = true;
+    }
+    if (finished) {
+      finish(exit_info);
+      return;
+    }
+  }
+}
+
+void Machine::set_state(MachineState s) {
+  state_ = s;
+  events_.on_state(s);
+}
+
+void Machine::finish(ExitInfo info) {
+  {
+    std::lock_guard<std::mutex> lock(control_mu_);
+    if (state_ == MachineState::kStopped) return;  // someone else finished first
+    set_state(MachineState::kStopped);
+  }
+  {
+    std::lock_guard<std::mutex> lock(done_mu_);
+    exit_info_ = info;
+  }
+  done_cv_.notify_all();
+  events_.on_exit(info);
+}
+
+}  // namespace berth::machine

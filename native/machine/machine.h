@@ -1,0 +1,160 @@
+// A virtual machine: guest memory, vCPU threads, the PC devices and the boot image,
+// assembled over the hypervisor interface. The supervisor thread carries out resets and
+// stops that the guest or the host request, so vCPU threads never join each other.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "boot/boot.h"
+#include "hv/hv.h"
+#include "vmm/bus.h"
+#include "vmm/guest_memory.h"
+#include "vmm/vcpu_runner.h"
+
+namespace berth::devices {
+class Uart16550;
+class CmosRtc;
+class I8042;
+class DebugExit;
+}  // namespace berth::devices
+
+namespace berth::machine {
+
+struct MachineConfig {
+  uint64_t memory_bytes = 64ull << 20;
+  uint32_t vcpu_count = 1;
+  boot::BootConfig boot;
+  bool test_exit_port = false;   // the 0xf4 port that lets a test guest end the VM
+  bool restart_on_reset = true;  // a guest reset reboots the VM (false: the VM stops)
+};
+
+enum class MachineState { kCreated, kRunning, kPaused, kStopped };
+const char* state_name(MachineState);
+
+// Why the VM stopped, with a stable name for each reason.
+enum class ExitReason { kGuestExit, kReset, kPowerOff, kHostStop, kError };
+const char* exit_reason_name(ExitReason);
+
+struct ExitInfo {
+  ExitReason reason = ExitReason::kHostStop;
+  uint32_t code = 0;   // the value a guest wrote to the test-exit port
+  std::string detail;  // for kError and kReset: what happened
+};
+
+// Receives events; called from vCPU, supervisor or caller threads, never concurrently
+// for console output of one machine... but possibly concurrently across kinds.
+class MachineEvents {
+ public:
+  virtual ~MachineEvents() = default;
+  virtual void on_state(MachineState state) = 0;
+  virtual void on_console_output(std::span<const uint8_t> bytes) = 0;
+  virtual void on_reset(const std::string& reason) = 0;
+  virtual void on_exit(const ExitInfo& info) = 0;
+};
+
+struct VcpuStats {
+  uint32_t id = 0;
+  uint64_t exits_io = 0, exits_mmio = 0, exits_halt = 0, exits_interrupted = 0,
+           exits_shutdown = 0, exits_other = 0;
+  uint64_t cpu_time_ns = 0;
+};
+
+struct MachineStats {
+  std::vector<VcpuStats> vcpus;
+  uint64_t uptime_ns = 0;
+  uint64_t rss_bytes = 0;
+  uint64_t peak_rss_bytes = 0;
+  uint64_t memory_bytes = 0;
+  uint32_t resets = 0;
+  std::string boot_protocol;
+};
+
+class Machine {
+ public:
+  // Opens the hypervisor, reserves memory and loads the boot image; throws berth::Error.
+  Machine(MachineConfig config, MachineEvents& events);
+  ~Machine();
+  Machine(const Machine&) = delete;
+  Machine& operator=(const Machine&) = delete;
+
+  void start(bool paused = false);
+  void pause();
+  void resume();
+  // Hard stop (turning the power off); returns when every vCPU has stopped.
+  void stop();
+  // Host-initiated reset: reboots the VM in place.
+  void reset();
+  // Blocks until the VM has stopped; returns why.
+  ExitInfo wait();
+
+  void write_console(std::span<const uint8_t> bytes);
+  MachineState state() const;
+  MachineStats stats() const;
+
+ private:
+  class KvmIrqLine;
+  enum class Request { kNone, kReset, kExit };
+
+  void build();     // creates the hypervisor VM and vCPUs for the current memory contents
+  void teardown();  // stops and destroys vCPUs and the hypervisor VM
+  void start_runners(bool paused);
+  bool handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit);
+  void post_reset(const std::string& reason);
+  void post_exit(ExitInfo info);
+  void supervise();
+  void set_state(MachineState s);
+  void finish(ExitInfo info);
+
+  MachineConfig config_;
+  MachineEvents& events_;
+  std::unique_ptr<hv::Hypervisor> hypervisor_;
+  vmm::GuestMemory memory_;
+  vmm::Bus io_bus_{"I/O port"};
+  vmm::Bus mmio_bus_{"MMIO"};
+  std::shared_ptr<devices::Uart16550> uart_;
+  std::shared_ptr<devices::CmosRtc> rtc_;
+  std::shared_ptr<devices::I8042> i8042_;
+  std::shared_ptr<devices::DebugExit> debug_exit_;
+  std::vector<std::unique_ptr<KvmIrqLine>> irq_lines_;
+
+  // The hypervisor VM is replaced on reset; interrupt lines read it under a shared lock.
+  mutable std::shared_mutex vm_mu_;
+  std::unique_ptr<hv::Vm> vm_;
+  std::vector<std::unique_ptr<hv::Vcpu>> vcpus_;
+  std::vector<std::unique_ptr<vmm::VcpuRunner>> runners_;
+  std::vector<std::unique_ptr<vmm::VcpuExitCounters>> counters_;
+  std::vector<uint64_t> cpu_time_before_reset_;
+  std::string boot_protocol_;
+
+  // control_mu_ serializes start/pause/resume/stop/reset and the supervisor's work.
+  mutable std::mutex control_mu_;
+  MachineState state_ = MachineState::kCreated;
+  bool paused_ = false;
+
+  // Requests from vCPU threads to the supervisor.
+  std::mutex request_mu_;
+  std::condition_variable request_cv_;
+  Request request_ = Request::kNone;
+  std::string reset_reason_;
+  ExitInfo exit_request_;
+  bool supervisor_quit_ = false;
+  std::thread supervisor_;
+
+  std::mutex done_mu_;
+  std::condition_variable done_cv_;
+  std::optional<ExitInfo> exit_info_;
+
+  uint64_t started_at_ns_ = 0;
+  uint32_t resets_ = 0;
+};
+
+}  // namespace berth::machine
