@@ -18,6 +18,23 @@
         "CLANG_CXX_LANGUAGE_STANDARD": "c++20",
         "OTHER_CPLUSPLUSFLAGS": ["-Wall", "-Wextra", "-Werror"]
       }
+    },
+    {
+      "target_name": "berth-vmm",
+      "type": "executable",
+      "sources": [
+        "<!@(node -p \"require('./binding/sources.js').filter((f) => !f.startsWith('binding/')).join(' ')\")",
+        "runner/main.cc"
+      ],
+      "include_dirs": ["."],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++1y"],
+      "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra", "-Werror", "-O2"],
+      "xcode_settings": {
+        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+        "CLANG_CXX_LANGUAGE_STANDARD": "c++20",
+        "OTHER_CPLUSPLUSFLAGS": ["-Wall", "-Wextra", "-Werror"]
+      }
     }
   ]
 }
