@@ -1,0 +1,121 @@
+// A busybox-static initramfs, written as a cpio "newc" archive by this code (no cpio tool):
+// /init mounts proc, sys and devtmpfs, prints a marker on /dev/console and powers off.
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+
+import { log, run } from './kernel';
+
+export const INITRAMFS_MARKER = 'BERTH-INITRAMFS-OK';
+
+interface Entry {
+  name: string;
+  mode: number; // file type and permission bits, as in st_mode
+  data?: Buffer;
+  rdevMajor?: number;
+  rdevMinor?: number;
+}
+
+const S_IFDIR = 0o040000;
+const S_IFREG = 0o100000;
+const S_IFLNK = 0o120000;
+const S_IFCHR = 0o020000;
+
+function pad4(n: number): number {
+  return (4 - (n % 4)) % 4;
+}
+
+// The "newc" format (070701): a 110-byte ASCII header of 13 eight-digit hex fields, the name
+// with its NUL, padded to 4 bytes, then the data, padded to 4 bytes.
+export function cpioNewc(entries: Entry[]): Buffer {
+  const parts: Buffer[] = [];
+  const mtime = Math.floor(Date.now() / 1000);
+  let ino = 1;
+  const push = (e: Entry): void => {
+    const data = e.data ?? Buffer.alloc(0);
+    const name = Buffer.from(`${e.name}\0`, 'utf8');
+    const fields = [
+      ino++,
+      e.mode,
+      0, // uid
+      0, // gid
+      (e.mode & 0o170000) === S_IFDIR ? 2 : 1,
+      mtime,
+      data.length,
+      0, // devmajor
+      0, // devminor
+      e.rdevMajor ?? 0,
+      e.rdevMinor ?? 0,
+      name.length,
+      0, // check
+    ];
+    const header = '070701' + fields.map((f) => f.toString(16).padStart(8, '0')).join('');
+    parts.push(Buffer.from(header, 'ascii'), name, Buffer.alloc(pad4(110 + name.length)));
+    parts.push(data, Buffer.alloc(pad4(data.length)));
+  };
+  for (const e of entries) push(e);
+  push({ name: 'TRAILER!!!', mode: 0 });
+  const out = Buffer.concat(parts);
+  return Buffer.concat([out, Buffer.alloc((512 - (out.length % 512)) % 512)]); // every entry is 4-aligned
+}
+
+// True when the ELF file has no PT_INTERP program header (a static binary).
+function isStaticElf(bytes: Buffer): boolean {
+  if (bytes.length < 64 || bytes.readUInt32BE(0) !== 0x7f454c46 || bytes[4] !== 2) return false;
+  const phoff = Number(bytes.readBigUInt64LE(32));
+  const phentsize = bytes.readUInt16LE(54);
+  const phnum = bytes.readUInt16LE(56);
+  for (let i = 0; i < phnum; ++i) {
+    if (bytes.readUInt32LE(phoff + i * phentsize) === 3) return false;
+  }
+  return true;
+}
+
+// Debian's busybox-static installs /bin/busybox; installs the package when it is missing.
+function staticBusybox(): Buffer {
+  const path = '/bin/busybox';
+  const ok = (): boolean => existsSync(path) && isStaticElf(readFileSync(path));
+  if (!ok()) {
+    log('installing busybox-static');
+    run('apt-get', ['install', '-y', 'busybox-static'], { allowFail: true });
+    if (!ok()) {
+      run('apt-get', ['update']);
+      run('apt-get', ['install', '-y', 'busybox-static']);
+    }
+  }
+  if (!ok()) throw new Error(`${path} is missing or not statically linked (apt-get install busybox-static)`);
+  return readFileSync(path);
+}
+
+export function initScript(token: string): string {
+  return [
+    '#!/bin/busybox sh',
+    '/bin/busybox mount -t proc proc /proc',
+    '/bin/busybox mount -t sysfs sysfs /sys',
+    '/bin/busybox mount -t devtmpfs devtmpfs /dev',
+    `echo "${INITRAMFS_MARKER} ${token} kernel=$(/bin/busybox uname -r) uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime)" > /dev/console`,
+    '/bin/busybox poweroff -f',
+    // Reached only if the power-off call returns.
+    'echo "BERTH-INITRAMFS-POWEROFF-RETURNED" > /dev/console',
+    'exec /bin/busybox sh',
+    '',
+  ].join('\n');
+}
+
+export function buildInitramfs(out: string, token: string): number {
+  const busybox = staticBusybox();
+  const entries: Entry[] = [
+    { name: '.', mode: S_IFDIR | 0o755 },
+    ...['bin', 'sbin', 'dev', 'proc', 'sys', 'etc', 'tmp', 'root'].map((d) => ({
+      name: d,
+      mode: S_IFDIR | (d === 'tmp' ? 0o1777 : 0o755),
+    })),
+    // The kernel opens /dev/console for init's stdio before devtmpfs is mounted.
+    { name: 'dev/console', mode: S_IFCHR | 0o600, rdevMajor: 5, rdevMinor: 1 },
+    { name: 'dev/null', mode: S_IFCHR | 0o666, rdevMajor: 1, rdevMinor: 3 },
+    { name: 'bin/busybox', mode: S_IFREG | 0o755, data: busybox },
+    { name: 'bin/sh', mode: S_IFLNK | 0o777, data: Buffer.from('busybox') },
+    { name: 'init', mode: S_IFREG | 0o755, data: Buffer.from(initScript(token)) },
+  ];
+  const archive = cpioNewc(entries);
+  writeFileSync(out, archive);
+  return archive.length;
+}
