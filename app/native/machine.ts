@@ -92,17 +92,18 @@ export class Machine {
   private exitEvent: ExitEvent | undefined;
   private readonly exitWaiters: ((event: ExitEvent) => void)[] = [];
 
-  private constructor(private readonly raw: RawMachine) {}
+  private readonly raw: RawMachine;
+
+  private constructor() {
+    this.raw = new (loadAddon().NativeMachine)((event) => this.dispatch(event));
+  }
 
   // Checks the configuration, reserves memory and loads the kernel.
   static async create(config: MachineConfig): Promise<Machine> {
     const checked = validateConfig(config);
-    const addon = loadAddon();
-    let machine: Machine | undefined;
-    const raw = new addon.NativeMachine((event) => machine?.dispatch(event));
-    machine = new Machine(raw);
+    const machine = new Machine();
     try {
-      await raw.create(checked);
+      await machine.raw.create(checked);
     } catch (err) {
       throw toNativeError(err);
     }

@@ -87,6 +87,9 @@ struct EventChannel {
   std::mutex mu;
   std::vector<uint8_t> console;
   bool flush_queued = false;
+  // Set when Node finalizes the thread-safe function (at environment teardown it can go
+  // before the handle); after that nothing may call into it.
+  bool closed = false;
   EventTsfn tsfn;  // so the exit event can stop keeping the process alive
 };
 
@@ -99,18 +102,19 @@ class EventSink final : public berth::machine::MachineEvents {
   void on_reset(const std::string& reason) override { post(new Event(ResetEvent{reason})); }
   void on_exit(const ExitInfo& info) override { post(new Event(ExitEvent{info})); }
   void on_console_output(std::span<const uint8_t> bytes) override {
-    bool queue = false;
-    {
-      std::lock_guard<std::mutex> lock(channel_->mu);
-      channel_->console.insert(channel_->console.end(), bytes.begin(), bytes.end());
-      if (!channel_->flush_queued) queue = channel_->flush_queued = true;
-    }
-    if (queue) post(new Event(ConsoleFlush{}));
+    std::lock_guard<std::mutex> lock(channel_->mu);
+    if (channel_->closed) return;
+    channel_->console.insert(channel_->console.end(), bytes.begin(), bytes.end());
+    if (channel_->flush_queued) return;
+    auto* e = new Event(ConsoleFlush{});
+    if (tsfn_.NonBlockingCall(e) == napi_ok) channel_->flush_queued = true;
+    else delete e;
   }
 
  private:
   void post(Event* e) {
-    if (tsfn_.NonBlockingCall(e) != napi_ok) delete e;  // the JS side is gone
+    std::lock_guard<std::mutex> lock(channel_->mu);
+    if (channel_->closed || tsfn_.NonBlockingCall(e) != napi_ok) delete e;  // the JS side is gone
   }
   EventTsfn tsfn_;
   std::shared_ptr<EventChannel> channel_;
@@ -172,7 +176,13 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
     channel_ = std::make_shared<EventChannel>();
     tsfn_ = EventTsfn::New(env, info[0].As<Napi::Function>(), "berth-machine-events", 0, 1,
                            new std::shared_ptr<EventChannel>(channel_),
-                           [](Napi::Env, void*, std::shared_ptr<EventChannel>* ctx) { delete ctx; });
+                           [](Napi::Env, void*, std::shared_ptr<EventChannel>* ctx) {
+                             {
+                               std::lock_guard<std::mutex> lock((*ctx)->mu);
+                               (*ctx)->closed = true;
+                             }
+                             delete ctx;
+                           });
     // Only a running VM keeps the process alive (see Start and the exit event).
     tsfn_.Unref(env);
     channel_->tsfn = tsfn_;
@@ -182,7 +192,12 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
   ~MachineHandle() override {
     machine_.reset();  // stops the VM and joins its threads before the channel goes away
     sink_.reset();
-    tsfn_.Release();
+    bool closed;
+    {
+      std::lock_guard<std::mutex> lock(channel_->mu);
+      closed = channel_->closed;
+    }
+    if (!closed) tsfn_.Release();
   }
 
  private:
