@@ -32,7 +32,6 @@ constexpr size_t kExtCmdLinePtr = 0x0c8;
 constexpr size_t kE820Entries = 0x1e8;
 constexpr size_t kSetupSects = 0x1f1;
 constexpr size_t kBootFlag = 0x1fe;
-constexpr size_t kJump = 0x200;
 constexpr size_t kHeader = 0x202;
 constexpr size_t kVersion = 0x206;
 constexpr size_t kTypeOfLoader = 0x210;

@@ -16,7 +16,7 @@ const allowed = {
   vmm: ['hv', 'common', 'disk'],
   devices: ['vmm', 'hv', 'common', 'disk'],
   boot: ['vmm', 'hv', 'common'],
-  disk: [],
+  disk: ['common'],
   machine: ['vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
   runner: ['machine', 'vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
   binding: ['machine', 'vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
