@@ -23,6 +23,26 @@ describe('test guest on the real KVM', () => {
     });
   }
 
+  it('boots with more than 3 GiB of RAM (memory above the PCI hole, mapped from 4 GiB)', async () => {
+    const run = await runGuest('hello', { memoryMiB: 4608 });
+    assert.equal(run.output, 'Hello from the Berth test guest\ncmdline: hello\n');
+    assert.equal(run.machine.stats().memoryBytes, 4608 * 1024 * 1024);
+  });
+
+  it('the test-exit port exists only when asked for', async () => {
+    // Without the port the guest's exit write goes nowhere and the VM keeps running.
+    const run = await runGuest('exit 5', {
+      testExitPort: false,
+      interact: async (machine, console) => {
+        await console.waitFor('exit: 5\n');
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.equal(machine.state, 'running');
+        await machine.stop();
+      },
+    });
+    assert.equal(run.exit.reason, 'stopped');
+  });
+
   it('an unknown scenario exits 3 and says so', async () => {
     const run = await runGuest('frobnicate');
     assert.equal(run.output, 'unknown scenario: frobnicate\n');
