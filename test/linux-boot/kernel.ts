@@ -2,7 +2,18 @@
 // its bzImage, using only the setup header (Documentation/arch/x86/boot.rst) and the
 // system's decompressors.
 import { spawnSync } from 'node:child_process';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import {
+  closeSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { join } from 'node:path';
 
 export function log(message: string): void {
@@ -189,4 +200,34 @@ export function extractVmlinux(bzImage: string, out: string, fresh: boolean): Ex
     vmlinuxBytes: elf.length,
     entry: elf.readBigUInt64LE(24),
   };
+}
+
+// Writes a copy of the vmlinux whose XEN_ELFNOTE_PHYS32_ENTRY note (name "Xen", type 18) is
+// renamed to an unknown type, so that a loader that prefers PVH takes the kernel's 64-bit
+// entry point (startup_64 with a zero page) instead. Returns false if there was no such note.
+export function maskPvhNote(vmlinux: string, out: string): boolean {
+  const elf = readFileSync(vmlinux);
+  const phoff = Number(elf.readBigUInt64LE(32));
+  const phentsize = elf.readUInt16LE(54);
+  const phnum = elf.readUInt16LE(56);
+  let found = false;
+  for (let i = 0; i < phnum; ++i) {
+    const ph = phoff + i * phentsize;
+    if (elf.readUInt32LE(ph) !== 4) continue; // PT_NOTE
+    const start = Number(elf.readBigUInt64LE(ph + 8));
+    const end = start + Number(elf.readBigUInt64LE(ph + 32));
+    for (let p = start; p + 12 <= end; ) {
+      const namesz = elf.readUInt32LE(p);
+      const descsz = elf.readUInt32LE(p + 4);
+      const type = elf.readUInt32LE(p + 8);
+      const name = elf.toString('latin1', p + 12, p + 12 + Math.max(0, namesz - 1));
+      if (name === 'Xen' && type === 18) {
+        elf.writeUInt32LE(0x4245_5254, p + 8); // "BERT": no note anyone knows
+        found = true;
+      }
+      p += 12 + ((namesz + 3) & ~3) + ((descsz + 3) & ~3);
+    }
+  }
+  if (found) writeFileSync(out, elf);
+  return found;
 }

@@ -7,13 +7,17 @@ import { randomBytes } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 
 import { Machine, NativeError, type ExitEvent, type MachineStats } from '../../app/native';
-import { extractVmlinux, fetchCloudKernel, log } from './kernel';
+import { extractVmlinux, fetchCloudKernel, log, maskPvhNote } from './kernel';
 import { buildInitramfs, INITRAMFS_MARKER } from './initramfs';
 
-type BootKind = 'vmlinux' | 'bzimage';
+// vmlinux: the extracted ELF as it is (Berth boots it through PVH when it carries the PVH note,
+// as Debian's does); vmlinux-elf: the same with the PVH note masked, so Berth takes the ELF's
+// 64-bit entry with a zero page; bzimage: the packaged image through the 64-bit boot protocol.
+type BootKind = 'vmlinux' | 'vmlinux-elf' | 'bzimage';
+const ALL_KINDS: BootKind[] = ['vmlinux', 'vmlinux-elf', 'bzimage'];
 
 interface Options {
-  only?: BootKind;
+  kinds: BootKind[];
   timeoutS: Record<BootKind, number>;
   vcpus: number;
   memoryMiB: number;
@@ -28,7 +32,10 @@ interface Options {
 }
 
 const USAGE = `usage: node dist/test/linux-boot/linux-boot-check.js [options]
-  --only bzimage|vmlinux  boot only one form of the kernel (default: vmlinux, then bzimage)
+  --only KIND[,KIND]      boot only these (default: vmlinux,vmlinux-elf,bzimage), where
+                          vmlinux = the extracted ELF as is (PVH entry if it has the note),
+                          vmlinux-elf = the ELF with its PVH note masked (64-bit entry),
+                          bzimage = the packaged bzImage (64-bit boot protocol)
   --timeout S             time limit per boot in seconds (default: vmlinux 120, bzimage 240)
   --timeout-vmlinux S, --timeout-bzimage S
   --vcpus N               vCPUs (default 1)
@@ -45,7 +52,8 @@ const USAGE = `usage: node dist/test/linux-boot/linux-boot-check.js [options]
 
 function parseArgs(argv: string[]): Options {
   const o: Options = {
-    timeoutS: { vmlinux: 120, bzimage: 240 },
+    kinds: ALL_KINDS,
+    timeoutS: { vmlinux: 120, 'vmlinux-elf': 120, bzimage: 240 },
     vcpus: 1,
     memoryMiB: 256,
     cacheDir: resolve(__dirname, '..', '..', '..', 'build', 'linux-boot'),
@@ -70,18 +78,19 @@ function parseArgs(argv: string[]): Options {
     const a = argv[i] ?? '';
     switch (a) {
       case '--only': {
-        const v = value(i++, a);
-        if (v !== 'vmlinux' && v !== 'bzimage') throw new Error('--only takes bzimage or vmlinux');
-        o.only = v;
+        const list = value(i++, a).split(',');
+        const bad = list.filter((k) => !ALL_KINDS.includes(k as BootKind));
+        if (bad.length) throw new Error(`--only takes ${ALL_KINDS.join(', ')}, not ${bad.join(', ')}`);
+        o.kinds = ALL_KINDS.filter((k) => list.includes(k));
         break;
       }
       case '--timeout': {
         const t = num(value(i++, a), a);
-        o.timeoutS = { vmlinux: t, bzimage: t };
+        o.timeoutS = { vmlinux: t, 'vmlinux-elf': t, bzimage: t };
         break;
       }
       case '--timeout-vmlinux':
-        o.timeoutS.vmlinux = num(value(i++, a), a);
+        o.timeoutS.vmlinux = o.timeoutS['vmlinux-elf'] = num(value(i++, a), a);
         break;
       case '--timeout-bzimage':
         o.timeoutS.bzimage = num(value(i++, a), a);
@@ -134,8 +143,9 @@ interface MilestoneDef {
   re: RegExp;
 }
 
-function milestoneDefs(token: string): MilestoneDef[] {
-  return [
+function milestoneDefs(token: string, kind: BootKind): MilestoneDef[] {
+  const defs: MilestoneDef[] = [
+    { id: 'decompressor', label: 'bzImage decompressor output', re: /Decompressing Linux|KASLR disabled|Physical KASLR/ },
     { id: 'banner', label: 'Linux version banner', re: /Linux version \d/ },
     { id: 'cmdline', label: 'our command line echoed', re: new RegExp(`Command line: .*berth\\.check=${token}`) },
     { id: 'memory', label: 'Memory: ... available', re: /Memory: \d+K\/\d+K available/ },
@@ -151,6 +161,7 @@ function milestoneDefs(token: string): MilestoneDef[] {
     { id: 'marker', label: `initramfs marker ${INITRAMFS_MARKER}`, re: new RegExp(`${INITRAMFS_MARKER} ${token}`) },
     { id: 'power-down', label: 'kernel powered down', re: /reboot: Power down|System halted/ },
   ];
+  return kind === 'bzimage' ? defs : defs.filter((d) => d.id !== 'decompressor');
 }
 
 // Signs of trouble, reported with the line that showed them.
@@ -205,7 +216,7 @@ async function boot(
 ): Promise<BootResult> {
   const logPath = join(o.cacheDir, `console-${kind}.log`);
   const logFile = createWriteStream(logPath);
-  const defs = milestoneDefs(token);
+  const defs = milestoneDefs(token, kind);
   const result: BootResult = {
     kind,
     kernelPath,
@@ -373,13 +384,14 @@ function passed(r: BootResult, o: Options): boolean {
 async function main(): Promise<number> {
   const o = parseArgs(process.argv.slice(2));
   const token = randomBytes(6).toString('hex');
-  const kinds: BootKind[] = o.only ? [o.only] : ['vmlinux', 'bzimage'];
+  const kinds = o.kinds;
 
   const kernel = o.kernel
     ? { packageName: '(given)', bzImage: o.kernel }
     : fetchCloudKernel(o.cacheDir, o.keep, o.fresh);
   let vmlinux = '';
-  if (kinds.includes('vmlinux')) {
+  let vmlinuxElf = '';
+  if (kinds.includes('vmlinux') || kinds.includes('vmlinux-elf')) {
     const base = kernel.bzImage.split('/').at(-1) ?? 'kernel';
     const x = extractVmlinux(kernel.bzImage, join(o.cacheDir, base.replace(/^vmlinuz/, 'vmlinux')), o.fresh);
     vmlinux = x.vmlinux;
@@ -388,6 +400,13 @@ async function main(): Promise<number> {
         `${x.compression} payload of ${x.payloadBytes} bytes -> ${x.vmlinuxBytes}-byte vmlinux, entry 0x${x.entry.toString(16)}` +
         (x.header.kernelVersion ? `; ${x.header.kernelVersion}` : ''),
     );
+    if (kinds.includes('vmlinux-elf')) {
+      vmlinuxElf = `${vmlinux}-nopvh`;
+      if (!maskPvhNote(vmlinux, vmlinuxElf)) {
+        log(`${vmlinux} has no PVH note: vmlinux-elf boots the same file`);
+        vmlinuxElf = vmlinux;
+      }
+    }
   }
   const initrd = join(o.cacheDir, 'initramfs-berth-check.cpio');
   const size = buildInitramfs(initrd, token);
@@ -418,7 +437,7 @@ async function main(): Promise<number> {
 
   const results: BootResult[] = [];
   for (const kind of kinds) {
-    const path = kind === 'vmlinux' ? vmlinux : kernel.bzImage;
+    const path = kind === 'vmlinux' ? vmlinux : kind === 'vmlinux-elf' ? vmlinuxElf : kernel.bzImage;
     results.push(await boot(kind, path, initrd, cmdline, token, o));
   }
   if (!o.keep) rmSync(initrd, { force: true });
