@@ -102,7 +102,10 @@ export function parseSetupHeader(image: Buffer): SetupHeader {
   if (image.length < 0x268) throw new Error('too short for a Linux setup header');
   if (image.readUInt32LE(0x202) !== 0x53726448) throw new Error('no "HdrS" magic at 0x202: not a bzImage');
   const protocol = image.readUInt16LE(0x206);
-  if (protocol < 0x208) throw new Error(`boot protocol ${(protocol >> 8).toString()}.${(protocol & 0xff).toString()} has no payload fields`);
+  if (protocol < 0x208)
+    throw new Error(
+      `boot protocol ${(protocol >> 8).toString()}.${(protocol & 0xff).toString()} has no payload fields`,
+    );
   let setupSects = image[0x1f1] ?? 0;
   if (setupSects === 0) setupSects = 4;
   let kernelVersion = '';
@@ -216,7 +219,7 @@ export function maskPvhNote(vmlinux: string, out: string): boolean {
     if (elf.readUInt32LE(ph) !== 4) continue; // PT_NOTE
     const start = Number(elf.readBigUInt64LE(ph + 8));
     const end = start + Number(elf.readBigUInt64LE(ph + 32));
-    for (let p = start; p + 12 <= end; ) {
+    for (let p = start; p + 12 <= end;) {
       const namesz = elf.readUInt32LE(p);
       const descsz = elf.readUInt32LE(p + 4);
       const type = elf.readUInt32LE(p + 8);

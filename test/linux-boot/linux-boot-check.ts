@@ -145,7 +145,11 @@ interface MilestoneDef {
 
 function milestoneDefs(token: string, kind: BootKind): MilestoneDef[] {
   const defs: MilestoneDef[] = [
-    { id: 'decompressor', label: 'bzImage decompressor output', re: /Decompressing Linux|KASLR disabled|Physical KASLR/ },
+    {
+      id: 'decompressor',
+      label: 'bzImage decompressor output',
+      re: /Decompressing Linux|KASLR disabled|Physical KASLR/,
+    },
     { id: 'banner', label: 'Linux version banner', re: /Linux version \d/ },
     { id: 'cmdline', label: 'our command line echoed', re: new RegExp(`Command line: .*berth\\.check=${token}`) },
     { id: 'memory', label: 'Memory: ... available', re: /Memory: \d+K\/\d+K available/ },
@@ -349,7 +353,8 @@ function report(r: BootResult): string {
   for (const t of r.trouble) out.push(`   TROUBLE ${t.id} at ${fmtS(t.hostS)}: ${t.line}`);
   let end: string;
   if (r.endedBy === 'time-limit') end = `stopped at the time limit (${r.timeoutS} s)`;
-  else if (r.endedBy === 'power-down') end = `kernel printed its power-down line; VM stopped by the harness (no ACPI power-off)`;
+  else if (r.endedBy === 'power-down')
+    end = `kernel printed its power-down line; VM stopped by the harness (no ACPI power-off)`;
   else end = `VM exited by itself: ${r.exit?.reason ?? '?'}`;
   if (r.exit && r.endedBy === 'exit') {
     end += ` (code ${r.exit.code}${r.exit.detail ? `, detail: ${r.exit.detail}` : ''})`;
