@@ -9,5 +9,29 @@ export type {
   MachineState,
   MachineStats,
 } from './machine';
+export {
+  DISK_FORMATS,
+  createDisk,
+  inspectDisk,
+  checkDisk,
+  convertDisk,
+  expandDisk,
+  minShrinkSize,
+  shrinkDisk,
+  compactDisk,
+  mergeDisk,
+  reconnectDisk,
+} from './disk';
+export type {
+  ConvertDiskOptions,
+  CreateDiskOptions,
+  DiskCheckReport,
+  DiskFormat,
+  DiskImageInfo,
+  DiskInspection,
+  DiskTargetOptions,
+  MergeTarget,
+  OperationOptions,
+} from './disk';
 export { NativeError, NATIVE_ERROR_CODES, type NativeErrorCode } from './errors';
 export { addonPath } from './addon';

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <variant>
 
+#include "binding/disk_binding.h"
 #include "common/error.h"
 #include "hv/hv.h"
 #include "machine/machine.h"
@@ -352,6 +353,7 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe));
   exports.Set("NativeMachine", MachineHandle::Define(env));
+  registerDiskApi(env, exports);
   return exports;
 }
 
