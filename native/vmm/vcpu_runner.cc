@@ -88,6 +88,7 @@ VcpuState VcpuRunner::state() const {
 }
 
 uint64_t VcpuRunner::cpu_time_ns() const {
+  if (finished_.load()) return final_cpu_time_ns_.load();
   clockid_t clock = clock_.load();
   if (clock == 0) return 0;
   timespec ts{};
@@ -140,6 +141,8 @@ void VcpuRunner::loop() {
     }
     if (!handler_(vcpu_, *exit)) break;
   }
+  final_cpu_time_ns_.store(cpu_time_ns());
+  finished_.store(true);
   std::lock_guard<std::mutex> lock(mu_);
   state_ = VcpuState::kStopped;
   cv_.notify_all();

@@ -61,6 +61,9 @@ class VcpuRunner {
   bool stop_requested_ = false;
   VcpuExitCounters& counters_;
   std::atomic<clockid_t> clock_{0};
+  // The thread's CPU time, saved as it ends (its clock is gone once it has exited).
+  std::atomic<uint64_t> final_cpu_time_ns_{0};
+  std::atomic<bool> finished_{false};
 };
 
 // The signal used to kick vCPU threads out of the hypervisor.

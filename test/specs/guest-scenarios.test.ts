@@ -140,6 +140,8 @@ describe('test guest on the real KVM', () => {
     const [vcpu] = stats.vcpus;
     assert.ok(vcpu && stats.vcpus.length === 1);
     assert.ok(vcpu.exits.io >= 5000, `io exits ${vcpu.exits.io}`);
+    // Read after the vCPU thread has ended: its CPU time must survive the thread.
+    assert.ok(vcpu.cpuTimeMs > 0, `cpu time ${vcpu.cpuTimeMs}`);
     assert.ok(stats.rssBytes > 0 && stats.peakRssBytes >= stats.rssBytes);
     assert.equal(stats.memoryBytes, 64 * 1024 * 1024);
   });
