@@ -128,6 +128,15 @@ class Vm {
   virtual void set_irq_line(uint32_t irq, bool level) = 0;
   // CPUID values the hypervisor can offer a guest, before the VMM edits them.
   virtual std::vector<CpuidEntry> supported_cpuid() = 0;
+
+  // Needs Capabilities::ioeventfd. A guest write of `len` bytes (1, 2, 4 or 8) to MMIO
+  // address gpa (with value `datamatch`, when has_datamatch) signals the eventfd `fd`
+  // instead of exiting to the VMM. Registrations last as long as this Vm.
+  virtual void register_ioevent(uint64_t gpa, uint32_t len, bool has_datamatch, uint64_t datamatch, int fd) = 0;
+  // Needs Capabilities::irqfd. Each signal of the eventfd `fd` raises interrupt line gsi
+  // of the in-kernel controllers as an edge. With resample_fd >= 0 the line stays asserted
+  // (level) until the guest's EOI, which signals resample_fd. Lasts as long as this Vm.
+  virtual void register_irqfd(int fd, uint32_t gsi, int resample_fd) = 0;
 };
 
 struct Capabilities {

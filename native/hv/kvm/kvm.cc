@@ -313,6 +313,27 @@ class KvmVm final : public Vm {
     if (xioctl(fd_.get(), KVM_IRQ_LINE, &l) < 0) fail("HV_IRQ", "KVM_IRQ_LINE " + std::to_string(irq));
   }
 
+  void register_ioevent(uint64_t gpa, uint32_t len, bool has_datamatch, uint64_t datamatch, int fd) override {
+    kvm_ioeventfd e{};
+    e.addr = gpa;
+    e.len = len;
+    e.fd = fd;
+    e.datamatch = datamatch;
+    e.flags = has_datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0;
+    if (xioctl(fd_.get(), KVM_IOEVENTFD, &e) < 0) fail("HV_IOEVENTFD", "KVM_IOEVENTFD at guest address " + std::to_string(gpa));
+  }
+
+  void register_irqfd(int fd, uint32_t gsi, int resample_fd) override {
+    kvm_irqfd r{};
+    r.fd = static_cast<uint32_t>(fd);
+    r.gsi = gsi;
+    if (resample_fd >= 0) {
+      r.flags = KVM_IRQFD_FLAG_RESAMPLE;
+      r.resamplefd = static_cast<uint32_t>(resample_fd);
+    }
+    if (xioctl(fd_.get(), KVM_IRQFD, &r) < 0) fail("HV_IRQFD", "KVM_IRQFD for interrupt line " + std::to_string(gsi));
+  }
+
   std::vector<CpuidEntry> supported_cpuid() override {
     for (uint32_t n = 64; n <= 256; n *= 2) {  // KVM caps the list at 256 entries
       std::vector<uint8_t> buf(sizeof(CpuidHeader) + n * sizeof(kvm_cpuid_entry2));

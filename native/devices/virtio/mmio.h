@@ -1,0 +1,134 @@
+// The virtio-mmio transport, version 2 (virtio 1.x section 4.2; modern devices only) as a
+// bus device, with one I/O thread that runs the device's queue work.
+//
+// Notifications: every queue has an eventfd (notify_fd). The machine registers it as an
+// ioeventfd at kQueueNotify with datamatch = queue index, so a guest kick never leaves
+// the hypervisor; without ioeventfd the QueueNotify write reaches write() on the vCPU
+// thread, which only signals the same eventfd. Either way the I/O thread wakes and calls
+// VirtioDevice::queue_notify.
+// Interrupts: edge-triggered (virtio-mmio sits on ISA IRQs), raised through the
+// EdgeInterrupt the machine provides (a KVM irqfd or an IRQ-line pulse).
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "devices/virtio/virtio_device.h"
+#include "vmm/bus_device.h"
+#include "vmm/guest_memory.h"
+
+namespace berth::devices::virtio {
+
+// Register offsets (virtio 1.x 4.2.2).
+constexpr uint64_t kMmioMagic = 0x000;
+constexpr uint64_t kMmioVersion = 0x004;
+constexpr uint64_t kMmioDeviceId = 0x008;
+constexpr uint64_t kMmioVendorId = 0x00c;
+constexpr uint64_t kMmioDeviceFeatures = 0x010;
+constexpr uint64_t kMmioDeviceFeaturesSel = 0x014;
+constexpr uint64_t kMmioDriverFeatures = 0x020;
+constexpr uint64_t kMmioDriverFeaturesSel = 0x024;
+constexpr uint64_t kMmioQueueSel = 0x030;
+constexpr uint64_t kMmioQueueNumMax = 0x034;
+constexpr uint64_t kMmioQueueNum = 0x038;
+constexpr uint64_t kMmioQueueReady = 0x044;
+constexpr uint64_t kMmioQueueNotify = 0x050;
+constexpr uint64_t kMmioInterruptStatus = 0x060;
+constexpr uint64_t kMmioInterruptAck = 0x064;
+constexpr uint64_t kMmioStatus = 0x070;
+constexpr uint64_t kMmioQueueDescLow = 0x080;
+constexpr uint64_t kMmioQueueDescHigh = 0x084;
+constexpr uint64_t kMmioQueueDriverLow = 0x090;
+constexpr uint64_t kMmioQueueDriverHigh = 0x094;
+constexpr uint64_t kMmioQueueDeviceLow = 0x0a0;
+constexpr uint64_t kMmioQueueDeviceHigh = 0x0a4;
+constexpr uint64_t kMmioShmSel = 0x0ac;
+constexpr uint64_t kMmioShmLenLow = 0x0b0;
+constexpr uint64_t kMmioShmLenHigh = 0x0b4;
+constexpr uint64_t kMmioShmBaseLow = 0x0b8;
+constexpr uint64_t kMmioShmBaseHigh = 0x0bc;
+constexpr uint64_t kMmioConfigGeneration = 0x0fc;
+constexpr uint64_t kMmioConfig = 0x100;
+constexpr uint64_t kMmioWindowSize = 0x200;
+
+constexpr uint32_t kMmioMagicValue = 0x74726976;  // "virt"
+constexpr uint32_t kMmioVendorBerth = 0x48545242;  // "BRTH"
+
+// One interrupt to the guest per trigger() (edge semantics). Thread-safe.
+class EdgeInterrupt {
+ public:
+  virtual ~EdgeInterrupt() = default;
+  virtual void trigger() = 0;
+};
+
+class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
+ public:
+  // Starts the I/O thread. Throws berth::Error VIRTIO_SETUP if eventfd/epoll fail.
+  VirtioMmio(vmm::GuestMemory& memory, std::shared_ptr<VirtioDevice> device, EdgeInterrupt& irq);
+  ~VirtioMmio() override;  // stops and joins the I/O thread
+
+  void read(uint64_t offset, std::span<uint8_t> data) override;
+  void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+  // Machine reset: the device and all queues return to their power-on state.
+  void reset();
+
+  uint16_t queue_count() const { return static_cast<uint16_t>(queues_.size()); }
+  // The eventfd the I/O thread waits on for kicks of queue `queue` (see the file comment).
+  int notify_fd(uint16_t queue) const { return notify_fds_[queue].get(); }
+  VirtioDevice& device() { return *device_; }
+
+  // For tests and diagnostics.
+  uint32_t status() const;
+  std::string last_error() const;
+  // Blocks until the I/O thread has handled everything signalled before the call.
+  void sync();
+
+ private:
+  // DeviceContext
+  void signal_used(uint16_t queue) override;
+  void kick() override;
+  void fail(const std::string& why) override;
+  void config_changed() override;
+
+  uint32_t read_register(uint64_t offset);
+  void write_register(uint64_t offset, uint32_t value);
+  void write_status(uint32_t value);
+  void reset_locked();
+  void set_needs_reset(const std::string& why);
+  void raise(uint32_t bits);
+  void check_queues();
+  void io_loop();
+  bool dispatchable() const { return (status_ & kStatusDriverOk) && !(status_ & kStatusNeedsReset); }
+
+  vmm::GuestMemory& memory_;
+  std::shared_ptr<VirtioDevice> device_;
+  EdgeInterrupt& irq_;
+
+  mutable std::mutex mu_;
+  std::vector<Virtqueue> queues_;
+  uint32_t status_ = 0;
+  uint32_t device_features_sel_ = 0;
+  uint32_t driver_features_sel_ = 0;
+  uint64_t driver_features_ = 0;
+  uint32_t queue_sel_ = 0;
+  uint32_t config_generation_ = 0;
+  std::atomic<uint32_t> interrupt_status_{0};
+  std::string last_error_;
+
+  std::vector<UniqueFd> notify_fds_;
+  UniqueFd kick_fd_, stop_fd_, epoll_fd_;
+  UniqueFd sync_fd_;
+  uint64_t sync_requested_ = 0, sync_done_ = 0;  // under mu_
+  std::condition_variable sync_cv_;
+  std::thread thread_;
+};
+
+}  // namespace berth::devices::virtio

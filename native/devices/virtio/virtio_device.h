@@ -1,0 +1,93 @@
+// What a virtio device implements. Devices never see the transport (virtio-mmio today):
+// they get their queues when the driver sets DRIVER_OK and talk back through a
+// DeviceContext.
+//
+// Threading: every VirtioDevice method is called with the transport's lock held, so two
+// of them never run at once. queue_notify() and host_event() run on the transport's I/O
+// thread; configuration reads/writes, activate() and reset() on a vCPU thread (the
+// driver's register access) or the machine's thread (machine reset). Device work that
+// touches guest buffers therefore happens on the I/O thread, never on a vCPU thread.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+
+#include "devices/virtio/virtqueue.h"
+
+namespace berth::devices::virtio {
+
+// Feature bits the transport owns (virtio 1.x section 6).
+constexpr uint64_t kFeatureIndirectDesc = 1ull << 28;
+constexpr uint64_t kFeatureEventIdx = 1ull << 29;
+constexpr uint64_t kFeatureVersion1 = 1ull << 32;
+
+// Device status bits (virtio 1.x 2.1).
+constexpr uint32_t kStatusAcknowledge = 1;
+constexpr uint32_t kStatusDriver = 2;
+constexpr uint32_t kStatusDriverOk = 4;
+constexpr uint32_t kStatusFeaturesOk = 8;
+constexpr uint32_t kStatusNeedsReset = 0x40;
+constexpr uint32_t kStatusFailed = 0x80;
+
+// Interrupt status bits.
+constexpr uint32_t kInterruptUsedBuffer = 1;
+constexpr uint32_t kInterruptConfigChange = 2;
+
+// Device IDs (virtio 1.x section 5).
+constexpr uint32_t kDeviceIdNet = 1;
+constexpr uint32_t kDeviceIdBlock = 2;
+constexpr uint32_t kDeviceIdConsole = 3;
+constexpr uint32_t kDeviceIdRng = 4;
+
+// The device's way back to the transport.
+class DeviceContext {
+ public:
+  virtual ~DeviceContext() = default;
+  // I/O thread, after push_used() on queue `queue`: interrupts the driver if it wants one.
+  virtual void signal_used(uint16_t queue) = 0;
+  // Any thread, any lock: makes the I/O thread call host_event() soon (host input ready).
+  virtual void kick() = 0;
+  // I/O thread: the driver broke the protocol in a way the device cannot answer with an
+  // error status. Sets DEVICE_NEEDS_RESET; the device gets no more calls until reset().
+  virtual void fail(const std::string& why) = 0;
+  // Device configuration space changed: bumps ConfigGeneration, notifies the driver.
+  virtual void config_changed() = 0;
+};
+
+class VirtioDevice {
+ public:
+  virtual ~VirtioDevice() = default;
+
+  virtual uint32_t device_id() const = 0;
+  // Device-specific feature bits (the transport adds VERSION_1, INDIRECT_DESC, EVENT_IDX).
+  virtual uint64_t device_features() const = 0;
+  virtual uint16_t queue_count() const = 0;
+  virtual uint16_t queue_max_size(uint16_t /*queue*/) const { return 256; }
+
+  // Device configuration space, at offset 0x100 of the MMIO window; offset+data.size()
+  // never exceeds config_size() (the transport reads zeros and drops writes beyond it).
+  virtual uint32_t config_size() const { return 0; }
+  virtual void read_config(uint32_t /*offset*/, std::span<uint8_t> data) {
+    for (auto& b : data) b = 0;
+  }
+  virtual void write_config(uint32_t /*offset*/, std::span<const uint8_t> /*data*/) {}
+
+  // Called once by the transport before anything else.
+  void bind(DeviceContext& context) { context_ = &context; }
+
+  // The driver set DRIVER_OK. queues has queue_count() entries; the ones the driver
+  // enabled are active(). features = the negotiated set.
+  virtual void activate(std::span<Virtqueue> queues, uint64_t features) = 0;
+  // The driver notified queue `queue` (only while active).
+  virtual void queue_notify(uint16_t queue) = 0;
+  // After DeviceContext::kick() (only while active).
+  virtual void host_event() {}
+  // Driver reset (status 0) or machine reset: drop the queues, keep host-side state.
+  virtual void reset() = 0;
+
+ protected:
+  DeviceContext* context_ = nullptr;
+};
+
+}  // namespace berth::devices::virtio
