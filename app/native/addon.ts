@@ -8,6 +8,8 @@ import { NativeError } from './errors';
 export type RawEvent =
   | { type: 'state'; state: 'created' | 'running' | 'paused' | 'stopped' }
   | { type: 'console'; data: Uint8Array }
+  // Output of the virtio console (config virtioConsole).
+  | { type: 'console2'; data: Uint8Array }
   | { type: 'reset'; reason: string }
   | { type: 'exit'; reason: 'guest-exit' | 'reset' | 'power-off' | 'stopped' | 'error'; code: number; detail: string };
 
@@ -19,6 +21,8 @@ export interface RawMachineConfig {
   cmdline: string;
   testExitPort: boolean;
   restartOnReset: boolean;
+  rng: boolean;
+  virtioConsole: boolean;
 }
 
 export interface RawVcpuStats {
@@ -45,6 +49,7 @@ export interface RawMachine {
   stop(): Promise<void>;
   reset(): Promise<void>;
   writeConsole(data: Uint8Array): void;
+  writeConsole2(data: Uint8Array): void;
   stats(): RawStats;
   state(): 'created' | 'running' | 'paused' | 'stopped';
 }

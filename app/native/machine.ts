@@ -28,6 +28,10 @@ export interface MachineConfig {
   testExitPort?: boolean;
   // A guest reset reboots the VM (true, the default) or stops it (false).
   restartOnReset?: boolean;
+  // A virtio-rng device fed by the host's random number generator.
+  rng?: boolean;
+  // A virtio console: a second byte stream ('console2' events, writeConsole2).
+  virtioConsole?: boolean;
 }
 
 // The hypervisor's capabilities; throws NativeError (HV_NOT_FOUND, HV_PERMISSION_DENIED,
@@ -79,9 +83,11 @@ export function validateConfig(config: MachineConfig): Required<Omit<MachineConf
     cmdline,
     testExitPort: config.testExitPort ?? false,
     restartOnReset: config.restartOnReset ?? true,
+    rng: config.rng ?? false,
+    virtioConsole: config.virtioConsole ?? false,
   };
   if (config.initrdPath !== undefined) out.initrdPath = checkFile('initrd', config.initrdPath);
-  for (const key of ['testExitPort', 'restartOnReset'] as const) {
+  for (const key of ['testExitPort', 'restartOnReset', 'rng', 'virtioConsole'] as const) {
     if (typeof out[key] !== 'boolean') throw invalid(`${key} must be true or false`);
   }
   return out;
@@ -156,6 +162,20 @@ export class Machine {
     const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
     try {
       this.raw.writeConsole(bytes);
+    } catch (err) {
+      throw toNativeError(err);
+    }
+  }
+
+  // Types into the virtio console (config virtioConsole); its output arrives as 'console2'
+  // events. Bytes written to a VM without one are dropped.
+  writeConsole2(data: string | Uint8Array): void {
+    if (typeof data !== 'string' && !(data instanceof Uint8Array)) {
+      throw invalid('writeConsole2 takes a string or a Uint8Array');
+    }
+    const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    try {
+      this.raw.writeConsole2(bytes);
     } catch (err) {
       throw toNativeError(err);
     }

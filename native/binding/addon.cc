@@ -77,7 +77,9 @@ class PromiseWorker : public Napi::AsyncWorker {
 struct StateEvent { MachineState state; };
 struct ResetEvent { std::string reason; };
 struct ExitEvent { ExitInfo info; };
-struct ConsoleFlush {};
+struct ConsoleFlush {
+  int index;  // 0: COM1 ('console'), 1: the virtio console ('console2')
+};
 using Event = std::variant<StateEvent, ResetEvent, ExitEvent, ConsoleFlush>;
 
 struct EventChannel;
@@ -86,8 +88,8 @@ using EventTsfn = Napi::TypedThreadSafeFunction<std::shared_ptr<EventChannel>, E
 
 struct EventChannel {
   std::mutex mu;
-  std::vector<uint8_t> console;
-  bool flush_queued = false;
+  std::vector<uint8_t> console[2];
+  bool flush_queued[2] = {false, false};
   // Set when Node finalizes the thread-safe function (at environment teardown it can go
   // before the handle); after that nothing may call into it.
   bool closed = false;
@@ -102,17 +104,20 @@ class EventSink final : public berth::machine::MachineEvents {
   void on_state(MachineState s) override { post(new Event(StateEvent{s})); }
   void on_reset(const std::string& reason) override { post(new Event(ResetEvent{reason})); }
   void on_exit(const ExitInfo& info) override { post(new Event(ExitEvent{info})); }
-  void on_console_output(std::span<const uint8_t> bytes) override {
-    std::lock_guard<std::mutex> lock(channel_->mu);
-    if (channel_->closed) return;
-    channel_->console.insert(channel_->console.end(), bytes.begin(), bytes.end());
-    if (channel_->flush_queued) return;
-    auto* e = new Event(ConsoleFlush{});
-    if (tsfn_.NonBlockingCall(e) == napi_ok) channel_->flush_queued = true;
-    else delete e;
-  }
+  void on_console_output(std::span<const uint8_t> bytes) override { console(0, bytes); }
+  void on_console2_output(std::span<const uint8_t> bytes) override { console(1, bytes); }
 
  private:
+  void console(int index, std::span<const uint8_t> bytes) {
+    std::lock_guard<std::mutex> lock(channel_->mu);
+    if (channel_->closed) return;
+    auto& buf = channel_->console[index];
+    buf.insert(buf.end(), bytes.begin(), bytes.end());
+    if (channel_->flush_queued[index]) return;
+    auto* e = new Event(ConsoleFlush{index});
+    if (tsfn_.NonBlockingCall(e) == napi_ok) channel_->flush_queued[index] = true;
+    else delete e;
+  }
   void post(Event* e) {
     std::lock_guard<std::mutex> lock(channel_->mu);
     if (channel_->closed || tsfn_.NonBlockingCall(e) != napi_ok) delete e;  // the JS side is gone
@@ -138,14 +143,15 @@ void deliver(Napi::Env env, Napi::Function callback, std::shared_ptr<EventChanne
     obj.Set("detail", x->info.detail);
     (*channel_ptr)->tsfn.Unref(env);  // a stopped VM no longer keeps the process alive
   } else {
+    int index = std::get<ConsoleFlush>(*event).index;
     std::vector<uint8_t> bytes;
     {
       std::lock_guard<std::mutex> lock((*channel_ptr)->mu);
-      bytes.swap((*channel_ptr)->console);
-      (*channel_ptr)->flush_queued = false;
+      bytes.swap((*channel_ptr)->console[index]);
+      (*channel_ptr)->flush_queued[index] = false;
     }
     if (bytes.empty()) return;
-    obj.Set("type", "console");
+    obj.Set("type", index == 0 ? "console" : "console2");
     obj.Set("data", Napi::Buffer<uint8_t>::Copy(env, bytes.data(), bytes.size()));
   }
   callback.Call({obj});
@@ -163,6 +169,7 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
                            InstanceMethod<&MachineHandle::Stop>("stop"),
                            InstanceMethod<&MachineHandle::Reset>("reset"),
                            InstanceMethod<&MachineHandle::WriteConsole>("writeConsole"),
+                           InstanceMethod<&MachineHandle::WriteConsole2>("writeConsole2"),
                            InstanceMethod<&MachineHandle::Stats>("stats"),
                            InstanceMethod<&MachineHandle::State>("state"),
                        });
@@ -207,7 +214,8 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
     return *machine_;
   }
 
-  // create({memoryMiB, vcpus, kernelPath, initrdPath, cmdline, testExitPort, restartOnReset})
+  // create({memoryMiB, vcpus, kernelPath, initrdPath, cmdline, testExitPort, restartOnReset,
+  //         rng, virtioConsole})
   Napi::Value Create(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (machine_ || creating_) throw to_js_error(env, "VM_STATE", "create() was already called on this VM");
@@ -244,6 +252,8 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
     config.boot.cmdline = string("cmdline", true);
     config.test_exit_port = boolean("testExitPort", false);
     config.restart_on_reset = boolean("restartOnReset", true);
+    config.rng = boolean("rng", false);
+    config.virtio_console = boolean("virtioConsole", false);
     creating_ = true;
     auto holder = std::make_shared<std::unique_ptr<Machine>>();
     EventSink* sink = sink_.get();
@@ -286,6 +296,15 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
     if (info.Length() < 1 || !info[0].IsTypedArray()) throw to_js_error(env, "INVALID_ARGUMENT", "writeConsole() needs a Uint8Array");
     auto arr = info[0].As<Napi::Uint8Array>();
     m.write_console(std::span<const uint8_t>(arr.Data(), arr.ByteLength()));
+    return env.Undefined();
+  }
+
+  Napi::Value WriteConsole2(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Machine& m = machine(env);
+    if (info.Length() < 1 || !info[0].IsTypedArray()) throw to_js_error(env, "INVALID_ARGUMENT", "writeConsole2() needs a Uint8Array");
+    auto arr = info[0].As<Napi::Uint8Array>();
+    m.write_console2(std::span<const uint8_t>(arr.Data(), arr.ByteLength()));
     return env.Undefined();
   }
 

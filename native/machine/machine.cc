@@ -1,17 +1,23 @@
 #include "machine/machine.h"
 
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
 
 #include "common/error.h"
+#include "common/unique_fd.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
 #include "devices/uart16550.h"
+#include "devices/virtio/console.h"
+#include "devices/virtio/mmio.h"
+#include "devices/virtio/rng.h"
 #include "vmm/cpuid.h"
 
 namespace berth::machine {
@@ -80,6 +86,77 @@ class Machine::KvmIrqLine final : public vmm::IrqLine {
   uint32_t irq_;
 };
 
+// A virtio-mmio device's interrupt: one edge per trigger() on its ISA IRQ. Through a KVM
+// irqfd when the host has them (no VMM lock, no ioctl on the device thread), else as a
+// pulse on the in-kernel controllers' line.
+class Machine::VirtioIrq final : public devices::virtio::EdgeInterrupt {
+ public:
+  VirtioIrq(Machine& machine, uint32_t irq, bool use_irqfd) : machine_(machine), irq_(irq) {
+    if (use_irqfd) {
+      int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+      if (fd < 0) throw SystemError("VIRTIO_SETUP", "eventfd for a virtio interrupt", errno);
+      fd_ = UniqueFd(fd);
+    }
+  }
+  void trigger() override {
+    if (fd_.valid()) {
+      uint64_t one = 1;
+      (void)!::write(fd_.get(), &one, sizeof one);  // EAGAIN: already pending
+      return;
+    }
+    std::shared_lock<std::shared_mutex> lock(machine_.vm_mu_);
+    if (!machine_.vm_) return;
+    machine_.vm_->set_irq_line(irq_, true);
+    machine_.vm_->set_irq_line(irq_, false);
+  }
+  int fd() const { return fd_.get(); }
+  uint32_t irq() const { return irq_; }
+
+ private:
+  Machine& machine_;
+  uint32_t irq_;
+  UniqueFd fd_;
+};
+
+struct Machine::VirtioSlot {
+  uint64_t base = 0;
+  std::unique_ptr<VirtioIrq> irq;
+  std::shared_ptr<devices::virtio::VirtioMmio> transport;
+};
+
+void Machine::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device) {
+  size_t n = virtio_.size();
+  if (n >= std::size(kVirtioIrqs)) throw Error("VM_DEVICES", "too many virtio devices");
+  auto slot = std::make_unique<VirtioSlot>();
+  slot->base = kVirtioMmioBase + n * kVirtioMmioStride;
+  slot->irq = std::make_unique<VirtioIrq>(*this, kVirtioIrqs[n], hypervisor_->capabilities().irqfd);
+  slot->transport = std::make_shared<devices::virtio::VirtioMmio>(memory_, std::move(device), *slot->irq);
+  mmio_bus_.insert(slot->base, devices::virtio::kMmioWindowSize, slot->transport,
+                   "virtio-mmio " + std::to_string(n));
+  char entry[64];
+  std::snprintf(entry, sizeof entry, "virtio_mmio.device=0x%llx@0x%llx:%u",
+                static_cast<unsigned long long>(devices::virtio::kMmioWindowSize),
+                static_cast<unsigned long long>(slot->base), kVirtioIrqs[n]);
+  std::string& cmdline = config_.boot.cmdline;
+  cmdline += cmdline.empty() ? "" : " ";
+  cmdline += entry;
+  virtio_.push_back(std::move(slot));
+}
+
+// The hypervisor VM is new (first build or a reset): its ioeventfds and irqfds are too.
+void Machine::attach_virtio(hv::Vm& vm) {
+  const auto& caps = hypervisor_->capabilities();
+  for (const auto& slot : virtio_) {
+    if (caps.ioeventfd) {
+      for (uint16_t q = 0; q < slot->transport->queue_count(); ++q) {
+        vm.register_ioevent(slot->base + devices::virtio::kMmioQueueNotify, 4, true, q,
+                            slot->transport->notify_fd(q));
+      }
+    }
+    if (slot->irq->fd() >= 0) vm.register_irqfd(slot->irq->fd(), slot->irq->irq(), -1);
+  }
+}
+
 Machine::Machine(MachineConfig config, MachineEvents& events)
     : config_(std::move(config)), events_(events), hypervisor_(hv::open_hypervisor()),
       memory_(config_.memory_bytes) {
@@ -107,6 +184,12 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
     counters_.push_back(std::make_unique<vmm::VcpuExitCounters>());
   }
   cpu_time_before_reset_.assign(config_.vcpu_count, 0);
+  if (config_.rng) add_virtio(std::make_shared<devices::virtio::VirtioRng>());
+  if (config_.virtio_console) {
+    virtio_console_ = std::make_shared<devices::virtio::VirtioConsole>(
+        [this](std::span<const uint8_t> bytes) { events_.on_console2_output(bytes); });
+    add_virtio(virtio_console_);
+  }
   build();
 }
 
@@ -128,6 +211,7 @@ void Machine::build() {
   auto vm = hypervisor_->create_vm();
   uint32_t slot = 0;
   for (const auto& r : memory_.regions()) vm->map_memory(slot++, r.gpa, r.size, r.host);
+  attach_virtio(*vm);
   boot::BootConfig boot = config_.boot;
   boot.vcpu_count = config_.vcpu_count;
   boot::BootResult loaded = boot::load_kernel(memory_, boot);
@@ -220,6 +304,7 @@ void Machine::reset() {
     throw Error("VM_STATE", std::string("the VM cannot reset: it is ") + state_name(state_));
   }
   teardown();
+  for (auto& v : virtio_) v->transport->reset();  // before the memory its queues point into
   memory_.clear();
   uart_->reset();
   rtc_->reset();
@@ -237,6 +322,10 @@ ExitInfo Machine::wait() {
 }
 
 void Machine::write_console(std::span<const uint8_t> bytes) { uart_->enqueue_input(bytes); }
+
+void Machine::write_console2(std::span<const uint8_t> bytes) {
+  if (virtio_console_) virtio_console_->enqueue_input(bytes);
+}
 
 MachineState Machine::state() const {
   std::lock_guard<std::mutex> lock(control_mu_);
@@ -359,6 +448,7 @@ void Machine::supervise() {
       if (request == Request::kReset && config_.restart_on_reset) {
         events_.on_reset(reset_reason);
         try {
+          for (auto& v : virtio_) v->transport->reset();
           memory_.clear();
           uart_->reset();
           rtc_->reset();

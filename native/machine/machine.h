@@ -25,6 +25,11 @@ class Uart16550;
 class CmosRtc;
 class I8042;
 class DebugExit;
+namespace virtio {
+class VirtioDevice;
+class VirtioMmio;
+class VirtioConsole;
+}  // namespace virtio
 }  // namespace berth::devices
 
 namespace berth::machine {
@@ -35,7 +40,16 @@ struct MachineConfig {
   boot::BootConfig boot;
   bool test_exit_port = false;   // the 0xf4 port that lets a test guest end the VM
   bool restart_on_reset = true;  // a guest reset reboots the VM (false: the VM stops)
+  // virtio-mmio devices, in this order, at kVirtioMmioBase + n * 0x1000 with ISA IRQs
+  // from kVirtioIrqs; each is announced on the kernel command line as
+  // "virtio_mmio.device=0x200@<base>:<irq>" (Linux's syntax; the test guest reads it too).
+  bool rng = false;             // virtio-rng fed by the host's getrandom()
+  bool virtio_console = false;  // virtio-console: a second byte-stream console
 };
+
+constexpr uint64_t kVirtioMmioBase = 0xd0000000;  // in the 32-bit PCI hole: no RAM there
+constexpr uint64_t kVirtioMmioStride = 0x1000;
+constexpr uint32_t kVirtioIrqs[] = {5, 6, 7, 9, 10, 11, 12, 14, 15};
 
 enum class MachineState { kCreated, kRunning, kPaused, kStopped };
 const char* state_name(MachineState);
@@ -57,6 +71,8 @@ class MachineEvents {
   virtual ~MachineEvents() = default;
   virtual void on_state(MachineState state) = 0;
   virtual void on_console_output(std::span<const uint8_t> bytes) = 0;
+  // Output of the virtio console (MachineConfig::virtio_console), from its I/O thread.
+  virtual void on_console2_output(std::span<const uint8_t> /*bytes*/) {}
   virtual void on_reset(const std::string& reason) = 0;
   virtual void on_exit(const ExitInfo& info) = 0;
 };
@@ -97,11 +113,15 @@ class Machine {
   ExitInfo wait();
 
   void write_console(std::span<const uint8_t> bytes);
+  // Types into the virtio console; dropped when the VM has none.
+  void write_console2(std::span<const uint8_t> bytes);
   MachineState state() const;
   MachineStats stats() const;
 
  private:
   class KvmIrqLine;
+  class VirtioIrq;
+  struct VirtioSlot;
   enum class Request { kNone, kReset, kExit };
 
   void build();     // creates the hypervisor VM and vCPUs for the current memory contents
@@ -111,6 +131,8 @@ class Machine {
   void post_reset(const std::string& reason);
   void post_exit(ExitInfo info);
   void supervise();
+  void add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device);
+  void attach_virtio(hv::Vm& vm);  // ioeventfds and irqfds of the virtio devices on a new VM
   void set_state(MachineState s);
   void finish(ExitInfo info);
 
@@ -155,6 +177,10 @@ class Machine {
 
   uint64_t started_at_ns_ = 0;
   uint32_t resets_ = 0;
+
+  // Last, so the device I/O threads stop before anything they use goes away.
+  std::shared_ptr<devices::virtio::VirtioConsole> virtio_console_;
+  std::vector<std::unique_ptr<VirtioSlot>> virtio_;
 };
 
 }  // namespace berth::machine
