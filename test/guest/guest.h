@@ -119,6 +119,11 @@ __attribute__((noreturn)) void scenario_smp(void);
 __attribute__((noreturn)) void scenario_mpdump(void);
 void ap_main(void);
 
+/* virtio.c */
+__attribute__((noreturn)) void scenario_virtio_rng(const char *cmdline);
+__attribute__((noreturn)) void scenario_virtio_console(const char *cmdline);
+__attribute__((noreturn)) void scenario_virtio_hostile(const char *cmdline);
+
 /* entry.S */
 extern char ap_trampoline_start[], ap_trampoline_end[];
 extern void ap_entry32(void);

@@ -125,6 +125,12 @@ void kmain(const struct hvm_start_info *si)
 		scenario_mpdump();
 	else if (streq(w, "ioloop"))
 		scenario_ioloop(arg);
+	else if (streq(w, "virtio-rng"))
+		scenario_virtio_rng(cmdline);
+	else if (streq(w, "virtio-console"))
+		scenario_virtio_console(cmdline);
+	else if (streq(w, "virtio-hostile"))
+		scenario_virtio_hostile(cmdline);
 
 	puts("unknown scenario: ");
 	puts(w);
