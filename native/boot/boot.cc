@@ -1,5 +1,7 @@
 #include "boot/boot.h"
 
+#include "boot/acpi.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "boot/acpi.h"
 #include "boot/e820.h"
 #include "boot/elf.h"
 #include "boot/layout.h"
@@ -29,6 +32,7 @@ constexpr uint64_t kKernelVirtualBase = 0xffffffff80000000ull;
 constexpr size_t kExtRamdiskImage = 0x0c0;
 constexpr size_t kExtRamdiskSize = 0x0c4;
 constexpr size_t kExtCmdLinePtr = 0x0c8;
+constexpr size_t kAcpiRsdpAddr = 0x070;
 constexpr size_t kE820Entries = 0x1e8;
 constexpr size_t kSetupSects = 0x1f1;
 constexpr size_t kBootFlag = 0x1fe;
@@ -451,6 +455,7 @@ void Loader::write_common(const Plan& p) {
   write_page_tables(mem_);
   write_gdt(mem_, p.protocol != BootProtocol::kPvh);
   write_mptable(mem_, cfg_.vcpu_count);
+  write_acpi_tables(mem_, cfg_.vcpu_count);
 }
 
 void Loader::write_linux_zero_page(Plan& p, uint64_t initrd_start) {
@@ -460,6 +465,7 @@ void Loader::write_linux_zero_page(Plan& p, uint64_t initrd_start) {
   wr(zp, kHeapEndPtr, 2, 0xfe00);
   wr(zp, kCmdLinePtr, 4, kCmdlineAddr);
   wr(zp, kExtCmdLinePtr, 4, 0);
+  wr(zp, kAcpiRsdpAddr, 8, kAcpiAddr);
   wr(zp, kRamdiskImage, 4, initrd_start & 0xffffffff);
   wr(zp, kRamdiskSize, 4, initrd_.size() & 0xffffffff);
   wr(zp, kExtRamdiskImage, 4, initrd_start >> 32);
@@ -486,7 +492,7 @@ void Loader::write_pvh_start_info(uint64_t initrd_start) {
   wr(page, 0x0c, 4, has_initrd ? 1 : 0);
   wr(page, 0x10, 8, has_initrd ? kPvhModlistAddr : 0);
   wr(page, 0x18, 8, kCmdlineAddr);
-  wr(page, 0x20, 8, 0);  // no ACPI RSDP
+  wr(page, 0x20, 8, kAcpiAddr);  // RSDP
   wr(page, 0x28, 8, kPvhMemmapAddr);
   wr(page, 0x30, 4, n);
   for (size_t i = 0; i < n; ++i) {

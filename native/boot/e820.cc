@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "boot/acpi.h"
 #include "boot/layout.h"
 
 namespace berth::boot {
@@ -14,7 +15,8 @@ std::vector<E820Entry> build_e820(const vmm::GuestMemory& mem) {
   }
   if (low_end > 0) out.push_back({0, std::min(low_end, kEbdaAddr), kE820Ram});
   out.push_back({kEbdaAddr, kEbdaEnd - kEbdaAddr, kE820Reserved});
-  out.push_back({kBiosAreaAddr, kBiosAreaEnd - kBiosAreaAddr, kE820Reserved});
+  // ACPI tables (0xe0000) and the BIOS area with the large MP table (0xf0000).
+  out.push_back({kAcpiAddr, kBiosAreaEnd - kAcpiAddr, kE820Reserved});
   if (low_end > kBootAreaEnd) out.push_back({kBootAreaEnd, low_end - kBootAreaEnd, kE820Ram});
   for (const auto& r : mem.regions()) {
     if (r.gpa >= kBootAreaEnd) out.push_back({r.gpa, r.size, kE820Ram});

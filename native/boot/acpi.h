@@ -1,0 +1,24 @@
+// ACPI tables for guests that read them instead of (or besides) the MP table: RSDP, XSDT,
+// a hardware-reduced FADT whose sleep control register powers the VM off, a DSDT naming
+// \_S5, and a MADT listing every vCPU and the IOAPIC. Linux kernels built without
+// MP-table support (Debian's cloud kernel, for one) find CPUs and the IOAPIC only here.
+#pragma once
+
+#include <cstdint>
+
+#include "vmm/guest_memory.h"
+
+namespace berth::boot {
+
+constexpr uint64_t kAcpiAddr = 0xe0000;  // RSDP here (found by the BIOS-area scan), tables after it
+constexpr uint64_t kAcpiEnd = 0xf0000;
+// The I/O ports of the sleep control and status registers the FADT points to.
+constexpr uint16_t kAcpiSleepControlPort = 0x600;
+constexpr uint16_t kAcpiSleepStatusPort = 0x601;
+// SLP_TYP value the DSDT's \_S5 object gives for "soft off".
+constexpr uint8_t kAcpiS5SleepType = 5;
+
+// Writes the tables; returns the guest-physical address of the RSDP.
+uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count);
+
+}  // namespace berth::boot

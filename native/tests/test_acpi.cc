@@ -1,0 +1,85 @@
+// The ACPI tables, parsed back the way a guest reads them.
+#include <cstring>
+#include <string>
+
+#include "boot/acpi.h"
+#include "tests/check.h"
+#include "vmm/guest_memory.h"
+
+using namespace berth;
+
+namespace {
+
+uint8_t sum(vmm::GuestMemory& mem, uint64_t at, uint64_t len) {
+  uint8_t s = 0;
+  for (uint8_t b : mem.slice(at, len)) s = static_cast<uint8_t>(s + b);
+  return s;
+}
+
+std::string sig(vmm::GuestMemory& mem, uint64_t at) {
+  auto b = mem.slice(at, 4);
+  return std::string(b.begin(), b.end());
+}
+
+}  // namespace
+
+TEST(acpi_tables_parse_back_with_valid_checksums) {
+  vmm::GuestMemory mem(64ull << 20);
+  uint64_t rsdp = boot::write_acpi_tables(mem, 3);
+  CHECK_EQ(rsdp, boot::kAcpiAddr);
+  auto r = mem.slice(rsdp, 36);
+  CHECK(std::memcmp(r.data(), "RSD PTR ", 8) == 0);
+  CHECK_EQ(sum(mem, rsdp, 20), 0);
+  CHECK_EQ(sum(mem, rsdp, 36), 0);
+  CHECK_EQ(r[15], 2);  // revision
+  uint64_t xsdt = mem.read_obj<uint64_t>(rsdp + 24);
+  CHECK(sig(mem, xsdt) == "XSDT");
+  uint32_t xlen = mem.read_obj<uint32_t>(xsdt + 4);
+  CHECK_EQ(sum(mem, xsdt, xlen), 0);
+  CHECK_EQ(xlen, 36u + 16u);
+
+  uint64_t fadt = mem.read_obj<uint64_t>(xsdt + 36);
+  uint64_t madt = mem.read_obj<uint64_t>(xsdt + 44);
+  CHECK(sig(mem, fadt) == "FACP");
+  CHECK_EQ(mem.read_obj<uint32_t>(fadt + 4), 276u);
+  CHECK_EQ(sum(mem, fadt, 276), 0);
+  CHECK(mem.read_obj<uint32_t>(fadt + 112) & (1u << 20));  // hardware-reduced
+  CHECK_EQ(mem.read_obj<uint8_t>(fadt + 244), 1);          // sleep control: system I/O
+  CHECK_EQ(mem.read_obj<uint64_t>(fadt + 248), uint64_t{boot::kAcpiSleepControlPort});
+  CHECK_EQ(mem.read_obj<uint64_t>(fadt + 260), uint64_t{boot::kAcpiSleepStatusPort});
+  uint64_t dsdt = mem.read_obj<uint64_t>(fadt + 140);
+  CHECK_EQ(uint64_t{mem.read_obj<uint32_t>(fadt + 40)}, dsdt);
+  CHECK(sig(mem, dsdt) == "DSDT");
+  uint32_t dlen = mem.read_obj<uint32_t>(dsdt + 4);
+  CHECK_EQ(sum(mem, dsdt, dlen), 0);
+  auto aml = mem.slice(dsdt + 36, dlen - 36);
+  CHECK(std::string(aml.begin(), aml.end()).find("_S5_") != std::string::npos);
+
+  CHECK(sig(mem, madt) == "APIC");
+  uint32_t mlen = mem.read_obj<uint32_t>(madt + 4);
+  CHECK_EQ(sum(mem, madt, mlen), 0);
+  CHECK_EQ(mem.read_obj<uint32_t>(madt + 36), 0xfee00000u);
+  int cpus = 0, ioapics = 0;
+  for (uint64_t at = madt + 44; at < madt + mlen;) {
+    uint8_t type = mem.read_obj<uint8_t>(at), len = mem.read_obj<uint8_t>(at + 1);
+    CHECK(len >= 2);
+    if (type == 0) {
+      CHECK_EQ(mem.read_obj<uint8_t>(at + 3), cpus);  // APIC ID = vCPU index
+      ++cpus;
+    }
+    if (type == 1) {
+      ++ioapics;
+      CHECK_EQ(mem.read_obj<uint32_t>(at + 4), 0xfec00000u);
+    }
+    at += len;
+  }
+  CHECK_EQ(cpus, 3);
+  CHECK_EQ(ioapics, 1);
+}
+
+TEST(acpi_tables_fit_the_largest_vm_and_refuse_impossible_counts) {
+  vmm::GuestMemory mem(64ull << 20);
+  boot::write_acpi_tables(mem, 254);
+  CHECK_THROWS_CODE(boot::write_acpi_tables(mem, 0), "BOOT_VCPU_COUNT", "1 to 254");
+  CHECK_THROWS_CODE(boot::write_acpi_tables(mem, 255), "BOOT_VCPU_COUNT", "not 255");
+}
