@@ -86,8 +86,9 @@ inline std::string json_string(const std::string& json, const std::string& key) 
 struct Mirror {
   std::string path;
   int fd = -1;
-  Mirror(const std::string& p, uint64_t size) : path(p) {
-    fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC, 0644);
+  // keep: open an existing mirror as it is (else it starts as size zero bytes).
+  Mirror(const std::string& p, uint64_t size, bool keep = false) : path(p) {
+    fd = ::open(p.c_str(), O_RDWR | O_CREAT | (keep ? 0 : O_TRUNC), 0644);
     if (fd >= 0 && ::ftruncate(fd, off_t(size)) != 0) CHECK(false);
   }
   ~Mirror() {
