@@ -22,6 +22,7 @@
 #include <cstring>
 #include <list>
 #include <memory>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -555,6 +556,7 @@ class Qcow2Device final : public BlockDevice {
     }
     std::vector<std::pair<uint64_t, uint64_t>> copied_checks;  // (offset, 1 if flag set)
     std::vector<uint8_t> table(cs_);
+    std::set<uint64_t> walked;
     for (size_t i = 0; i < l1_.size(); ++i) {
       uint64_t l2 = l1_[i] & kOffsetMask;
       if (l2 == 0) continue;
@@ -570,6 +572,11 @@ class Qcow2Device final : public BlockDevice {
       }
       inc(l2, cs_, "an L2 table");
       copied_checks.push_back({l2, (l1_[i] & kCopied) ? 1 : 0});
+      if (!walked.insert(l2).second) {
+        ++r.corruptions;  // its entries were counted once; the second reference is wrong
+        problem("L1 entry " + num(i) + " points to an L2 table already used by another entry");
+        continue;
+      }
       file_.read_exact(l2, table);
       for (uint64_t j = 0; j < l2_entries_; ++j) {
         uint64_t e = be64(&table[j * 8]);
@@ -846,11 +853,18 @@ class Qcow2Device final : public BlockDevice {
   bool fully_mapped() const {
     if (l1_.empty() || h_.size == 0) return false;
     uint64_t clusters = div_up(h_.size, cs_);
+    std::unordered_map<uint64_t, bool> seen;  // each distinct L2 table is scanned once
     try {
-      for (uint64_t g = 0; g < clusters; ++g) {
-        if ((g % l2_entries_) == 0 && (l1_[g / l2_entries_] & kOffsetMask) == 0) return false;
-        uint64_t e = l2_entry(g);
-        if ((e & kOffsetMask) == 0 && !(e & kCompressed)) return false;
+      for (uint64_t l1i = 0; l1i * l2_entries_ < clusters; ++l1i) {
+        uint64_t off = l2_offset(l1i);
+        if (off == 0) return false;
+        if (!seen.emplace(off, true).second) continue;
+        const auto& t = l2_table(off);
+        uint64_t k = std::min<uint64_t>(l2_entries_, clusters - l1i * l2_entries_);
+        for (uint64_t j = 0; j < k; ++j) {
+          uint64_t e = be64(&t[j * 8]);
+          if ((e & kOffsetMask) == 0 && !(e & kCompressed)) return false;
+        }
       }
     } catch (const Error&) {
       return false;
