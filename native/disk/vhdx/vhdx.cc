@@ -275,7 +275,7 @@ bool build_metadata_region(const std::vector<MetaItem>& items, uint64_t region_l
     st<uint32_t>(e + 16, it.data.empty() ? 0 : static_cast<uint32_t>(pos));
     st<uint32_t>(e + 20, static_cast<uint32_t>(it.data.size()));
     st<uint32_t>(e + 24, it.flags);
-    std::memcpy(out->data() + pos, it.data.data(), it.data.size());
+    if (!it.data.empty()) std::memcpy(out->data() + pos, it.data.data(), it.data.size());
     pos = align_up(pos + it.data.size(), 8);
   }
   return true;
@@ -460,9 +460,13 @@ void VhdxDevice::open(const BackingOpener& opener) {
   if (!overlay_.empty() && !read_only_) {
     for (const auto& op : overlay_) {
       if (op.zero) {
-        std::vector<uint8_t> z(std::min<uint64_t>(op.length, MiB), 0);
-        for (uint64_t done = 0; done < op.length;) {
-          uint64_t n = std::min<uint64_t>(z.size(), op.length - done);
+        // Past the end of the file it reads as zeroes already; inside, release or overwrite.
+        uint64_t fsize = file_.size();
+        uint64_t len = op.offset < fsize ? std::min(op.length, fsize - op.offset) : 0;
+        if (len == 0 || file_.punch_hole(op.offset, len)) continue;
+        std::vector<uint8_t> z(std::min<uint64_t>(len, MiB), 0);
+        for (uint64_t done = 0; done < len;) {
+          uint64_t n = std::min<uint64_t>(z.size(), len - done);
           file_.write_all(op.offset + done, std::span<const uint8_t>(z.data(), n));
           done += n;
         }
@@ -783,7 +787,7 @@ void VhdxDevice::read_bat() {
   bat_.resize(align_up(entries, kSector / 8));
   std::vector<uint8_t> raw(bat_.size() * 8);
   view_read(bat_offset_, raw);
-  std::memcpy(bat_.data(), raw.data(), raw.size());
+  if (!raw.empty()) std::memcpy(bat_.data(), raw.data(), raw.size());
   // Blocks must lie inside the file, clear of the headers, the log and the regions.
   alloc_end_ = align_up(view_size(), MiB);
   const uint64_t n = block_count();
