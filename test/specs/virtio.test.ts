@@ -47,6 +47,37 @@ describe('virtio devices on the real KVM', () => {
     assert.equal(run.exit.code, 0);
   });
 
+  it('after a host reset the new VM gets its ioeventfds again and the console works', async () => {
+    let console2 = '';
+    const run = await runGuest('virtio-console', {
+      virtioConsole: true,
+      interact: async (machine, com1) => {
+        machine.on((event) => {
+          if (event.type === 'console2') console2 += Buffer.from(event.data).toString('latin1');
+        });
+        await com1.waitFor('virtio-console: ready\n');
+        machine.writeConsole2('one');
+        await new Promise<void>((resolve, reject) => {
+          const started = Date.now();
+          const poll = setInterval(() => {
+            if (console2 === 'one' || Date.now() - started > 10_000) {
+              clearInterval(poll);
+              if (console2 === 'one') resolve();
+              else reject(new Error(`no echo before the reset: ${JSON.stringify(console2)}`));
+            }
+          }, 10);
+        });
+        await machine.reset();
+        com1.text = '';
+        await com1.waitFor('virtio-console: ready\n');
+        machine.writeConsole2('two\x04');
+      },
+    });
+    assert.equal(console2, 'onetwo');
+    assert.equal(run.output, 'virtio-console: ready\nvirtio-console: done 3 bytes\n');
+    assert.equal(run.machine.stats().resets, 1);
+  });
+
   it('virtio-hostile: every malformed queue sets DEVICE_NEEDS_RESET, the device recovers, the VMM runs on', async () => {
     const cases = [
       'descriptor loop',
