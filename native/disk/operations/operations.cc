@@ -441,12 +441,15 @@ void compact(const std::string& path, OperationControl* control) {
   }
   struct stat st;
   if (::stat(path.c_str(), &st) != 0) throw SystemError("DISK_OPEN", "cannot stat " + path, errno);
+  if (info.subformat == "fixed") {
+    throw Error("DISK_UNSUPPORTED", path + " is a fixed " + format_name(info.format) +
+                                        " image: it is fully allocated by design and cannot be compacted; convert it to "
+                                        "a dynamic image instead");
+  }
   CreateOptions create;
   create.format = info.format;
   create.size = in->capacity();
-  create.fixed = info.subformat == "fixed";
-  create.preallocate_metadata = info.subformat == "preallocated";
-  create.cluster_size = info.cluster_size;
+  create.cluster_size = info.cluster_size;  // preallocation is not kept: compacting is about giving space back
   create.backing_path = info.backing_path;
   CopySpec spec;
   spec.chain_view = false;                      // only this image's own blocks
