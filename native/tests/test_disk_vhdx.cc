@@ -556,3 +556,52 @@ TEST(vhdx_bad_input) {
     CHECK(slurp(p) == b);
   }
 }
+
+// Blocks other writers leave PARTIALLY_PRESENT read through their sector bitmaps: present
+// sectors from the child, the rest from the parent. (Berth itself copies whole blocks.)
+TEST(vhdx_partially_present_blocks_use_sector_bitmaps) {
+  TempDir dir;
+  const uint64_t size = 3 * MiB;
+  auto base = pattern(size, 31);
+  spit(dir / "base.raw", base);
+  CHECK_EQ(sh("qemu-img convert -O vhdx -o block_size=1M " + (dir / "base.raw") + " " + (dir / "parent.vhdx")), 0);
+  const std::string child = dir / "child.vhdx";
+  create_disk(child, vhdx_options(0, false, "parent.vhdx"));
+  std::vector<uint8_t> mine(MiB, 0xc3);
+  {
+    auto dev = open_disk(child);
+    dev->write(MiB, mine);  // block 1 becomes FULLY_PRESENT
+  }
+  // Turn block 1 into PARTIALLY_PRESENT with a bitmap marking sectors 8..15 and 100 present.
+  uint64_t e1;
+  auto bytes = slurp(child);
+  std::memcpy(&e1, bytes.data() + 3 * MiB + 8, 8);
+  uint64_t bitmap_at = (bytes.size() + MiB - 1) / MiB * MiB;
+  std::vector<uint8_t> bitmap(MiB, 0);
+  const uint64_t first = 2048;  // block 1's first bit in the chunk (1 MiB / 512)
+  for (uint64_t s : {8, 9, 10, 11, 12, 13, 14, 15, 100}) bitmap[(first + s) / 8] |= static_cast<uint8_t>(1 << ((first + s) % 8));
+  patch(child, bitmap_at, bitmap.data(), bitmap.size());
+  patch_value<uint64_t>(child, 3 * MiB + 8, (e1 & ~uint64_t{7}) | 7);
+  patch_value<uint64_t>(child, 3 * MiB + 4096 * 8, bitmap_at | 6);  // the chunk's bitmap entry
+  std::vector<uint8_t> expect = base;
+  for (uint64_t s : {8, 9, 10, 11, 12, 13, 14, 15, 100}) std::memset(expect.data() + MiB + s * 512, 0xc3, 512);
+  auto dev = open_disk(child, ro());
+  CHECK(reads_as(*dev, expect));
+  Extent e = dev->block_status(MiB, MiB);
+  CHECK(e.kind == ExtentKind::kBacking);
+  CHECK_EQ(e.length, 8u * 512);
+  e = dev->block_status(MiB + 8 * 512, MiB);
+  CHECK(e.kind == ExtentKind::kData);
+  CHECK_EQ(e.length, 8u * 512);
+  CHECK_EQ(dev->check(false).corruptions, 0u);
+  // Writing to it copies the block whole and keeps what it read.
+  dev.reset();
+  {
+    auto rw = open_disk(child);
+    uint8_t b = 0x11;
+    rw->write(MiB + 50 * 512, std::span<const uint8_t>(&b, 1));
+    expect[MiB + 50 * 512] = 0x11;
+    CHECK(reads_as(*rw, expect));
+    CHECK(rw->block_status(MiB, MiB).kind == ExtentKind::kData);
+  }
+}
