@@ -1477,6 +1477,10 @@ void create_qcow2(const std::string& path, const CreateOptions& o) {
     throw Error("DISK_BACKING_NAME", "the backing file name for " + path + " is " + num(o.backing_path.size()) +
                                          " bytes long; qcow2 allows at most 1023: use a shorter or relative path");
   }
+  if (!o.backing_path.empty() && (o.fixed || o.preallocate_metadata)) {
+    throw Error("DISK_UNSUPPORTED", "a differencing qcow2 image cannot be preallocated (" + path +
+                                        "): preallocated clusters would hide the parent's data");
+  }
   uint64_t size = o.size;
   std::string backing_format;
   if (!o.backing_path.empty()) {
