@@ -1,0 +1,267 @@
+// The VM configuration, versioned. config.json holds a VmConfig with `schemaVersion`;
+// migrateConfig() upgrades older files and refuses newer ones. Unknown fields are refused
+// (a typo must not be dropped silently); every error names the field that failed.
+import { z } from 'zod';
+
+import { BerthError } from './errors';
+import { formatIssues } from './issues';
+
+export const CONFIG_SCHEMA_VERSION = 1;
+export const MAX_DISK_SLOTS = 64;
+export const MAX_NETWORK_ADAPTERS = 8;
+export const MAX_MEMORY_MIB = 1024 * 1024; // 1 TiB; the host's own limit is checked at start
+export const MAX_PROCESSORS = 256;
+
+// A random unicast MAC in the locally administered range (x2:, x6:, xA:, xE:).
+export function randomMac(): string {
+  const bytes = new Uint8Array(6);
+  globalThis.crypto.getRandomValues(bytes);
+  bytes[0] = ((bytes[0] ?? 0) & 0xfc) | 0x02;
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+const name = z
+  .string()
+  .min(1)
+  .max(100)
+  .refine((s) => s.trim() === s, 'must not start or end with spaces')
+  // eslint-disable-next-line no-control-regex
+  .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
+export const VmName = name;
+
+const mib = z.int();
+const path = z
+  .string()
+  .min(1)
+  .refine((s) => !s.includes('\0'), 'must not contain NUL characters');
+
+export const DynamicMemory = z.strictObject({
+  // Reserved: the balloon arrives later. Enabling it now is refused rather than ignored.
+  enabled: z.boolean().refine((v) => v === false, 'dynamic memory is reserved and cannot be enabled yet'),
+  minimumMiB: mib.min(2).max(MAX_MEMORY_MIB).default(512),
+  maximumMiB: mib.min(2).max(MAX_MEMORY_MIB).default(MAX_MEMORY_MIB),
+});
+
+export const MemorySettings = z.strictObject({
+  startupMiB: mib.min(2).max(MAX_MEMORY_MIB),
+  dynamic: DynamicMemory.default({ enabled: false, minimumMiB: 512, maximumMiB: MAX_MEMORY_MIB }),
+});
+
+export const ProcessorSettings = z.strictObject({ count: z.int().min(1).max(MAX_PROCESSORS) });
+
+const kernelBoot = {
+  kernelPath: path,
+  initrdPath: path.optional(),
+  cmdline: z
+    .string()
+    .max(4096)
+    .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
+    .default(''),
+};
+export const BootSettings = z.discriminatedUnion('kind', [
+  // A PVH ELF kernel (the test guest, or a Linux vmlinux with the PVH note).
+  z.strictObject({ kind: z.literal('pvh'), ...kernelBoot }),
+  // A Linux bzImage or vmlinux through the Linux boot protocol.
+  z.strictObject({ kind: z.literal('linux'), ...kernelBoot }),
+  // Reserved for UEFI; refused until the VMM has firmware.
+  z.object({ kind: z.literal('firmware') }).refine(() => false, {
+    message: 'firmware boot is reserved and not supported yet; use pvh or linux',
+    path: ['kind'],
+  }),
+]);
+export type BootSettings = z.infer<typeof BootSettings>;
+
+const slot = z
+  .int()
+  .min(0)
+  .max(MAX_DISK_SLOTS - 1);
+export const DiskAttachment = z.discriminatedUnion('kind', [
+  z.strictObject({ slot, kind: z.literal('virtual'), path, readOnly: z.boolean().default(false) }),
+  // A host block device, opened exclusively and excluded from checkpoints (part B).
+  z.strictObject({
+    slot,
+    kind: z.literal('passthrough'),
+    deviceId: z.string().min(1),
+    readOnly: z.boolean().default(false),
+  }),
+]);
+export type DiskAttachment = z.infer<typeof DiskAttachment>;
+
+export const MacAddress = z
+  .string()
+  .regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i, 'must be a MAC address like 02:00:00:12:34:56')
+  .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, 'must be a unicast address (first byte even)')
+  .transform((m) => m.toLowerCase());
+
+export const NetworkAdapter = z
+  .strictObject({
+    kind: z.enum(['nat', 'bridge']),
+    mac: MacAddress.default(randomMac),
+    bridge: z.string().min(1).optional(),
+  })
+  .superRefine((a, ctx) => {
+    if (a.kind === 'bridge' && a.bridge === undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['bridge'],
+        message: "is required when kind is 'bridge' (the host bridge to join)",
+      });
+    }
+    if (a.kind === 'nat' && a.bridge !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['bridge'], message: "is only for kind 'bridge'" });
+    }
+  });
+export type NetworkAdapter = z.infer<typeof NetworkAdapter>;
+
+export const Com1Settings = z.strictObject({ enabled: z.boolean().default(true) });
+
+export const CheckpointSettings = z.strictObject({
+  type: z.enum(['standard', 'production', 'disabled']).default('standard'),
+  // A folder for checkpoint files; absent means <vm>/checkpoints.
+  location: path.optional(),
+});
+
+export const AutomaticStartAction = z.enum(['nothing', 'start', 'restart-if-running']);
+export const AutomaticStopAction = z.enum(['turn-off', 'save', 'shut-down']);
+
+// The fields of a configuration, without the checks that span several fields.
+export const VmConfigShape = z.strictObject({
+  schemaVersion: z.literal(CONFIG_SCHEMA_VERSION),
+  id: z.uuid(),
+  name,
+  notes: z.string().max(10_000).default(''),
+  memory: MemorySettings,
+  processors: ProcessorSettings.default({ count: 1 }),
+  boot: BootSettings,
+  disks: z.array(DiskAttachment).max(MAX_DISK_SLOTS).default([]),
+  network: z.array(NetworkAdapter).max(MAX_NETWORK_ADAPTERS).default([]),
+  com1: Com1Settings.default({ enabled: true }),
+  checkpoints: CheckpointSettings.default({ type: 'standard' }),
+  automaticStartAction: AutomaticStartAction.default('nothing'),
+  automaticStopAction: AutomaticStopAction.default('turn-off'),
+  // The test-exit port (0xf4): lets a test guest end the VM with a code.
+  testExitPort: z.boolean().default(false),
+  createdAt: z.iso.datetime().optional(),
+});
+
+function crossChecks(c: z.infer<typeof VmConfigShape>, ctx: z.RefinementCtx): void {
+  const seen = new Map<number, number>();
+  c.disks.forEach((d, i) => {
+    const first = seen.get(d.slot);
+    if (first !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['disks', i, 'slot'],
+        message: `slot ${d.slot} is already used by disks[${first}]`,
+      });
+    } else seen.set(d.slot, i);
+  });
+  const macs = new Map<string, number>();
+  c.network.forEach((n, i) => {
+    const first = macs.get(n.mac);
+    if (first !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['network', i, 'mac'],
+        message: `${n.mac} is already used by network[${first}]`,
+      });
+    } else macs.set(n.mac, i);
+  });
+  const dyn = c.memory.dynamic;
+  if (dyn.minimumMiB > dyn.maximumMiB) {
+    ctx.addIssue({ code: 'custom', path: ['memory', 'dynamic', 'minimumMiB'], message: 'must not exceed maximumMiB' });
+  }
+}
+
+export const VmConfig = VmConfigShape.superRefine(crossChecks);
+export type VmConfig = z.infer<typeof VmConfig>;
+export type VmConfigInput = z.input<typeof VmConfig>;
+
+// What `vm new` takes: a configuration without the fields Berth assigns.
+export const NewVmRequest = VmConfigShape.omit({ schemaVersion: true, id: true, createdAt: true });
+export type NewVmRequest = z.input<typeof NewVmRequest>;
+
+export class ConfigError extends BerthError {
+  constructor(
+    readonly issues: string[],
+    code: 'INVALID_CONFIG' | 'UNSUPPORTED_VERSION' = 'INVALID_CONFIG',
+  ) {
+    super(code, issues.join('; '));
+  }
+}
+
+// Validates a current-version configuration; throws ConfigError naming each failing field.
+export function parseConfig(raw: unknown): VmConfig {
+  const result = VmConfig.safeParse(raw);
+  if (!result.success) throw new ConfigError(formatIssues(result.error.issues, raw, '(config)'));
+  return result.data;
+}
+
+// ---- migrations -----------------------------------------------------------------------
+
+type Json = Record<string, unknown>;
+// migrations[n] turns a version-n object into a version-(n+1) object. Each step may assume
+// only what version n promised, and must not validate: the final parse does.
+const migrations: Record<number, (old: Json) => Json> = {
+  // Version 0: the pre-release flat layout (no schemaVersion), as the demo's MachineConfig:
+  // { id, name, memoryMiB, vcpus, kernelPath, initrdPath?, cmdline?, testExitPort? }.
+  0: (old) => {
+    const { memoryMiB, vcpus, kernelPath, initrdPath, cmdline, ...rest } = old;
+    const boot: Json = { kind: 'pvh', kernelPath };
+    if (initrdPath !== undefined) boot['initrdPath'] = initrdPath;
+    if (cmdline !== undefined) boot['cmdline'] = cmdline;
+    return { ...rest, schemaVersion: 1, memory: { startupMiB: memoryMiB }, processors: { count: vcpus }, boot };
+  },
+};
+
+export interface MigrationResult {
+  config: VmConfig;
+  fromVersion: number;
+  // True when the stored text should be rewritten: an older version, or defaults filled in
+  // (a generated MAC must be saved, or it would change on every read).
+  changed: boolean;
+}
+
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, v: unknown) =>
+    v && typeof v === 'object' && !Array.isArray(v)
+      ? Object.fromEntries(Object.entries(v as Json).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : v,
+  );
+}
+
+export function migrateConfigDetailed(raw: unknown): MigrationResult {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(['(config): must be a JSON object']);
+  }
+  let doc = raw as Json;
+  const declared = doc['schemaVersion'];
+  const fromVersion = declared === undefined ? 0 : declared;
+  if (typeof fromVersion !== 'number' || !Number.isInteger(fromVersion) || fromVersion < 0) {
+    throw new ConfigError([`schemaVersion: must be a whole number, not ${JSON.stringify(declared)}`]);
+  }
+  if (fromVersion > CONFIG_SCHEMA_VERSION) {
+    throw new ConfigError(
+      [
+        `schemaVersion: ${fromVersion} is newer than this Berth understands (${CONFIG_SCHEMA_VERSION}); ` +
+          'open this VM with the newer Berth that wrote it',
+      ],
+      'UNSUPPORTED_VERSION',
+    );
+  }
+  for (let v = fromVersion; v < CONFIG_SCHEMA_VERSION; v++) {
+    const step = migrations[v];
+    if (!step) throw new ConfigError([`schemaVersion: no migration from version ${v}`], 'UNSUPPORTED_VERSION');
+    doc = step(doc);
+  }
+  const config = parseConfig(doc);
+  return {
+    config,
+    fromVersion,
+    changed: fromVersion !== CONFIG_SCHEMA_VERSION || canonical(raw) !== canonical(config),
+  };
+}
+
+export function migrateConfig(raw: unknown): VmConfig {
+  return migrateConfigDetailed(raw).config;
+}

@@ -1,0 +1,45 @@
+// File names inside a VM's folder, shared by the services and the worker:
+// <root>/vms/<vm-id>/{config.json, disks/, checkpoints/, state/, run/}.
+import { z } from 'zod';
+
+export const VM_FILES = {
+  config: 'config.json',
+  disks: 'disks',
+  checkpoints: 'checkpoints',
+  state: 'state',
+  run: 'run',
+} as const;
+
+// Inside run/ (mode 0700).
+export const RUN_FILES = {
+  // The per-VM advisory lock (O_EXCL lock file with the holder's pid).
+  lock: 'lock',
+  // Written by a manager while it spawns the worker.
+  starting: 'starting.json',
+  // Written by the worker as it starts; removed when it ends cleanly.
+  pid: 'worker.pid',
+  // The control socket (mode 0600).
+  socket: 'control.sock',
+  // The worker's stdout and stderr.
+  log: 'worker.log',
+  // "<pid> <status>": written by the shell that waits for the worker (status > 128 = signal).
+  status: 'worker.status',
+  // How the last run ended (LastExit), written by the worker.
+  lastExit: 'last-exit.json',
+  // Why the worker could not create or start the VM ({code, message}).
+  startError: 'start-error.json',
+  // A worker that died, as found by the next look (WorkerFailure).
+  failed: 'failed.json',
+} as const;
+
+export const WorkerPidFile = z.strictObject({
+  pid: z.int(),
+  // /proc start time on Linux, to tell a reused pid from the worker; null elsewhere.
+  procStart: z.string().nullable(),
+  startedAt: z.iso.datetime(),
+  protocol: z.int(),
+});
+export type WorkerPidFile = z.infer<typeof WorkerPidFile>;
+
+export const WorkerFailure = z.strictObject({ pid: z.int(), reason: z.string(), at: z.iso.datetime() });
+export type WorkerFailure = z.infer<typeof WorkerFailure>;

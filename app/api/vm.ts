@@ -1,0 +1,89 @@
+// What the services report about a VM: lifecycle state, summaries, stats, exits.
+import { z } from 'zod';
+
+import { VmConfig } from './config';
+
+// Off -> Starting -> Running <-> Paused; Running/Paused -> Stopping -> Off; a worker that
+// dies leaves Failed. Saved is reserved for saved memory state (part B).
+export const VM_STATES = ['Off', 'Starting', 'Running', 'Paused', 'Stopping', 'Saved', 'Failed'] as const;
+export const VmState = z.enum(VM_STATES);
+export type VmState = z.infer<typeof VmState>;
+
+// How the last run ended, written by the worker to run/last-exit.json.
+export const LastExit = z.strictObject({
+  // guest-exit: the test-exit port; power-off: the guest turned itself off (ACPI \_S5);
+  // reset: a guest reset with restart disabled; stopped: turned off from the host;
+  // error: the VMM stopped the VM on an error (detail says which).
+  reason: z.enum(['guest-exit', 'reset', 'power-off', 'stopped', 'error']),
+  code: z.int(),
+  detail: z.string(),
+  at: z.iso.datetime(),
+  pid: z.int(),
+});
+export type LastExit = z.infer<typeof LastExit>;
+
+export const VcpuStats = z.strictObject({ id: z.int(), cpuTimeMs: z.number() });
+
+export const VmStats = z.strictObject({
+  // Share of the assigned vCPUs' capacity used since the previous sample (0..100).
+  cpuUsagePercent: z.number().min(0),
+  assignedMemoryMiB: z.number(),
+  // The worker process's resident memory (guest pages it touched + the VMM).
+  residentBytes: z.number(),
+  uptimeMs: z.number(),
+  vcpuCount: z.int(),
+  vcpus: z.array(VcpuStats),
+  resets: z.int(),
+});
+export type VmStats = z.infer<typeof VmStats>;
+
+export const VmSummary = z.strictObject({
+  id: z.uuid(),
+  name: z.string(),
+  state: VmState,
+  // Why the VM is in this state, when it is not obvious (Failed, Off after an exit).
+  stateReason: z.string().optional(),
+  memoryMiB: z.int(),
+  processorCount: z.int(),
+  workerPid: z.int().optional(),
+  stats: VmStats.optional(),
+  lastExit: LastExit.optional(),
+});
+export type VmSummary = z.infer<typeof VmSummary>;
+
+export const VmDetails = VmSummary.extend({ config: VmConfig, folder: z.string() });
+export type VmDetails = z.infer<typeof VmDetails>;
+
+// ---- requests the services take (the CLI and, later, the window validate against these) --
+
+export const VmRef = z.string().min(1); // a name, an id, or an id prefix of at least 8 characters
+export const LifecycleAction = z.enum([
+  'start',
+  'shut-down',
+  'turn-off',
+  'save',
+  'pause',
+  'resume',
+  'reset',
+  'remove',
+  'rename',
+  'set',
+]);
+export type LifecycleAction = z.infer<typeof LifecycleAction>;
+
+// `vm set`: the settings that can be changed; memory and processors only while Off.
+export const VmSettingsPatch = z.strictObject({
+  notes: z.string().max(10_000).optional(),
+  memoryMiB: z.int().min(2).optional(),
+  processorCount: z.int().min(1).optional(),
+  kernelPath: z.string().min(1).optional(),
+  initrdPath: z.string().min(1).nullable().optional(),
+  cmdline: z.string().optional(),
+  bootKind: z.enum(['pvh', 'linux']).optional(),
+  testExitPort: z.boolean().optional(),
+  com1: z.boolean().optional(),
+  checkpointType: z.enum(['standard', 'production', 'disabled']).optional(),
+  automaticStartAction: z.enum(['nothing', 'start', 'restart-if-running']).optional(),
+  automaticStopAction: z.enum(['turn-off', 'save', 'shut-down']).optional(),
+});
+export type VmSettingsPatch = z.infer<typeof VmSettingsPatch>;
