@@ -48,13 +48,23 @@ std::unique_ptr<BlockDevice> open_in_chain(const std::string& path, const OpenOp
     throw Error("DISK_CHAIN_TOO_DEEP", path + " is more than " + std::to_string(chain.max_depth) +
                                            " backing files deep; merge some of the differencing disks");
   }
-  File file(path, options.read_only ? File::Mode::kReadOnly : File::Mode::kReadWrite, options.direct);
+  const File::Mode mode = options.read_only ? File::Mode::kReadOnly : File::Mode::kReadWrite;
+  // Probes read a few unaligned bytes, which O_DIRECT refuses: probe through a buffered
+  // descriptor and reopen for direct I/O afterwards.
+  File file(path, mode, false);
   struct stat st;
   if (::fstat(file.fd(), &st) == 0 && !chain.seen.insert({st.st_dev, st.st_ino}).second) {
     throw Error("DISK_BACKING_LOOP", path + " appears twice in its own backing chain (a loop); reconnect the "
                                             "differencing disk to its real parent");
   }
   const FormatDriver& driver = probe_driver(file);
+  if (options.direct) {
+    file = File(path, mode, true);
+    struct stat again;
+    if (::fstat(file.fd(), &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+      throw Error("DISK_OPEN", path + " was replaced while it was being opened; try again");
+    }
+  }
   BackingOpener backing = [&, path, depth](const std::string& recorded, const std::string&) {
     OpenOptions parent = options;
     parent.read_only = true;  // a parent is never written through its child
