@@ -25,6 +25,9 @@ struct FormatDriver {
   bool (*probe)(const File& file) = nullptr;
   std::unique_ptr<BlockDevice> (*open)(File file, const OpenOptions& options, const BackingOpener& backing) = nullptr;
   void (*create)(const std::string& path, const CreateOptions& options) = nullptr;
+  // The driver keeps O_DIRECT's alignment rules (bounce buffers for unaligned requests).
+  // Others get a buffered descriptor even when OpenOptions::direct asks for direct I/O.
+  bool direct_io = false;
 };
 
 // Called from a static initializer in each format's .cc file.

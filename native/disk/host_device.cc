@@ -193,7 +193,7 @@ std::unique_ptr<BlockDevice> open_host_device_driver(File file, const OpenOption
 }
 
 [[maybe_unused]] const bool registered =
-    register_driver({Format::kHostDevice, -100, probe_host_device, open_host_device_driver, nullptr});
+    register_driver({Format::kHostDevice, -100, probe_host_device, open_host_device_driver, nullptr, true});
 
 }  // namespace
 

@@ -58,7 +58,7 @@ std::unique_ptr<BlockDevice> open_in_chain(const std::string& path, const OpenOp
                                             "differencing disk to its real parent");
   }
   const FormatDriver& driver = probe_driver(file);
-  if (options.direct) {
+  if (options.direct && driver.direct_io) {
     file = File(path, mode, true);
     struct stat again;
     if (::fstat(file.fd(), &again) != 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {

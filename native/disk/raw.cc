@@ -131,7 +131,7 @@ std::unique_ptr<BlockDevice> open_raw_driver(File file, const OpenOptions& optio
   return open_raw(std::move(file), options);
 }
 
-[[maybe_unused]] const bool registered = register_driver({Format::kRaw, 1000, probe_raw, open_raw_driver, create_raw});
+[[maybe_unused]] const bool registered = register_driver({Format::kRaw, 1000, probe_raw, open_raw_driver, create_raw, true});
 
 }  // namespace
 

@@ -1450,9 +1450,6 @@ std::unique_ptr<Qcow2Device> open_device(File file, bool read_only) {
 }
 
 std::unique_ptr<BlockDevice> open_qcow2(File file, const OpenOptions& options, const BackingOpener& opener) {
-  if (file.direct()) {
-    file = File(file.path(), options.read_only ? File::Mode::kReadOnly : File::Mode::kReadWrite, false);
-  }
   std::string path = file.path();
   auto dev = open_device(std::move(file), options.read_only);
   ImageInfo i = dev->info();
