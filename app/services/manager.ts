@@ -99,6 +99,32 @@ function describeExit(exit: LastExit): string {
   }
 }
 
+const settingNames = {
+  memoryMiB: 'the memory',
+  processorCount: 'the processor count',
+  kernelPath: 'the kernel',
+  initrdPath: 'the initrd',
+  cmdline: 'the command line',
+  bootKind: 'the boot kind',
+  testExitPort: 'the test-exit port',
+  com1: 'COM1',
+} as const;
+
+// Boot files must exist when they are set (the worker checks again at start).
+async function checkBootFiles(config: VmConfig): Promise<void> {
+  if (config.boot.kind === 'firmware') return;
+  const files: [string, string | undefined][] = [
+    ['boot.kernelPath', config.boot.kernelPath],
+    ['boot.initrdPath', config.boot.initrdPath],
+  ];
+  for (const [field, path] of files) {
+    if (path === undefined) continue;
+    const stat = await fs.stat(path).catch(() => undefined);
+    if (!stat) throw new ConfigError([`${field}: ${path} does not exist`]);
+    if (!stat.isFile()) throw new ConfigError([`${field}: ${path} is not a file`]);
+  }
+}
+
 export class VmManager {
   readonly registry: Registry;
   private readonly clientName: string;
@@ -245,7 +271,7 @@ export class VmManager {
   }
 
   async create(request: NewVmRequest): Promise<VmDetails> {
-    const config = await this.registry.create(request);
+    const config = await this.registry.create(request, checkBootFiles);
     return this.show(config.id);
   }
 
@@ -273,7 +299,7 @@ export class VmManager {
         if (state !== 'Off' && state !== 'Failed') {
           throw new BerthError(
             'INVALID_STATE',
-            `cannot change ${hardware.join(', ')} of '${c.name}' while it is ${state}; turn it off first`,
+            `cannot change ${hardware.map((k) => settingNames[k]).join(', ')} of '${c.name}' while it is ${state}; turn it off first`,
           );
         }
       }
@@ -292,6 +318,7 @@ export class VmManager {
       if (patch.checkpointType !== undefined) c.checkpoints.type = patch.checkpointType;
       if (patch.automaticStartAction !== undefined) c.automaticStartAction = patch.automaticStartAction;
       if (patch.automaticStopAction !== undefined) c.automaticStopAction = patch.automaticStopAction;
+      if (patch.kernelPath !== undefined || patch.initrdPath) await checkBootFiles(c);
       return c;
     });
     return this.details({ ...entry, config });
@@ -346,6 +373,8 @@ export class VmManager {
             {
               detached: true,
               stdio: ['ignore', log, log],
+              // Relative paths in the configuration are relative to the VM's folder.
+              cwd: p.folder,
               // Under Electron, process.execPath is the app: make it behave as Node.
               env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
             },

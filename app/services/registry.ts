@@ -143,7 +143,7 @@ export class Registry {
       throw new BerthError('NAME_IN_USE', `a VM named '${clash.config?.name ?? name}' already exists (${clash.id})`);
   }
 
-  async create(request: NewVmRequest): Promise<VmConfig> {
+  async create(request: NewVmRequest, check?: (config: VmConfig) => Promise<void>): Promise<VmConfig> {
     const id = randomUUID();
     const config = parseConfig({
       ...request,
@@ -151,6 +151,7 @@ export class Registry {
       id,
       createdAt: new Date().toISOString(),
     });
+    await check?.(config);
     await this.ensureRoot();
     return this.withRegistryLock('create VM', async () => {
       await this.assertNameFree(config.name);
