@@ -251,7 +251,7 @@ const commands: Record<string, Command> = {
     positionals: ['NAME'],
     options: settingOptions,
     run: async ({ manager, args, values, print }) => {
-      const patch: Record<string, unknown> = {
+      const given: Record<string, unknown> = {
         notes: str(values, 'notes'),
         memoryMiB: parseMiB('memory', str(values, 'memory')),
         processorCount: parseCount('cpus', str(values, 'cpus')),
@@ -277,7 +277,7 @@ const commands: Record<string, Command> = {
           'shut-down',
         ] as const),
       };
-      for (const k of Object.keys(patch)) if (patch[k] === undefined) delete patch[k];
+      const patch = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
       if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give at least one setting');
       const vm = await manager.set(args[0] ?? '', patch);
       print(`updated '${vm.name}'`);
