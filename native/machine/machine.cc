@@ -11,6 +11,8 @@
 
 #include "common/error.h"
 #include "common/unique_fd.h"
+#include "boot/acpi.h"
+#include "devices/acpi_sleep.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
@@ -174,6 +176,10 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
   io_bus_.insert(kCom1Port, 8, uart_, "COM1 (16550A UART)");
   io_bus_.insert(kRtcPort, 2, rtc_, "CMOS RTC");
   io_bus_.insert(kI8042Port, 5, i8042_, "i8042 controller");
+  acpi_sleep_ = std::make_shared<devices::AcpiSleep>(boot::kAcpiS5SleepType, [this] {
+    post_exit({ExitReason::kPowerOff, 0, "acpi"});
+  });
+  io_bus_.insert(boot::kAcpiSleepControlPort, devices::AcpiSleep::kPortCount, acpi_sleep_, "ACPI sleep registers");
   if (config_.test_exit_port) {
     debug_exit_ = std::make_shared<devices::DebugExit>([this](uint32_t code) {
       post_exit({ExitReason::kGuestExit, code, ""});

@@ -25,6 +25,7 @@ class Uart16550;
 class CmosRtc;
 class I8042;
 class DebugExit;
+class AcpiSleep;
 namespace virtio {
 class VirtioDevice;
 class VirtioMmio;
@@ -146,6 +147,7 @@ class Machine {
   std::shared_ptr<devices::CmosRtc> rtc_;
   std::shared_ptr<devices::I8042> i8042_;
   std::shared_ptr<devices::DebugExit> debug_exit_;
+  std::shared_ptr<devices::AcpiSleep> acpi_sleep_;
   std::vector<std::unique_ptr<KvmIrqLine>> irq_lines_;
 
   // The hypervisor VM is replaced on reset; interrupt lines read it under a shared lock.

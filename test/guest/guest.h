@@ -74,6 +74,9 @@ void put_hex(u32 v);
 __attribute__((noreturn)) void guest_exit(u32 code);
 __attribute__((noreturn)) void halt_forever(void);
 
+/* acpi.c */
+__attribute__((noreturn)) void scenario_acpi(const struct hvm_start_info *si);
+
 /* cmos.c */
 u8 cmos_read(u8 idx);
 void cmos_write(u8 idx, u8 v);

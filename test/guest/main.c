@@ -131,6 +131,8 @@ void kmain(const struct hvm_start_info *si)
 		scenario_virtio_console(cmdline);
 	else if (streq(w, "virtio-hostile"))
 		scenario_virtio_hostile(cmdline);
+	else if (streq(w, "acpi") && si)
+		scenario_acpi(si);
 
 	puts("unknown scenario: ");
 	puts(w);

@@ -133,6 +133,15 @@ describe('test guest on the real KVM', () => {
     assert.deepEqual({ reason: run.exit.reason, detail: run.exit.detail }, { reason: 'reset', detail: 'i8042' });
   });
 
+  it('acpi: the tables list every vCPU and the FADT sleep register powers the VM off', async () => {
+    const run = await runGuest('acpi', { vcpus: cpus });
+    assert.equal(
+      run.output,
+      `acpi: MADT lists ${cpus} cpus, IOAPIC at 0xfec00000\nacpi: powering off through the sleep control register\n`,
+    );
+    assert.deepEqual({ reason: run.exit.reason, detail: run.exit.detail }, { reason: 'power-off', detail: 'acpi' });
+  });
+
   it('ioloop: port I/O exits are counted per vCPU', async () => {
     const run = await runGuest('ioloop 5000');
     assert.equal(run.output, 'ioloop: 5000\n');
