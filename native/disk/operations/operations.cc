@@ -120,14 +120,16 @@ class PartialFile {
 // Reports progress at most every ~1% or 100 ms and checks for cancellation.
 class Progress {
  public:
-  Progress(OperationControl* control, uint64_t total, std::string what)
-      : control_(control), total_(total), what_(std::move(what)), last_time_(std::chrono::steady_clock::now()) {
+  Progress(OperationControl* control, uint64_t total, std::string what,
+           std::string cancel_note = "the source is unchanged and no partial file is left")
+      : control_(control), total_(total), what_(std::move(what)), cancel_note_(std::move(cancel_note)),
+        last_time_(std::chrono::steady_clock::now()) {
     step_ = std::max<uint64_t>(total_ / 100, 1);
   }
 
   void check_cancelled() const {
     if (control_ && control_->cancelled.load()) {
-      throw Error("DISK_CANCELLED", what_ + " was cancelled; nothing was changed");
+      throw Error("DISK_CANCELLED", what_ + " was cancelled; " + cancel_note_);
     }
   }
 
@@ -150,6 +152,7 @@ class Progress {
   OperationControl* control_;
   uint64_t total_;
   std::string what_;
+  std::string cancel_note_;
   uint64_t step_ = 1;
   uint64_t last_done_ = 0;
   bool reported_ = false;
@@ -405,7 +408,7 @@ void expand(const std::string& path, uint64_t new_size) {
 
 uint64_t min_shrink_size(const std::string& path, OperationControl* control) {
   auto dev = open_read_only(path);
-  Progress progress(control, dev->capacity(), "measuring " + path);
+  Progress progress(control, dev->capacity(), "measuring " + path, "nothing was changed");
   uint64_t min = last_used_end(dev.get(), progress);
   progress.finish();
   return min;
@@ -419,7 +422,7 @@ void shrink(const std::string& path, uint64_t new_size, OperationControl* contro
     throw Error("DISK_SIZE", path + " is " + size_text(cap) + "; to shrink it, give a smaller size than that" +
                                  (new_size > cap ? " (use expand to make it larger)" : ""));
   }
-  Progress progress(control, cap, "shrinking " + path);
+  Progress progress(control, cap, "shrinking " + path, "the disk keeps its size");
   uint64_t min = last_used_end(dev.get(), progress);
   if (new_size < min) {
     throw Error("DISK_SHRINK_TOO_SMALL", path + " holds data up to byte " + std::to_string(min) +
@@ -490,7 +493,9 @@ void merge_into_parent(const std::string& child_path, OperationControl* control)
   spec.dst = parent.get();
   spec.chain_view = false;
   spec.write_zeroes = true;
-  Progress progress(control, child->capacity(), "merging " + child_path + " into " + parent_path);
+  Progress progress(control, child->capacity(), "merging " + child_path + " into " + parent_path,
+                    "the child is still in place and the chain reads as before, but the parent alone now holds "
+                    "some of the child's blocks (merge again to finish)");
   copy_blocks(spec, progress);
   parent->flush();
   parent.reset();
