@@ -74,8 +74,8 @@ export type LifecycleAction = z.infer<typeof LifecycleAction>;
 // `vm set`: the settings that can be changed; memory and processors only while Off.
 export const VmSettingsPatch = z.strictObject({
   notes: z.string().max(10_000).optional(),
-  memoryMiB: z.int().min(2).optional(),
-  processorCount: z.int().min(1).optional(),
+  memoryMiB: z.int().optional(), // ranges are checked on the resulting config
+  processorCount: z.int().optional(),
   kernelPath: z.string().min(1).optional(),
   initrdPath: z.string().min(1).nullable().optional(),
   cmdline: z.string().optional(),

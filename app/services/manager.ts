@@ -497,7 +497,9 @@ export class VmManager {
       if (!(err instanceof BerthError && err.code === 'WORKER_UNREACHABLE')) throw err;
     }
     const deadline = Date.now() + STOP_TIMEOUT_MS;
-    await Promise.race([closed, sleep(STOP_TIMEOUT_MS)]);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([closed, new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_TIMEOUT_MS)))]);
+    clearTimeout(timer);
     client.close();
     while (sameProcessAlive(pid, null) && Date.now() < deadline) await sleep(20);
     return this.summary(entry, await this.probe(entry));

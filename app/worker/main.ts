@@ -224,7 +224,11 @@ class Worker {
   }
 
   private connect(socket: Socket): void {
-    const client = new Client(socket, (c, line) => void this.handle(c, line));
+    // One request at a time per client, answered in order.
+    let queue = Promise.resolve();
+    const client = new Client(socket, (c, line) => {
+      queue = queue.then(() => this.handle(c, line));
+    });
     this.clients.add(client);
     socket.on('close', () => this.clients.delete(client));
   }
@@ -285,7 +289,7 @@ class Worker {
     try {
       const result = await this.dispatch(client, request);
       client.send({ id: request.id, ok: true, result });
-      if (request.op === 'console-attach') this.replay(client);
+      if (request.op === 'console-attach' && request.replay) this.replay(client);
     } catch (err) {
       client.send({ id: request.id, ok: false, error: toErrorBody(err) });
       if (request.op === 'hello') client.socket.end();
