@@ -1,0 +1,178 @@
+// The berth command line end to end, as a user types it: `node dist/app/cli/main.js ...`
+// with and without --json, exit codes, and the console with Ctrl-] to detach.
+import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+
+import { testGuestPath } from '../support/guest';
+import { TextSink, cleanBerthHome, cliPath, makeBerthHome } from '../support/berth-home';
+
+interface Ran {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+describe('berth vm (command line)', () => {
+  let home: string;
+  let kernel: string;
+
+  before(() => {
+    home = makeBerthHome('cli');
+    kernel = testGuestPath();
+  });
+  after(() => cleanBerthHome(home));
+
+  const berth = (...args: string[]): Promise<Ran> =>
+    new Promise((resolve) => {
+      execFile(
+        process.execPath,
+        [cliPath, ...args],
+        { env: { ...process.env, BERTH_HOME: home } },
+        (err, stdout, stderr) => {
+          const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+          resolve({ code, stdout, stderr });
+        },
+      );
+    });
+  const json = async (...args: string[]): Promise<{ code: number; body: Record<string, unknown> }> => {
+    const r = await berth(...args, '--json');
+    assert.equal(r.stderr, '', 'nothing on stderr with --json');
+    return { code: r.code, body: JSON.parse(r.stdout) as Record<string, unknown> };
+  };
+
+  it('creates, lists and shows a VM', async () => {
+    const created = await berth(
+      'vm',
+      'new',
+      '--name',
+      'cli1',
+      '--memory',
+      '32',
+      '--cpus',
+      '1',
+      '--kernel',
+      kernel,
+      '--cmdline',
+      'echo',
+      '--test-exit-port',
+    );
+    assert.equal(created.code, 0, created.stderr);
+    assert.match(created.stdout, /^created 'cli1' \([0-9a-f-]{36}\)\n$/);
+    const list = await berth('vm', 'list');
+    assert.equal(list.code, 0);
+    assert.match(list.stdout, /^NAME\s+STATE\s+CPU\s+MEMORY\s+UPTIME\s+ID\n/);
+    assert.match(list.stdout, /\ncli1\s+Off\s+32 MiB\s+[0-9a-f-]{36}\n/);
+    const listed = await json('vm', 'list');
+    assert.equal(listed.code, 0);
+    const vms = listed.body['vms'] as { name: string; state: string; memoryMiB: number }[];
+    assert.deepEqual(
+      vms.map((v) => [v.name, v.state, v.memoryMiB]),
+      [['cli1', 'Off', 32]],
+    );
+    const show = await json('vm', 'show', 'cli1');
+    assert.equal((show.body['config'] as { boot: { cmdline: string } }).boot.cmdline, 'echo');
+    const text = await berth('vm', 'show', 'cli1');
+    assert.match(text.stdout, /Memory:\s+32 MiB/);
+    assert.match(text.stdout, /Test-exit port:\s+on/);
+  });
+
+  it('usage errors exit 2 and say what to do; refusals exit 1 with {error:{code,message}}', async () => {
+    const noName = await berth('vm', 'new', '--kernel', kernel);
+    assert.equal(noName.code, 2);
+    assert.match(noName.stderr, /^berth: --name is required\nusage: berth vm new/);
+    const unknownFlag = await json('vm', 'list', '--colour');
+    assert.equal(unknownFlag.code, 2);
+    assert.equal((unknownFlag.body['error'] as { code: string }).code, 'USAGE');
+    assert.match((unknownFlag.body['error'] as { message: string }).message, /--colour/);
+    assert.equal((await berth('vm', 'frobnicate')).code, 2);
+    assert.equal((await berth('vm', 'start')).code, 2);
+    assert.equal((await berth('vm', 'new', '--name', 'x', '--kernel', kernel, '--memory', 'lots')).code, 2);
+
+    const tiny = await json('vm', 'new', '--name', 'tiny', '--kernel', kernel, '--memory', '1');
+    assert.equal(tiny.code, 1);
+    assert.deepEqual(tiny.body, {
+      error: { code: 'INVALID_CONFIG', message: 'memory.startupMiB: must be at least 2' },
+    });
+    const paused = await json('vm', 'pause', 'cli1');
+    assert.equal(paused.code, 1);
+    assert.deepEqual(paused.body, {
+      error: { code: 'INVALID_STATE', message: "cannot pause 'cli1': it is Off; start it first" },
+    });
+    const missing = await berth('vm', 'start', 'nope');
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /^berth: no VM named 'nope'; 'berth vm list' shows the VMs\n$/);
+  });
+
+  it('starts, pauses, resumes and turns off, with --json and without', async () => {
+    const started = await json('vm', 'start', 'cli1');
+    assert.equal(started.code, 0);
+    assert.equal(started.body['state'], 'Running');
+    const again = await berth('vm', 'start', 'cli1');
+    assert.equal(again.code, 1);
+    assert.match(again.stderr, /cannot start 'cli1': it is Running/);
+    assert.equal((await berth('vm', 'pause', 'cli1')).stdout, "'cli1' is Paused\n");
+    assert.equal((await json('vm', 'resume', 'cli1')).body['state'], 'Running');
+    const stop = await json('vm', 'stop', 'cli1');
+    assert.equal(stop.code, 1);
+    assert.equal((stop.body['error'] as { code: string }).code, 'UNSUPPORTED');
+    const save = await berth('vm', 'save', 'cli1');
+    assert.equal(save.code, 1);
+    assert.match(save.stderr, /saved state is not available yet/);
+    const listed = await berth('vm', 'list');
+    assert.match(listed.stdout, /\ncli1\s+Running\s+[\d.]+%\s+32 MiB\s+\d\d:\d\d:\d\d/);
+  });
+
+  it('console: guest output to stdout, typing to the guest, Ctrl-] detaches and the VM keeps running', async () => {
+    const child = spawn(process.execPath, [cliPath, 'vm', 'console', 'cli1'], {
+      env: { ...process.env, BERTH_HOME: home },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const out = new TextSink();
+    const err = new TextSink();
+    child.stdout.on('data', out.push);
+    child.stderr.on('data', err.push);
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    await err.waitFor("connected to 'cli1'; Ctrl-] detaches");
+    await out.waitFor('echo: ready\n'); // the scrollback
+    child.stdin.write('typed by a user');
+    await out.waitFor('typed by a user');
+    child.stdin.write('\x1d');
+    assert.equal(await exited, 0);
+    assert.match(err.text, /detached from 'cli1'; it keeps running/);
+    assert.equal((await json('vm', 'show', 'cli1')).body['state'], 'Running');
+
+    // --json: console output as base64 events.
+    const j = spawn(process.execPath, [cliPath, 'vm', 'console', 'cli1', '--json'], {
+      env: { ...process.env, BERTH_HOME: home },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    const jout = new TextSink();
+    j.stdout.on('data', jout.push);
+    const jexit = new Promise<number | null>((resolve) => j.on('close', (code) => resolve(code)));
+    await jout.waitFor('\n');
+    j.stdin.end('\x1d');
+    assert.equal(await jexit, 0);
+    const first = JSON.parse(jout.text.split('\n')[0] ?? '') as { event: string; data: string };
+    assert.equal(first.event, 'console');
+    assert.match(Buffer.from(first.data, 'base64').toString(), /^echo: ready\ntyped by a user/);
+  });
+
+  it('renames, refuses to remove a running VM, turns off and removes', async () => {
+    assert.equal((await berth('vm', 'rename', 'cli1', 'cli2')).stdout, "renamed to 'cli2'\n");
+    const busy = await berth('vm', 'remove', 'cli2');
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, /cannot remove 'cli2': it is Running; turn it off first/);
+    const set = await berth('vm', 'set', 'cli2', '--cpus', '2');
+    assert.equal(set.code, 1);
+    assert.match(set.stderr, /cannot change the processor count of 'cli2' while it is Running; turn it off first/);
+    const off = await json('vm', 'turn-off', 'cli2');
+    assert.equal(off.code, 0);
+    assert.equal(off.body['state'], 'Off');
+    assert.equal((await berth('vm', 'set', 'cli2', '--memory', '48', '--notes', 'n')).code, 0);
+    const removed = await json('vm', 'remove', 'cli2');
+    assert.equal(removed.code, 0);
+    assert.equal((removed.body['removed'] as { name: string }).name, 'cli2');
+    assert.match((await berth('vm', 'list')).stdout, /^no VMs yet/);
+  });
+});
