@@ -23,14 +23,6 @@ export interface RawMachineConfig {
   restartOnReset: boolean;
   rng: boolean;
   virtioConsole: boolean;
-  disks: RawDiskConfig[];
-}
-
-export interface RawDiskConfig {
-  path: string;
-  readOnly?: boolean;
-  format?: string;
-  serial?: string;
 }
 
 export interface RawVcpuStats {
