@@ -126,6 +126,13 @@ void ap_main(void);
 __attribute__((noreturn)) void scenario_virtio_rng(const char *cmdline);
 __attribute__((noreturn)) void scenario_virtio_console(const char *cmdline);
 __attribute__((noreturn)) void scenario_virtio_hostile(const char *cmdline);
+u32 virtio_find_device(const char *cmdline, u32 id, u32 nth); /* nth device with that ID, 0 if none */
+const char *parse_num(const char *s, u32 *out); /* "0x..." or decimal */
+
+/* virtio_blk.c */
+__attribute__((noreturn)) void scenario_virtio_blk(const char *cmdline, const char *mode, const char *arg, const char *arg2);
+__attribute__((noreturn)) void scenario_virtio_blk_hostile(const char *cmdline);
+__attribute__((noreturn)) void scenario_virtio_blk_bench(const char *cmdline, const char *arg, const char *arg2);
 
 /* entry.S */
 extern char ap_trampoline_start[], ap_trampoline_end[];

@@ -131,6 +131,12 @@ void kmain(const struct hvm_start_info *si)
 		scenario_virtio_console(cmdline);
 	else if (streq(w, "virtio-hostile"))
 		scenario_virtio_hostile(cmdline);
+	else if (streq(w, "virtio-blk"))
+		scenario_virtio_blk(cmdline, arg, words[2], words[3]);
+	else if (streq(w, "virtio-blk-hostile"))
+		scenario_virtio_blk_hostile(cmdline);
+	else if (streq(w, "virtio-blk-bench"))
+		scenario_virtio_blk_bench(cmdline, arg, words[2]);
 	else if (streq(w, "acpi") && si)
 		scenario_acpi(si);
 

@@ -72,7 +72,7 @@ static int starts_with(const char *s, const char *p)
 }
 
 /* Parses "0x..." or decimal; returns the position after the number. */
-static const char *parse_num(const char *s, u32 *out)
+const char *parse_num(const char *s, u32 *out)
 {
 	u32 v = 0;
 	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
@@ -98,10 +98,10 @@ static const char *parse_num(const char *s, u32 *out)
 }
 
 /*
- * Finds the first device with the given id among the command line's entries;
- * checks magic and version on the way. Returns its base, 0 if none.
+ * Finds the nth (from 0) device with the given id among the command line's
+ * entries; checks magic and version on the way. Returns its base, 0 if none.
  */
-static u32 find_device(const char *cmdline, u32 id)
+u32 virtio_find_device(const char *cmdline, u32 id, u32 nth)
 {
 	const char *key = "virtio_mmio.device=";
 	for (const char *s = cmdline; *s; s++) {
@@ -117,11 +117,13 @@ static u32 find_device(const char *cmdline, u32 id)
 		parse_num(p + 1, &irq);
 		if (rd(base, VM_MAGIC) != 0x74726976u || rd(base, VM_VERSION) != 2)
 			continue;
-		if (rd(base, VM_DEVICE_ID) == id)
+		if (rd(base, VM_DEVICE_ID) == id && nth-- == 0)
 			return base;
 	}
 	return 0;
 }
+
+static u32 find_device(const char *cmdline, u32 id) { return virtio_find_device(cmdline, id, 0); }
 
 /* Reset, ACKNOWLEDGE, DRIVER, features = VIRTIO_F_VERSION_1 only, FEATURES_OK. */
 static int negotiate(u32 base)

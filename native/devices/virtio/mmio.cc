@@ -16,6 +16,7 @@ namespace {
 constexpr uint32_t kTagKick = 0x10000;
 constexpr uint32_t kTagStop = 0x10001;
 constexpr uint32_t kTagSync = 0x10002;
+constexpr uint32_t kTagComplete = 0x10003;
 
 UniqueFd make_eventfd() {
   int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -55,6 +56,7 @@ VirtioMmio::VirtioMmio(vmm::GuestMemory& memory, std::shared_ptr<VirtioDevice> d
     notify_fds_.push_back(make_eventfd());
   }
   kick_fd_ = make_eventfd();
+  complete_fd_ = make_eventfd();
   stop_fd_ = make_eventfd();
   sync_fd_ = make_eventfd();
   int ep = epoll_create1(EPOLL_CLOEXEC);
@@ -68,6 +70,7 @@ VirtioMmio::VirtioMmio(vmm::GuestMemory& memory, std::shared_ptr<VirtioDevice> d
   };
   for (uint16_t i = 0; i < n; ++i) watch(notify_fds_[i].get(), i);
   watch(kick_fd_.get(), kTagKick);
+  watch(complete_fd_.get(), kTagComplete);
   watch(stop_fd_.get(), kTagStop);
   watch(sync_fd_.get(), kTagSync);
   device_->bind(*this);
@@ -75,6 +78,16 @@ VirtioMmio::VirtioMmio(vmm::GuestMemory& memory, std::shared_ptr<VirtioDevice> d
 }
 
 VirtioMmio::~VirtioMmio() {
+  {
+    // A device with a worker thread stops touching guest memory and posting completions
+    // here, before the eventfds it posts to are closed.
+    std::lock_guard<std::mutex> lock(mu_);
+    try {
+      device_->reset();
+    } catch (...) {
+      // Destruction goes on regardless.
+    }
+  }
   signal_fd(stop_fd_.get());
   if (thread_.joinable()) thread_.join();
 }
@@ -88,7 +101,7 @@ void VirtioMmio::io_loop() {
       if (errno == EINTR) continue;
       return;
     }
-    bool stop = false, kicked = false;
+    bool stop = false, kicked = false, completed = false;
     uint64_t syncs = 0;
     notified.clear();
     for (int i = 0; i < n; ++i) {
@@ -98,6 +111,9 @@ void VirtioMmio::io_loop() {
       } else if (tag == kTagKick) {
         drain_fd(kick_fd_.get());
         kicked = true;
+      } else if (tag == kTagComplete) {
+        drain_fd(complete_fd_.get());
+        completed = true;
       } else if (tag == kTagSync) {
         syncs += drain_fd(sync_fd_.get());
       } else if (tag < notify_fds_.size()) {
@@ -110,6 +126,14 @@ void VirtioMmio::io_loop() {
       sync_done_ = sync_requested_;
       sync_cv_.notify_all();
       return;
+    }
+    if (completed && dispatchable()) {
+      try {
+        device_->complete();
+      } catch (const std::exception& e) {
+        set_needs_reset(std::string("device error: ") + e.what());
+      }
+      check_queues();
     }
     for (uint16_t q : notified) {
       if (!dispatchable()) break;
@@ -159,6 +183,8 @@ void VirtioMmio::signal_used(uint16_t queue) {
 }
 
 void VirtioMmio::kick() { signal_fd(kick_fd_.get()); }
+
+void VirtioMmio::post_completion() { signal_fd(complete_fd_.get()); }
 
 void VirtioMmio::fail(const std::string& why) { set_needs_reset(why); }
 

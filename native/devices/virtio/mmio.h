@@ -95,6 +95,7 @@ class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
   // DeviceContext
   void signal_used(uint16_t queue) override;
   void kick() override;
+  void post_completion() override;
   void fail(const std::string& why) override;
   void config_changed() override;
 
@@ -124,7 +125,7 @@ class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
   std::string last_error_;
 
   std::vector<UniqueFd> notify_fds_;
-  UniqueFd kick_fd_, stop_fd_, epoll_fd_;
+  UniqueFd kick_fd_, complete_fd_, stop_fd_, epoll_fd_;
   UniqueFd sync_fd_;
   uint64_t sync_requested_ = 0, sync_done_ = 0;  // under mu_
   std::condition_variable sync_cv_;

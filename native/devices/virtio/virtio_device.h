@@ -3,8 +3,8 @@
 // DeviceContext.
 //
 // Threading: every VirtioDevice method is called with the transport's lock held, so two
-// of them never run at once. queue_notify() and host_event() run on the transport's I/O
-// thread; configuration reads/writes, activate() and reset() on a vCPU thread (the
+// of them never run at once. queue_notify(), host_event() and complete() run on the
+// transport's I/O thread; configuration reads/writes, activate() and reset() on a vCPU thread (the
 // driver's register access) or the machine's thread (machine reset). Device work that
 // touches guest buffers therefore happens on the I/O thread, never on a vCPU thread.
 #pragma once
@@ -48,6 +48,11 @@ class DeviceContext {
   virtual void signal_used(uint16_t queue) = 0;
   // Any thread, any lock: makes the I/O thread call host_event() soon (host input ready).
   virtual void kick() = 0;
+  // Any thread, any lock (a device's worker thread, typically): makes the I/O thread call
+  // VirtioDevice::complete() soon, under the transport lock, where the device returns the
+  // requests its worker finished (push_used + signal_used). The worker never takes the
+  // transport lock, so reset() may wait for it while holding that lock.
+  virtual void post_completion() = 0;
   // I/O thread: the driver broke the protocol in a way the device cannot answer with an
   // error status. Sets DEVICE_NEEDS_RESET; the device gets no more calls until reset().
   virtual void fail(const std::string& why) = 0;
@@ -83,7 +88,13 @@ class VirtioDevice {
   virtual void queue_notify(uint16_t queue) = 0;
   // After DeviceContext::kick() (only while active).
   virtual void host_event() {}
+  // After DeviceContext::post_completion() (only while active; a device that is reset or
+  // needs a reset drops what its worker finished).
+  virtual void complete() {}
   // Driver reset (status 0) or machine reset: drop the queues, keep host-side state.
+  // A device with a worker returns only when the worker no longer touches guest memory:
+  // the transport also calls reset() before it is destroyed, and the machine clears guest
+  // memory right after a reset.
   virtual void reset() = 0;
 
  protected:
