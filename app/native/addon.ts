@@ -23,6 +23,14 @@ export interface RawMachineConfig {
   restartOnReset: boolean;
   rng: boolean;
   virtioConsole: boolean;
+  disks: RawDiskConfig[];
+}
+
+export interface RawDiskConfig {
+  path: string;
+  readOnly?: boolean;
+  format?: string;
+  serial?: string;
 }
 
 export interface RawVcpuStats {

@@ -32,6 +32,54 @@ export interface MachineConfig {
   rng?: boolean;
   // A virtio console: a second byte stream ('console2' events, writeConsole2).
   virtioConsole?: boolean;
+  // Disk images attached as virtio-blk devices, in this order (after rng and console).
+  // Opened when the VM is created: DISK_NOT_FOUND, DISK_IN_USE, DISK_UNKNOWN_FORMAT, ...
+  disks?: DiskConfig[];
+}
+
+export interface DiskConfig {
+  path: string;
+  // Offered to the guest as read-only (VIRTIO_BLK_F_RO); the image is opened read-only.
+  readOnly?: boolean;
+  // The format the caller expects; the image's magic bytes decide, a mismatch is
+  // DISK_FORMAT_MISMATCH.
+  format?: 'raw' | 'qcow2' | 'vhdx' | 'vhd' | 'host-device';
+  // What the guest reads with VIRTIO_BLK_T_GET_ID: up to 20 printable ASCII characters.
+  serial?: string;
+}
+
+// virtio-mmio devices a VM can have (the ISA IRQs they get).
+export const MAX_VIRTIO_DEVICES = 9;
+const DISK_FORMAT_HINTS = ['raw', 'qcow2', 'vhdx', 'vhd', 'host-device'];
+
+function checkDisks(disks: unknown, otherDevices: number): DiskConfig[] {
+  if (disks === undefined) return [];
+  if (!Array.isArray(disks)) throw invalid('disks must be an array');
+  if (disks.length + otherDevices > MAX_VIRTIO_DEVICES) {
+    throw invalid(`a VM can have at most ${MAX_VIRTIO_DEVICES} virtio devices (rng, console and disks together)`);
+  }
+  return disks.map((disk: unknown, i): DiskConfig => {
+    const where = `disks[${i}]`;
+    if (typeof disk !== 'object' || disk === null) throw invalid(`${where} must be an object`);
+    const { path, readOnly, format, serial } = disk as Record<string, unknown>;
+    if (typeof path !== 'string' || path.length === 0) throw invalid(`${where}.path must be a file path`);
+    if (path.includes('\0')) throw invalid(`${where}.path must not contain NUL characters`);
+    if (readOnly !== undefined && typeof readOnly !== 'boolean') throw invalid(`${where}.readOnly must be true or false`);
+    const out: DiskConfig = { path, readOnly: readOnly ?? false };
+    if (format !== undefined) {
+      if (typeof format !== 'string' || !DISK_FORMAT_HINTS.includes(format)) {
+        throw invalid(`${where}.format must be one of ${DISK_FORMAT_HINTS.join(', ')}`);
+      }
+      out.format = format as NonNullable<DiskConfig['format']>;
+    }
+    if (serial !== undefined) {
+      if (typeof serial !== 'string' || serial.length > 20 || !/^[\x20-\x7e]*$/.test(serial)) {
+        throw invalid(`${where}.serial must be at most 20 printable ASCII characters`);
+      }
+      out.serial = serial;
+    }
+    return out;
+  });
 }
 
 // The hypervisor's capabilities; throws NativeError (HV_NOT_FOUND, HV_PERMISSION_DENIED,
@@ -85,6 +133,7 @@ export function validateConfig(config: MachineConfig): Required<Omit<MachineConf
     restartOnReset: config.restartOnReset ?? true,
     rng: config.rng ?? false,
     virtioConsole: config.virtioConsole ?? false,
+    disks: checkDisks(config.disks, (config.rng ? 1 : 0) + (config.virtioConsole ? 1 : 0)),
   };
   if (config.initrdPath !== undefined) out.initrdPath = checkFile('initrd', config.initrdPath);
   for (const key of ['testExitPort', 'restartOnReset', 'rng', 'virtioConsole'] as const) {

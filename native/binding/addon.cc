@@ -215,7 +215,7 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
   }
 
   // create({memoryMiB, vcpus, kernelPath, initrdPath, cmdline, testExitPort, restartOnReset,
-  //         rng, virtioConsole})
+  //         rng, virtioConsole, disks})
   Napi::Value Create(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (machine_ || creating_) throw to_js_error(env, "VM_STATE", "create() was already called on this VM");
@@ -254,6 +254,34 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
     config.restart_on_reset = boolean("restartOnReset", true);
     config.rng = boolean("rng", false);
     config.virtio_console = boolean("virtioConsole", false);
+    // disks: [{path, readOnly?, format?, serial?}]
+    Napi::Value disks = o.Get("disks");
+    if (!disks.IsUndefined() && !disks.IsNull()) {
+      if (!disks.IsArray()) throw to_js_error(env, "INVALID_ARGUMENT", "config.disks must be an array");
+      Napi::Array list = disks.As<Napi::Array>();
+      for (uint32_t i = 0; i < list.Length(); ++i) {
+        std::string where = "config.disks[" + std::to_string(i) + "]";
+        Napi::Value item = list.Get(i);
+        if (!item.IsObject()) throw to_js_error(env, "INVALID_ARGUMENT", where + " must be an object");
+        Napi::Object d = item.As<Napi::Object>();
+        auto text = [&](const char* key, bool optional) -> std::string {
+          Napi::Value v = d.Get(key);
+          if (optional && (v.IsUndefined() || v.IsNull())) return "";
+          if (!v.IsString()) throw to_js_error(env, "INVALID_ARGUMENT", where + "." + key + " must be a string");
+          return v.As<Napi::String>().Utf8Value();
+        };
+        berth::machine::DiskConfig disk;
+        disk.path = text("path", false);
+        if (disk.path.empty()) throw to_js_error(env, "INVALID_ARGUMENT", where + ".path must not be empty");
+        disk.format = text("format", true);
+        disk.serial = text("serial", true);
+        if (disk.serial.size() > 20) throw to_js_error(env, "INVALID_ARGUMENT", where + ".serial is longer than 20 bytes");
+        Napi::Value ro = d.Get("readOnly");
+        if (!ro.IsUndefined() && !ro.IsBoolean()) throw to_js_error(env, "INVALID_ARGUMENT", where + ".readOnly must be a boolean");
+        disk.read_only = ro.IsBoolean() && ro.As<Napi::Boolean>().Value();
+        config.disks.push_back(std::move(disk));
+      }
+    }
     creating_ = true;
     auto holder = std::make_shared<std::unique_ptr<Machine>>();
     EventSink* sink = sink_.get();

@@ -2,6 +2,8 @@
 
 #include <sys/eventfd.h>
 #include <time.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,9 +19,11 @@
 #include "devices/debug_exit.h"
 #include "devices/i8042.h"
 #include "devices/uart16550.h"
+#include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/rng.h"
+#include "disk/block_device.h"
 #include "vmm/cpuid.h"
 
 namespace berth::machine {
@@ -195,6 +199,25 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
     virtio_console_ = std::make_shared<devices::virtio::VirtioConsole>(
         [this](std::span<const uint8_t> bytes) { events_.on_console2_output(bytes); });
     add_virtio(virtio_console_);
+  }
+  std::vector<std::string> opened;
+  for (const auto& d : config_.disks) {
+    // The same image twice in one VM would be two writers of one file.
+    char resolved[PATH_MAX];
+    std::string real = realpath(d.path.c_str(), resolved) ? std::string(resolved) : d.path;
+    for (const auto& o : opened) {
+      if (o == real) throw Error("DISK_IN_USE", d.path + " is attached to this VM twice");
+    }
+    opened.push_back(real);
+    disk::OpenOptions options;
+    options.read_only = d.read_only;
+    options.direct = true;  // like cache=none: the guest has its own page cache
+    auto image = disk::open_disk(d.path, options);
+    if (!d.format.empty() && d.format != disk::format_name(image->info().format)) {
+      throw Error("DISK_FORMAT_MISMATCH", d.path + " is a " + disk::format_name(image->info().format) +
+                                              " image, not " + d.format);
+    }
+    add_virtio(std::make_shared<devices::virtio::VirtioBlk>(std::move(image), d.serial, d.read_only));
   }
   build();
 }

@@ -35,6 +35,17 @@ class VirtioConsole;
 
 namespace berth::machine {
 
+// A disk image attached as a virtio-blk device.
+struct DiskConfig {
+  std::string path;
+  bool read_only = false;
+  // Optional: the format the caller expects ("raw", "qcow2", "vhdx", "vhd",
+  // "host-device"). The format is always probed from the image's magic bytes; a hint that
+  // disagrees fails creation with DISK_FORMAT_MISMATCH.
+  std::string format;
+  std::string serial;  // GET_ID's answer, at most 20 bytes
+};
+
 struct MachineConfig {
   uint64_t memory_bytes = 64ull << 20;
   uint32_t vcpu_count = 1;
@@ -46,6 +57,9 @@ struct MachineConfig {
   // "virtio_mmio.device=0x200@<base>:<irq>" (Linux's syntax; the test guest reads it too).
   bool rng = false;             // virtio-rng fed by the host's getrandom()
   bool virtio_console = false;  // virtio-console: a second byte-stream console
+  // virtio-blk devices, after rng and console. Opened (DISK_NOT_FOUND, DISK_IN_USE, ...)
+  // when the machine is created and kept open across guest resets.
+  std::vector<DiskConfig> disks;
 };
 
 constexpr uint64_t kVirtioMmioBase = 0xd0000000;  // in the 32-bit PCI hole: no RAM there
