@@ -201,6 +201,20 @@ describe('VMs in detached workers', () => {
     await session.detach();
   });
 
+  it('two managers starting the same VM at once: one starts it, the other is refused', async () => {
+    await newVm('contested');
+    const child = join(supportDir, 'manager-child.js');
+    const attempt = () =>
+      run(process.execPath, [child, root, 'contested']).then(
+        () => 'started',
+        (err: { stderr?: string }) => err.stderr ?? '',
+      );
+    const results = await Promise.all([attempt(), attempt()]);
+    assert.equal(results.filter((r) => r === 'started').length, 1, JSON.stringify(results));
+    assert.match(results.find((r) => r !== 'started') ?? '', /cannot start 'contested': it is Running/);
+    assert.equal((await manager.turnOff('contested')).state, 'Off');
+  });
+
   it('a worker killed with SIGKILL leaves its VM Failed with the reason; the other VM runs on', async () => {
     const victim = await manager.state('survivor');
     assert.ok(victim.workerPid);
