@@ -515,6 +515,14 @@ void Machine::finish(ExitInfo info) {
     if (state_ == MachineState::kStopped) return;  // someone else finished first
     set_state(MachineState::kStopped);
   }
+  // The VM cannot run again: its disk images are closed now (cleanly, so a VHDX has no
+  // log left to replay and other programs may open them), not when the Machine goes away.
+  for (auto& slot : virtio_) {
+    if (auto* blk = dynamic_cast<devices::virtio::VirtioBlk*>(&slot->transport->device())) {
+      slot->transport->reset();
+      blk->close_disk();
+    }
+  }
   {
     std::lock_guard<std::mutex> lock(done_mu_);
     exit_info_ = info;

@@ -82,6 +82,12 @@ void VirtioBlk::reset() {
   throttled_ = false;
 }
 
+void VirtioBlk::close_disk() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [&] { return !busy_ && pending_.empty(); });
+  disk_.reset();
+}
+
 uint64_t VirtioBlk::completed_requests() const {
   std::lock_guard<std::mutex> lock(mu_);
   return completed_;
@@ -270,6 +276,7 @@ uint8_t VirtioBlk::do_segments(const Request& req) {
 void VirtioBlk::execute(Request& req) {
   uint8_t status = kBlkStatusOk;
   try {
+    if (!disk_) throw Error("DISK_IO", "the disk is closed");
     switch (req.type) {
       case kBlkTypeIn: disk_->readv(req.sector * kSector, req.in); break;
       case kBlkTypeOut: disk_->writev(req.sector * kSector, req.out); break;

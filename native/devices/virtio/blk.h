@@ -79,6 +79,10 @@ class VirtioBlk final : public VirtioDevice {
   void complete() override;
   void reset() override;
 
+  // The machine stopped for good: closes the image (after reset(), so no request is in
+  // flight). Later requests, if any, get IOERR.
+  void close_disk();
+
   bool read_only() const { return read_only_; }
   // Requests completed since creation (diagnostics and tests).
   uint64_t completed_requests() const;
