@@ -1,0 +1,158 @@
+// virtio-blk throughput as the test guest sees it (its virtio-blk-bench scenario: 1 MiB
+// sequential writes and reads, 4 KiB random writes and reads, one request in flight,
+// timed with the guest's TSC), Berth through the addon next to QEMU microvm on the same
+// preallocated raw image, both with O_DIRECT (Berth opens disks with direct I/O; QEMU gets
+// cache=none). The guest's (emulated) kernel time per request is the same under both, so
+// the ratio compares the VMMs' request paths. Also Berth's VM exits per request, from its
+// stats. Prints medians over REPS alternating runs and the Berth/QEMU ratio (higher is
+// better for Berth); asserts nothing. Run with `npm run bench:virtio`.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { Machine } from '../../app/native';
+
+const ROOT = join(__dirname, '..', '..', '..');
+const GUEST = join(ROOT, 'build', 'guest', 'berth-test-guest.elf');
+const REPS = 5;
+const MIB = 32; // sequential requests (1 MiB each) per direction
+const OPS = 1024; // random 4 KiB requests per direction
+const MEMORY_MIB = 64;
+// QEMU microvm plugs the first virtio-mmio device into the last of its 24 transports.
+const QEMU_VIRTIO = 'virtio_mmio.device=512@0xfeb02e00:39';
+
+const TESTS = ['seq-write', 'seq-read', 'rand-write', 'rand-read'] as const;
+type TestName = (typeof TESTS)[number];
+interface Result {
+  perSecond: Record<TestName, number>; // MiB/s for seq, IOPS for rand
+  exits?: number;
+}
+
+function parse(output: string): Record<TestName, number> {
+  const out = {} as Record<TestName, number>;
+  for (const name of TESTS) {
+    const m = new RegExp(`^bench: ${name} (\\d+) x (\\d+) in (\\d+) us$`, 'm').exec(output);
+    if (!m) throw new Error(`no ${name} line in the guest's output:\n${output}`);
+    const [size, count, us] = [Number(m[1]), Number(m[2]), Number(m[3])];
+    out[name] = name.startsWith('seq') ? (size * count) / (1024 * 1024) / (us / 1e6) : count / (us / 1e6);
+  }
+  return out;
+}
+
+async function runBerth(image: string, args: string): Promise<{ output: string; exits: number }> {
+  const machine = await Machine.create({
+    memoryMiB: MEMORY_MIB,
+    vcpus: 1,
+    kernelPath: GUEST,
+    testExitPort: true,
+    cmdline: `virtio-blk-bench ${args}`,
+    disks: [{ path: image }],
+  });
+  let output = '';
+  machine.on((event) => {
+    if (event.type === 'console') output += Buffer.from(event.data).toString('latin1');
+  });
+  const timer = setTimeout(() => void machine.stop(), 120_000);
+  await machine.start();
+  const exit = await machine.waitForExit();
+  clearTimeout(timer);
+  if (exit.reason !== 'guest-exit' || exit.code !== 0) throw new Error(`Berth run failed: ${output}`);
+  const exits = machine.stats().vcpus.reduce((n, v) => n + v.exits.io + v.exits.mmio + v.exits.halt + v.exits.other, 0);
+  return { output, exits };
+}
+
+function runQemu(image: string, args: string): string {
+  const r = spawnSync(
+    'qemu-system-x86_64',
+    [
+      '-accel',
+      'kvm',
+      '-cpu',
+      'qemu64',
+      '-m',
+      String(MEMORY_MIB),
+      '-M',
+      'microvm,x-option-roms=off,rtc=on',
+      '-nodefaults',
+      '-no-user-config',
+      '-display',
+      'none',
+      '-serial',
+      'stdio',
+      '-device',
+      'isa-debug-exit,iobase=0xf4,iosize=4',
+      '-global',
+      'virtio-mmio.force-legacy=false',
+      '-drive',
+      `id=d0,file=${image},format=raw,if=none,cache=none`,
+      '-device',
+      'virtio-blk-device,drive=d0',
+      '-kernel',
+      GUEST,
+      '-append',
+      `virtio-blk-bench ${args} ${QEMU_VIRTIO}`,
+    ],
+    { encoding: 'latin1', timeout: 120_000 },
+  );
+  // isa-debug-exit: the process exits with (code << 1) | 1.
+  if (r.status !== 1) throw new Error(`QEMU run failed (status ${r.status}): ${r.stdout}${r.stderr}`);
+  return r.stdout;
+}
+
+function median(values: number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? NaN) + (s[mid] ?? NaN)) / 2;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-virtio-bench-'));
+  try {
+    const image = join(dir, 'bench.raw');
+    const made = spawnSync('qemu-img', ['create', '-f', 'raw', '-o', 'preallocation=full', image, `${MIB * 2}M`]);
+    if (made.status !== 0) throw new Error(`qemu-img create failed: ${String(made.stderr)}`);
+    const args = `${MIB} ${OPS}`;
+    // Exits the requests cost: a full run minus a minimal one (boot and calibration).
+    const small = await runBerth(image, '1 1');
+    const requests = MIB + 1 + OPS + 1 + MIB + OPS - (1 + 1 + 1 + 1 + 1 + 1);
+    const berth: Result[] = [];
+    const qemu: Result[] = [];
+    // One warm-up run each, then alternate so drift in the host hits both alike.
+    await runBerth(image, args);
+    runQemu(image, args);
+    for (let i = 0; i < REPS; i++) {
+      const b = await runBerth(image, args);
+      berth.push({ perSecond: parse(b.output), exits: (b.exits - small.exits) / requests });
+      qemu.push({ perSecond: parse(runQemu(image, args)) });
+    }
+    const rows = TESTS.map((name) => {
+      const b = median(berth.map((r) => r.perSecond[name]));
+      const q = median(qemu.map((r) => r.perSecond[name]));
+      const unit = name.startsWith('seq') ? 'MiB/s' : 'IOPS';
+      return { name, unit, b, q, ratio: b / q };
+    });
+    console.log(
+      `virtio-blk, test guest, QD1, ${MIB} x 1 MiB sequential / ${OPS} x 4 KiB random per direction, ` +
+        `median of ${REPS} (raw image, O_DIRECT both)\n`,
+    );
+    console.log('test         unit      Berth       QEMU   Berth/QEMU');
+    for (const r of rows) {
+      console.log(
+        `${r.name.padEnd(12)} ${r.unit.padEnd(6)} ${r.b.toFixed(1).padStart(9)} ${r.q.toFixed(1).padStart(10)} ${r.ratio
+          .toFixed(2)
+          .padStart(12)}`,
+      );
+    }
+    const exits = median(berth.map((r) => r.exits ?? 0));
+    console.log(`\nBerth VM exits per request (stats, full run minus a minimal run): ${exits.toFixed(3)}`);
+    console.log(`lowest Berth/QEMU ratio: ${Math.min(...rows.map((r) => r.ratio)).toFixed(2)} (target >= 1.0)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
