@@ -87,17 +87,22 @@ export const HostInfo = z.strictObject({
 });
 export type HostInfo = z.infer<typeof HostInfo>;
 
-// A host block device that can be passed through to a VM (Host Disks, VM Settings).
+// A host block device that can be passed through to a VM (Host Disks, VM Settings). The
+// shapes of host disks and checkpoints are those of app/api/storage.ts (the services' own).
 export const HostDisk = z.strictObject({
-  id: z.string(), // stable: /dev/disk/by-id name on Linux
-  path: z.string(), // /dev/sdb, /dev/disk4
+  name: z.string(), // kernel name: sda, nvme0n1, loop3
+  devicePath: z.string(), // /dev/sda
+  // Stable across reboots: a /dev/disk/by-id name, or "loop-backing:<file>" for loop devices.
+  stableId: z.string().nullable(),
   sizeBytes: z.number(),
-  model: z.string().optional(),
-  serial: z.string().optional(),
+  model: z.string(),
   removable: z.boolean(),
   readOnly: z.boolean(),
-  // Why it cannot be passed through now (mounted, the system disk, used by 'web1').
-  unavailableReason: z.string().optional(),
+  partitions: z.array(z.string()),
+  mounts: z.array(z.string()),
+  inUse: z.boolean(),
+  inUseBy: z.array(z.string()),
+  system: z.boolean(), // holds / or /boot
 });
 export type HostDisk = z.infer<typeof HostDisk>;
 
@@ -163,22 +168,27 @@ export const DiskEditRequest = z.discriminatedUnion('action', [
 ]);
 export type DiskEditRequest = z.infer<typeof DiskEditRequest>;
 
-export const Checkpoint = z.strictObject({
-  id,
-  vmId: z.string(),
+export const CheckpointSummary = z.strictObject({
+  id: z.string(),
   name: z.string(),
-  parentId: z.string().nullable(),
-  createdAt: z.iso.datetime(),
-  type: z.enum(['standard', 'production']),
-  // Taken while the VM ran: applying it resumes the VM where it was.
-  hasMemoryState: z.boolean(),
+  parent: z.string().nullable(),
+  createdAt: z.string(),
+  children: z.array(z.string()),
+  // 'Now' hangs under this checkpoint.
+  isNowParent: z.boolean(),
+  disks: z.array(z.strictObject({ slot: z.int().min(0), path: z.string() })),
+  excludedSlots: z.array(z.int()),
 });
-export type Checkpoint = z.infer<typeof Checkpoint>;
+export type CheckpointSummary = z.infer<typeof CheckpointSummary>;
 
-// The tree is given by parentId; `current` is the checkpoint the running state ('Now')
+// The tree is given by parent/children; `now` is the checkpoint the current state ('Now')
 // hangs under (null: no checkpoint yet).
-export const CheckpointTree = z.strictObject({ checkpoints: z.array(Checkpoint), current: z.string().nullable() });
-export type CheckpointTree = z.infer<typeof CheckpointTree>;
+export const CheckpointList = z.strictObject({
+  vm: z.string(),
+  now: z.string().nullable(),
+  checkpoints: z.array(CheckpointSummary),
+});
+export type CheckpointList = z.infer<typeof CheckpointList>;
 
 // VM Settings: the fields of `vm set` plus the disk and network lists (replaced as a whole).
 export const VmUpdatePatch = VmSettingsPatch.extend({
@@ -239,10 +249,10 @@ export const METHODS = {
   'disk.minShrinkSize': def(z.strictObject({ path: filePath }), z.strictObject({ sizeBytes: z.number() })),
   'disk.edit': def(DiskEditRequest, OperationStarted),
 
-  'checkpoint.list': def(vmArgs, CheckpointTree),
-  'checkpoint.create': def(z.strictObject({ vm: VmRef, name: VmName.optional() }), Checkpoint),
+  'checkpoint.list': def(vmArgs, CheckpointList),
+  'checkpoint.create': def(z.strictObject({ vm: VmRef, name: VmName.optional() }), CheckpointSummary),
   'checkpoint.apply': def(z.strictObject({ vm: VmRef, checkpointId: id }), empty),
-  'checkpoint.rename': def(z.strictObject({ vm: VmRef, checkpointId: id, name: VmName }), Checkpoint),
+  'checkpoint.rename': def(z.strictObject({ vm: VmRef, checkpointId: id, name: VmName }), CheckpointSummary),
   // subtree: Delete Checkpoint Subtree (the checkpoint and all below it).
   'checkpoint.delete': def(
     z.strictObject({ vm: VmRef, checkpointId: id, subtree: z.boolean().optional() }),
