@@ -82,9 +82,14 @@ void VirtioBlk::reset() {
   throttled_ = false;
 }
 
-void VirtioBlk::close_disk() {
+void VirtioBlk::wait_idle() {
   std::unique_lock<std::mutex> lock(mu_);
   idle_cv_.wait(lock, [&] { return !busy_ && pending_.empty(); });
+}
+
+void VirtioBlk::close_disk() {
+  wait_idle();
+  std::lock_guard<std::mutex> lock(mu_);
   disk_.reset();
 }
 

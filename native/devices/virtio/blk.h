@@ -83,6 +83,9 @@ class VirtioBlk final : public VirtioDevice {
   // flight). Later requests, if any, get IOERR.
   void close_disk();
 
+  // Blocks until the worker has nothing queued or running (tests and fuzzing).
+  void wait_idle();
+
   bool read_only() const { return read_only_; }
   // Requests completed since creation (diagnostics and tests).
   uint64_t completed_requests() const;
