@@ -7,6 +7,7 @@ import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 import { BerthError, toErrorBody, type VmDetails, type VmSummary } from '../api';
 import { VmManager } from '../services';
+import { SERVE_USAGE, serveMain } from './serve';
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
@@ -407,6 +408,8 @@ function helpText(): string {
     "'berth vm COMMAND --help' shows a command's options. Data lives in $BERTH_HOME (default:",
     '$XDG_DATA_HOME/berth or ~/.local/share/berth; ~/Library/Application Support/Berth on macOS).',
     'Exit codes: 0 done, 1 refused or failed, 2 usage error.',
+    '',
+    `${SERVE_USAGE}: the window in a browser on this machine (loopback, with a token).`,
   );
   return lines.join('\n');
 }
@@ -427,6 +430,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write('berth 0.1.0\n');
     return EXIT_OK;
   }
+  if (group === 'serve') return serveMain({ argv: argv.slice(1) });
   if (group !== 'vm') {
     return fail(EXIT_USAGE, { code: 'USAGE', message: `unknown command '${group}'` }, "see 'berth help'");
   }

@@ -5,3 +5,5 @@ export { ControlClient } from './control-client';
 export { FileLock, withLock } from './lock';
 export { atomicWriteFile, atomicWriteJson } from './fsutil';
 export { defaultDataRoot, VmPaths } from './paths';
+export { VmWatcher, type StatsBatch, type VmWatcherEvents } from './events';
+export { BridgeHost, type BridgeHostOptions, type OperationContext, type StorageBackend } from './bridge-host';
