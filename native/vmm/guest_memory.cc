@@ -19,6 +19,11 @@ uint8_t* map_anonymous(uint64_t size) {
                           " MiB of guest memory (lower the VM's memory size)",
                       errno);
   }
+#ifdef MADV_HUGEPAGE
+  // Transparent huge pages cut TLB misses for the guest and the VMM's own copies into
+  // guest buffers (virtio); best effort: hosts with THP disabled just ignore it.
+  madvise(p, size, MADV_HUGEPAGE);
+#endif
   return static_cast<uint8_t*>(p);
 }
 
