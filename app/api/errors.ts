@@ -14,6 +14,7 @@ export const ERROR_CODES = [
   'WORKER_UNREACHABLE', // the worker process does not answer on its control socket
   'PROTOCOL', // a malformed or out-of-order control-socket message
   'IO', // the file system refused
+  'CANCELLED', // the user cancelled a long operation
   'USAGE', // command-line usage
   'NOT_IMPLEMENTED', // a bridge method whose service is not built yet
   'FORBIDDEN', // berth serve refused the request (token, Origin, Host)
