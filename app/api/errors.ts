@@ -14,7 +14,10 @@ export const ERROR_CODES = [
   'WORKER_UNREACHABLE', // the worker process does not answer on its control socket
   'PROTOCOL', // a malformed or out-of-order control-socket message
   'IO', // the file system refused
+  'IN_USE', // a disk or device another VM, checkpoint or the host uses (the message says which)
+  'CONFLICT', // an import whose id or name is already registered
   'CANCELLED', // the user cancelled a long operation
+  'DISK', // the disk layer refused (the native code is in the message)
   'USAGE', // command-line usage
   'NOT_IMPLEMENTED', // a bridge method whose service is not built yet
   'FORBIDDEN', // berth serve refused the request (token, Origin, Host)

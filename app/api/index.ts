@@ -7,3 +7,4 @@ export * from './vm';
 export * as protocol from './protocol';
 export * from './lifecycle';
 export * from './layout';
+export * from './storage';

@@ -2,11 +2,20 @@
 // The `berth` command line: the same services as the window, one subcommand per action.
 // --json on every command prints one JSON document (errors as {"error":{code,message}}).
 // Exit codes: 0 done, 1 refused or failed, 2 usage error.
+import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
-import { BerthError, toErrorBody, type VmDetails, type VmSummary } from '../api';
-import { VmManager } from '../services';
+import {
+  BerthError,
+  toErrorBody,
+  VIRTUAL_DISK_FORMATS,
+  type CheckpointList,
+  type VirtualDiskFormat,
+  type VmDetails,
+  type VmSummary,
+} from '../api';
+import { CheckpointService, DiskService, ExportService, VmManager, type DiskSpec } from '../services';
 import { SERVE_USAGE, serveMain } from './serve';
 
 const EXIT_OK = 0;
@@ -16,7 +25,7 @@ const EXIT_USAGE = 2;
 class UsageError extends Error {}
 
 type Options = NonNullable<ParseArgsConfig['options']>;
-type Values = Record<string, string | boolean | undefined>;
+type Values = Record<string, string | boolean | string[] | undefined>;
 
 interface Command {
   usage: string;
@@ -28,6 +37,9 @@ interface Command {
 
 interface Context {
   manager: VmManager;
+  disks: DiskService;
+  checkpoints: CheckpointService;
+  exports: ExportService;
   values: Values;
   args: string[];
   json: boolean;
@@ -54,6 +66,110 @@ function parseMiB(flag: string, text: string | undefined): number | undefined {
   if (!m) throw new UsageError(`--${flag} takes a size in MiB (e.g. 64, 512M, 2G), not '${text}'`);
   const n = Number(m[1]);
   return m[2] && m[2].toLowerCase().startsWith('g') ? n * 1024 : n;
+}
+
+function list(values: Values, key: string): string[] {
+  const v = values[key];
+  return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
+}
+
+// "1048576", "512K", "64M", "64MiB", "2G", "1T" -> bytes (binary units).
+function parseBytes(flag: string, text: string): number {
+  const m = /^(\d+)\s*(k|kib|m|mib|g|gib|t|tib)?b?$/i.exec(text.trim());
+  if (!m) throw new UsageError(`${flag} takes a size such as 64M, 10G or a number of bytes, not '${text}'`);
+  const unit = (m[2] ?? '').toLowerCase().charAt(0);
+  const shift = { '': 0, k: 10, m: 20, g: 30, t: 40 }[unit] ?? 0;
+  return Number(m[1]) * 2 ** shift;
+}
+
+function diskFormat(flag: string, text: string | undefined): VirtualDiskFormat | undefined {
+  return oneOf(flag, text, VIRTUAL_DISK_FORMATS);
+}
+
+// [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]passthrough:STABLE-ID[,ro] | [SLOT=]PATH[,ro]
+function parseDiskSpec(flag: string, text: string): DiskSpec {
+  let rest = text;
+  let slot: number | undefined;
+  const slotMatch = /^(\d+)=(.*)$/.exec(rest);
+  if (slotMatch) {
+    slot = Number(slotMatch[1]);
+    rest = slotMatch[2] ?? '';
+  }
+  let readOnly = false;
+  if (rest.endsWith(',ro')) {
+    readOnly = true;
+    rest = rest.slice(0, -3);
+  }
+  const extra = { ...(slot === undefined ? {} : { slot }), ...(readOnly ? { readOnly } : {}) };
+  if (rest.startsWith('new:')) {
+    const [size, format, more] = rest.slice(4).split(':');
+    if (size === undefined || size === '' || more !== undefined) {
+      throw new UsageError(`${flag} new:SIZE[:FORMAT], e.g. new:1G or new:64M:vhdx, not '${text}'`);
+    }
+    const spec: DiskSpec = { kind: 'new', sizeBytes: parseBytes(flag, size), ...extra };
+    const f = diskFormat(flag, format);
+    if (f !== undefined) spec.format = f;
+    return spec;
+  }
+  if (rest.startsWith('passthrough:')) return { kind: 'passthrough', deviceId: rest.slice(12), ...extra };
+  if (rest === '') throw new UsageError(`${flag} needs a disk: new:SIZE[:FORMAT], passthrough:ID or a file path`);
+  return { kind: 'file', path: resolve(rest), ...extra };
+}
+
+function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
+}
+
+// Progress for long operations: a bar on a terminal (stderr), nothing with --json or when
+// stderr is not a terminal; Ctrl-C aborts the operation (which cleans up after itself).
+function progress(
+  ctx: Context,
+  label: string,
+): {
+  onProgress: (done: number, total: number) => void;
+  signal: AbortSignal;
+  end: () => void;
+} {
+  const controller = new AbortController();
+  const onSigint = (): void => controller.abort();
+  process.on('SIGINT', onSigint);
+  const tty = !ctx.json && process.stderr.isTTY === true;
+  let drawn = false;
+  return {
+    signal: controller.signal,
+    onProgress: (done, total) => {
+      if (!tty) return;
+      const width = 30;
+      const frac = total > 0 ? Math.min(1, done / total) : 1;
+      const bar = '#'.repeat(Math.round(frac * width)).padEnd(width, '.');
+      process.stderr.write(`\r${label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(done)}`);
+      drawn = true;
+    },
+    end: () => {
+      process.off('SIGINT', onSigint);
+      if (drawn) process.stderr.write('\n');
+    },
+  };
+}
+
+async function withProgress<T>(
+  ctx: Context,
+  label: string,
+  fn: (p: ReturnType<typeof progress>) => Promise<T>,
+): Promise<T> {
+  const p = progress(ctx, label);
+  try {
+    return await fn(p);
+  } finally {
+    p.end();
+  }
 }
 
 function parseCount(flag: string, text: string | undefined): number | undefined {
@@ -196,7 +312,8 @@ const commands: Record<string, Command> = {
   new: {
     usage:
       "berth vm new --name NAME --kernel PATH [--memory MiB] [--cpus N] [--cmdline '...'] [--initrd PATH]\n" +
-      '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port] [--no-com1] [--start] [--json]',
+      '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port] [--no-com1] [--start] [--json]\n' +
+      '              [--disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...',
     summary: 'create a VM (64 MiB and 1 processor unless told otherwise)',
     positionals: [],
     options: {
@@ -211,8 +328,9 @@ const commands: Record<string, Command> = {
       'test-exit-port': { type: 'boolean' },
       'no-com1': { type: 'boolean' },
       start: { type: 'boolean' },
+      disk: { type: 'string', multiple: true },
     },
-    run: async ({ manager, values, print }) => {
+    run: async ({ manager, disks, values, print }) => {
       const name = str(values, 'name');
       const kernelPath = filePath(values, 'kernel');
       if (name === undefined) throw new UsageError('--name is required');
@@ -224,6 +342,7 @@ const commands: Record<string, Command> = {
       };
       const initrd = filePath(values, 'initrd');
       if (initrd !== undefined) boot.initrdPath = initrd;
+      const diskSpecs = list(values, 'disk').map((d) => parseDiskSpec('--disk', d));
       let vm: VmDetails | VmSummary = await manager.create({
         name,
         notes: str(values, 'notes') ?? '',
@@ -233,7 +352,18 @@ const commands: Record<string, Command> = {
         com1: { enabled: values['no-com1'] !== true },
         testExitPort: values['test-exit-port'] === true,
       });
+      if (diskSpecs.length > 0) {
+        try {
+          vm = await disks.attach(vm.id, diskSpecs);
+        } catch (err) {
+          await manager.remove(vm.id, { deleteDisks: true }).catch(() => undefined);
+          throw err;
+        }
+      }
       print(`created '${vm.name}' (${vm.id})`);
+      for (const d of (vm as VmDetails).config.disks) {
+        print(`  slot ${d.slot}: ${d.kind === 'virtual' ? d.path : `passthrough ${d.deviceId}`}`);
+      }
       if (values['start'] === true) {
         vm = { ...vm, ...(await manager.start(vm.id)) };
         print(summaryLine(vm));
@@ -247,11 +377,19 @@ const commands: Record<string, Command> = {
       '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port on|off] [--com1 on|off]\n' +
       '              [--checkpoint-type standard|production|disabled]\n' +
       '              [--automatic-start-action nothing|start|restart-if-running]\n' +
-      '              [--automatic-stop-action turn-off|save|shut-down] [--json]',
+      '              [--automatic-stop-action turn-off|save|shut-down]\n' +
+      '              [--add-disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
+      '              [--remove-disk SLOT]... [--json]',
     summary: 'change settings (hardware only while the VM is off)',
     positionals: ['NAME'],
-    options: settingOptions,
-    run: async ({ manager, args, values, print }) => {
+    options: {
+      ...settingOptions,
+      'add-disk': { type: 'string', multiple: true },
+      'remove-disk': { type: 'string', multiple: true },
+    },
+    run: async ({ manager, disks, args, values, print }) => {
+      const add = list(values, 'add-disk').map((d) => parseDiskSpec('--add-disk', d));
+      const remove = list(values, 'remove-disk').map((d) => parseCount('remove-disk', d) ?? 0);
       const given: Record<string, unknown> = {
         notes: str(values, 'notes'),
         memoryMiB: parseMiB('memory', str(values, 'memory')),
@@ -279,8 +417,13 @@ const commands: Record<string, Command> = {
         ] as const),
       };
       const patch = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
-      if (Object.keys(patch).length === 0) throw new UsageError('nothing to change: give at least one setting');
-      const vm = await manager.set(args[0] ?? '', patch);
+      if (Object.keys(patch).length === 0 && add.length === 0 && remove.length === 0) {
+        throw new UsageError('nothing to change: give at least one setting');
+      }
+      const ref = args[0] ?? '';
+      let vm = Object.keys(patch).length > 0 ? await manager.set(ref, patch) : await manager.show(ref);
+      if (remove.length > 0) vm = await disks.detach(vm.id, remove);
+      if (add.length > 0) vm = await disks.attach(vm.id, add);
       print(`updated '${vm.name}'`);
       return vm;
     },
@@ -331,6 +474,302 @@ const commands: Record<string, Command> = {
     options: { 'no-replay': { type: 'boolean' } },
     run: (ctx) => attachConsole(ctx),
   },
+};
+
+function inspectText(info: Awaited<ReturnType<DiskService['inspect']>>): string {
+  return info.images
+    .map((img, i) =>
+      [
+        `${i === 0 ? '' : 'parent: '}${img.path}`,
+        `  format ${img.format} (${img.subformat}), virtual size ${formatBytes(img.virtualSize)} (${img.virtualSize} bytes),` +
+          ` file ${formatBytes(img.fileSize)}, allocated ${formatBytes(img.allocatedBytes)}` +
+          (img.dirty ? ', dirty' : '') +
+          (img.corrupt ? ', CORRUPT' : ''),
+      ].join('\n'),
+    )
+    .concat(info.chainError ? [`chain error: ${info.chainError.message}`] : [])
+    .join('\n');
+}
+
+function extFormat(path: string): VirtualDiskFormat | undefined {
+  const ext = /\.([a-z0-9]+)$/i.exec(path)?.[1]?.toLowerCase();
+  return ext === 'img'
+    ? 'raw'
+    : (VIRTUAL_DISK_FORMATS as readonly string[]).includes(ext ?? '')
+      ? (ext as VirtualDiskFormat)
+      : undefined;
+}
+
+const diskCommands: Record<string, Command> = {
+  new: {
+    usage: 'berth disk new PATH --size SIZE [--format qcow2|vhdx|vhd|raw] [--fixed] [--parent PATH] [--json]',
+    summary: 'create a virtual disk (qcow2 unless told; --parent makes a differencing disk)',
+    positionals: ['PATH'],
+    options: {
+      size: { type: 'string' },
+      format: { type: 'string' },
+      fixed: { type: 'boolean' },
+      parent: { type: 'string' },
+    },
+    run: async ({ disks, args, values, print }) => {
+      const path = resolve(args[0] ?? '');
+      const size = str(values, 'size');
+      const parent = filePath(values, 'parent');
+      if (size === undefined && parent === undefined) throw new UsageError('--size is required (or --parent)');
+      const o: Parameters<DiskService['create']>[1] = {};
+      if (size !== undefined) o.sizeBytes = parseBytes('--size', size);
+      const format = diskFormat('format', str(values, 'format')) ?? extFormat(path);
+      if (format !== undefined) o.format = format;
+      if (values['fixed'] === true) o.fixed = true;
+      if (parent !== undefined) o.parent = parent;
+      const info = await disks.create(path, o);
+      print(`created ${path}\n${inspectText(info)}`);
+      return info;
+    },
+  },
+  inspect: {
+    usage: 'berth disk inspect PATH [--json]',
+    summary: "show a disk's format, sizes and backing chain",
+    positionals: ['PATH'],
+    run: async ({ disks, args, print }) => {
+      const info = await disks.inspect(args[0] ?? '');
+      print(inspectText(info));
+      return info;
+    },
+  },
+  convert: {
+    usage: 'berth disk convert SOURCE TARGET [--format qcow2|vhdx|vhd|raw] [--fixed] [--json]',
+    summary: 'copy a disk (its whole chain) into a new standalone file of any format',
+    positionals: ['SOURCE', 'TARGET'],
+    options: { format: { type: 'string' }, fixed: { type: 'boolean' } },
+    run: async (ctx) => {
+      const [src = '', dst = ''] = ctx.args;
+      const format = diskFormat('format', str(ctx.values, 'format')) ?? extFormat(dst);
+      if (format === undefined) throw new UsageError('--format is required (the target name has no known extension)');
+      const info = await withProgress(ctx, 'converting', (p) =>
+        ctx.disks.convert(src, dst, { format, ...(ctx.values['fixed'] === true ? { fixed: true } : {}) }, p),
+      );
+      ctx.print(`converted to ${resolve(dst)}`);
+      return info;
+    },
+  },
+  resize: {
+    usage: 'berth disk resize PATH --size SIZE [--json]',
+    summary: 'expand or shrink a virtual disk',
+    positionals: ['PATH'],
+    options: { size: { type: 'string' } },
+    run: async (ctx) => {
+      const size = str(ctx.values, 'size');
+      if (size === undefined) throw new UsageError('--size is required');
+      const info = await withProgress(ctx, 'resizing', (p) =>
+        ctx.disks.resize(ctx.args[0] ?? '', parseBytes('--size', size), p),
+      );
+      ctx.print(`resized to ${formatBytes(info.images[0]?.virtualSize ?? 0)}`);
+      return info;
+    },
+  },
+  compact: {
+    usage: 'berth disk compact PATH [--json]',
+    summary: 'reclaim zeroed and discarded space',
+    positionals: ['PATH'],
+    run: async (ctx) => {
+      const info = await withProgress(ctx, 'compacting', (p) => ctx.disks.compact(ctx.args[0] ?? '', p));
+      ctx.print(`compacted: file ${formatBytes(info.images[0]?.fileSize ?? 0)}`);
+      return info;
+    },
+  },
+  merge: {
+    usage: 'berth disk merge CHILD [--to NEW-PATH [--format F]] [--json]',
+    summary: 'merge a differencing disk into its parent, or its chain into a new file (--to)',
+    positionals: ['CHILD'],
+    options: { to: { type: 'string' }, format: { type: 'string' } },
+    run: async (ctx) => {
+      const to = filePath(ctx.values, 'to');
+      const child = ctx.args[0] ?? '';
+      let target: Parameters<DiskService['merge']>[1] = { into: 'parent' };
+      if (to !== undefined) {
+        const format = diskFormat('format', str(ctx.values, 'format')) ?? extFormat(to) ?? 'qcow2';
+        target = { into: 'new', path: to, format };
+      }
+      const info = await withProgress(ctx, 'merging', (p) => ctx.disks.merge(child, target, p));
+      ctx.print(`merged into ${info.images[0]?.path ?? ''}`);
+      return info;
+    },
+  },
+  reconnect: {
+    usage: 'berth disk reconnect CHILD NEW-PARENT [--json]',
+    summary: 'point a differencing disk at a new parent (same size and content)',
+    positionals: ['CHILD', 'NEW-PARENT'],
+    run: async ({ disks, args, print }) => {
+      const info = await disks.reconnect(args[0] ?? '', args[1] ?? '');
+      print(`${info.images[0]?.path ?? ''} now has parent ${info.images[1]?.path ?? ''}`);
+      return info;
+    },
+  },
+};
+
+function treeText(l: CheckpointList): string {
+  if (l.checkpoints.length === 0) return `'${l.vm}' has no checkpoints`;
+  const lines: string[] = [];
+  const walk = (parent: string | null, depth: number): void => {
+    for (const c of l.checkpoints.filter((x) => x.parent === parent)) {
+      lines.push(`${'  '.repeat(depth)}${c.name}  (${c.id.slice(0, 8)}, ${c.createdAt})`);
+      walk(c.id, depth + 1);
+      if (c.isNowParent) lines.push(`${'  '.repeat(depth + 1)}Now`);
+    }
+  };
+  walk(null, 0);
+  if (l.now === null) lines.push('Now');
+  return lines.join('\n');
+}
+
+const checkpointCommands: Record<string, Command> = {
+  create: {
+    usage: 'berth checkpoint create VM [--name NAME] [--exclude-passthrough] [--json]',
+    summary: 'take a checkpoint of a VM that is off',
+    positionals: ['VM'],
+    options: { name: { type: 'string' }, 'exclude-passthrough': { type: 'boolean' } },
+    run: async ({ checkpoints, args, values, print }) => {
+      const o: { name?: string; excludePassthrough?: boolean } = {};
+      const name = str(values, 'name');
+      if (name !== undefined) o.name = name;
+      if (values['exclude-passthrough'] === true) o.excludePassthrough = true;
+      const c = await checkpoints.create(args[0] ?? '', o);
+      print(`created checkpoint '${c.name}' (${c.id})`);
+      return c;
+    },
+  },
+  list: {
+    usage: 'berth checkpoint list VM [--json]',
+    summary: "show a VM's checkpoint tree and where 'Now' is",
+    positionals: ['VM'],
+    run: async ({ checkpoints, args, print }) => {
+      const l = await checkpoints.list(args[0] ?? '');
+      print(treeText(l));
+      return l;
+    },
+  },
+  apply: {
+    usage: 'berth checkpoint apply VM CHECKPOINT [--save-current [--save-name NAME]] [--json]',
+    summary: 'go back to a checkpoint (the current state is discarded unless --save-current)',
+    positionals: ['VM', 'CHECKPOINT'],
+    options: { 'save-current': { type: 'boolean' }, 'save-name': { type: 'string' } },
+    run: async ({ checkpoints, args, values, print }) => {
+      const saveName = str(values, 'save-name');
+      const save = saveName ?? values['save-current'] === true;
+      const l = await checkpoints.apply(args[0] ?? '', args[1] ?? '', { saveCurrent: save });
+      print(`applied; Now is under '${l.checkpoints.find((c) => c.id === l.now)?.name ?? ''}'`);
+      return l;
+    },
+  },
+  rename: {
+    usage: 'berth checkpoint rename VM CHECKPOINT NEW-NAME [--json]',
+    summary: 'rename a checkpoint',
+    positionals: ['VM', 'CHECKPOINT', 'NEW-NAME'],
+    run: async ({ checkpoints, args, print }) => {
+      const c = await checkpoints.rename(args[0] ?? '', args[1] ?? '', args[2] ?? '');
+      print(`renamed to '${c.name}'`);
+      return c;
+    },
+  },
+  remove: {
+    usage: 'berth checkpoint remove VM CHECKPOINT [--subtree] [--json]',
+    summary: 'delete a checkpoint (its disks merged so no other view changes), or its whole subtree',
+    positionals: ['VM', 'CHECKPOINT'],
+    options: { subtree: { type: 'boolean' } },
+    run: async ({ checkpoints, args, values, print }) => {
+      const l = await checkpoints.remove(args[0] ?? '', args[1] ?? '', { subtree: values['subtree'] === true });
+      print(`removed; ${l.checkpoints.length} checkpoint(s) left`);
+      return l;
+    },
+  },
+};
+
+const hostCommands: Record<string, Command> = {
+  disks: {
+    usage: 'berth host disks [--json]',
+    summary: "list the host's block devices (for passthrough: map one with --disk passthrough:ID)",
+    positionals: [],
+    run: ({ disks, print }) => {
+      const all = disks.hostDisks();
+      const rows = [['DEVICE', 'SIZE', 'MODEL', 'FLAGS', 'ID']];
+      for (const d of all) {
+        const flags = [
+          d.system ? 'system' : '',
+          d.mounts.length > 0 ? `mounted(${d.mounts.join(',')})` : '',
+          d.inUse ? 'in-use' : '',
+          d.removable ? 'removable' : '',
+          d.readOnly ? 'ro' : '',
+        ].filter((f) => f !== '');
+        rows.push([d.devicePath, formatBytes(d.sizeBytes), d.model, flags.join(' ') || 'offline', d.stableId ?? '-']);
+      }
+      print(all.length === 0 ? 'no block devices found' : table(rows));
+      return Promise.resolve({ disks: all });
+    },
+  },
+};
+
+const topCommands: Record<string, Command> = {
+  export: {
+    usage:
+      'berth export VM DESTINATION [--json]\n' +
+      '       berth export VM FILE --config-only [--format berth|libvirt]\n' +
+      '       berth export VM FOLDER --config-only --format ovf',
+    summary: 'export a VM (config, disks, checkpoints) to DESTINATION/<name>/, or its configuration alone',
+    positionals: ['VM', 'DESTINATION'],
+    options: { 'config-only': { type: 'boolean' }, format: { type: 'string' } },
+    run: async (ctx) => {
+      const [vm = '', dest = ''] = ctx.args;
+      const format = oneOf('format', str(ctx.values, 'format'), ['berth', 'libvirt', 'ovf'] as const);
+      if (ctx.values['config-only'] !== true) {
+        if (format !== undefined) throw new UsageError('--format is for --config-only');
+        const r = await withProgress(ctx, 'exporting', (p) => ctx.exports.exportVm(vm, resolve(dest), p));
+        ctx.print(`exported to ${r.folder}`);
+        return r;
+      }
+      if (format === 'ovf') {
+        const r = await withProgress(ctx, 'exporting', (p) => ctx.exports.ovf(vm, resolve(dest), p));
+        ctx.print(`wrote ${r.envelope}`);
+        return r;
+      }
+      const text =
+        format === 'libvirt'
+          ? await ctx.exports.libvirtXml(vm)
+          : `${JSON.stringify(await ctx.exports.configJson(vm), null, 2)}\n`;
+      writeFileSync(resolve(dest), text, { mode: 0o600 });
+      ctx.print(`wrote ${resolve(dest)}`);
+      return { file: resolve(dest), format: format ?? 'berth' };
+    },
+  },
+  import: {
+    usage: 'berth import FOLDER [--register | --restore | --copy [--name NAME]] [--json]',
+    summary: 'import an exported VM: register it in place (default), restore (copy, same id) or copy (new id)',
+    positionals: ['FOLDER'],
+    options: {
+      register: { type: 'boolean' },
+      restore: { type: 'boolean' },
+      copy: { type: 'boolean' },
+      name: { type: 'string' },
+    },
+    run: async (ctx) => {
+      const modes = (['register', 'restore', 'copy'] as const).filter((m) => ctx.values[m] === true);
+      if (modes.length > 1) throw new UsageError('choose one of --register, --restore, --copy');
+      const mode = modes[0] ?? 'register';
+      const name = str(ctx.values, 'name');
+      const vm = await withProgress(ctx, 'importing', (p) =>
+        ctx.exports.importVm(ctx.args[0] ?? '', mode, { ...p, ...(name === undefined ? {} : { name }) }),
+      );
+      ctx.print(`imported '${vm.name}' (${vm.id}) by ${mode}`);
+      return vm;
+    },
+  },
+};
+
+const groups: Record<string, Record<string, Command>> = {
+  vm: commands,
+  disk: diskCommands,
+  checkpoint: checkpointCommands,
+  host: hostCommands,
 };
 
 const DETACH = 0x1d; // Ctrl-]
@@ -400,12 +839,17 @@ async function attachConsole({ manager, args, values, json }: Context): Promise<
 }
 
 function helpText(): string {
-  const lines = ['usage: berth vm COMMAND [ARGS] [--json]', '', 'commands:'];
-  const w = Math.max(...Object.keys(commands).map((k) => k.length));
-  for (const [name, c] of Object.entries(commands)) lines.push(`  ${name.padEnd(w)}  ${c.summary}`);
+  const lines = ['usage: berth GROUP COMMAND [ARGS] [--json]', ''];
+  for (const [group, cmds] of Object.entries(groups)) {
+    lines.push(`${group} commands:`);
+    const w = Math.max(...Object.keys(cmds).map((k) => k.length));
+    for (const [name, c] of Object.entries(cmds)) lines.push(`  ${group} ${name.padEnd(w)}  ${c.summary}`);
+    lines.push('');
+  }
+  for (const [name, c] of Object.entries(topCommands)) lines.push(`${name}: ${c.summary}`);
   lines.push(
     '',
-    "'berth vm COMMAND --help' shows a command's options. Data lives in $BERTH_HOME (default:",
+    "'berth GROUP COMMAND --help' shows a command's options. Data lives in $BERTH_HOME (default:",
     '$XDG_DATA_HOME/berth or ~/.local/share/berth; ~/Library/Application Support/Berth on macOS).',
     'Exit codes: 0 done, 1 refused or failed, 2 usage error.',
     '',
@@ -431,22 +875,24 @@ export async function main(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   if (group === 'serve') return serveMain({ argv: argv.slice(1) });
-  if (group !== 'vm') {
+  const top = topCommands[group];
+  const groupTable = groups[group];
+  if (!top && !groupTable) {
     return fail(EXIT_USAGE, { code: 'USAGE', message: `unknown command '${group}'` }, "see 'berth help'");
   }
-  const command = verb === undefined ? undefined : commands[verb];
+  const command = top ?? (verb === undefined ? undefined : groupTable?.[verb]);
   if (!command) {
     if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
       process.stdout.write(`${helpText()}\n`);
       return verb === undefined ? EXIT_USAGE : EXIT_OK;
     }
-    return fail(EXIT_USAGE, { code: 'USAGE', message: `unknown command 'vm ${verb}'` }, "see 'berth help'");
+    return fail(EXIT_USAGE, { code: 'USAGE', message: `unknown command '${group} ${verb}'` }, "see 'berth help'");
   }
   let values: Values;
   let args: string[];
   try {
     const parsed = parseArgs({
-      args: rest,
+      args: top ? argv.slice(1) : rest,
       options: { ...common, ...command.options },
       allowPositionals: true,
       strict: true,
@@ -473,6 +919,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const result = await command.run({
       manager,
+      disks: new DiskService(manager),
+      checkpoints: new CheckpointService(manager),
+      exports: new ExportService(manager),
       values,
       args,
       json,

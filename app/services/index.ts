@@ -7,3 +7,7 @@ export { atomicWriteFile, atomicWriteJson } from './fsutil';
 export { defaultDataRoot, VmPaths } from './paths';
 export { VmWatcher, type StatsBatch, type VmWatcherEvents } from './events';
 export { BridgeHost, type BridgeHostOptions, type OperationContext, type StorageBackend } from './bridge-host';
+export { CheckpointService } from './checkpoints';
+export { DiskService, type DiskSpec } from './disks';
+export { ExportService, type ProgressOptions } from './export';
+export { CRASH_ENV } from './crash';

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process';
 import { closeSync, promises as fs, openSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
@@ -18,6 +18,7 @@ import {
   WorkerPidFile,
   formatIssues,
   ConfigError,
+  migrateConfig,
   type NewVmRequest,
   type VmConfig,
   type VmDetails,
@@ -34,6 +35,7 @@ import {
   removeIfExists,
   sameProcessAlive,
 } from './fsutil';
+import { CheckpointService } from './checkpoints';
 import { Registry, type VmEntry } from './registry';
 
 // A worker that has written its pid but not yet opened its socket is Starting for this long.
@@ -122,6 +124,15 @@ async function checkBootFiles(config: VmConfig): Promise<void> {
     const stat = await fs.stat(path).catch(() => undefined);
     if (!stat) throw new ConfigError([`${field}: ${path} does not exist`]);
     if (!stat.isFile()) throw new ConfigError([`${field}: ${path} is not a file`]);
+  }
+}
+
+// Virtual disk files must exist when the VM starts (the worker would fail less clearly).
+async function checkDiskFiles(config: VmConfig, folder: string): Promise<void> {
+  for (const [i, d] of config.disks.entries()) {
+    if (d.kind !== 'virtual') continue;
+    const stat = await fs.stat(resolvePath(folder, d.path)).catch(() => undefined);
+    if (!stat) throw new ConfigError([`disks[${i}].path: ${d.path} (slot ${d.slot}) does not exist`]);
   }
 }
 
@@ -356,6 +367,9 @@ export class VmManager {
     return this.registry.withVmLock(entry, 'start VM', async () => {
       const current = await this.probe(entry);
       assertTransition(name, current.state, 'start');
+      // A checkpoint operation a crash interrupted is finished (or undone) first.
+      await CheckpointService.recover(p);
+      await checkDiskFiles(migrateConfig(JSON.parse(await fs.readFile(p.config, 'utf8'))), p.folder);
       checkSocketPath(p.runFile('socket'));
       await fs.mkdir(p.run, { recursive: true, mode: 0o700 });
       for (const f of ['pid', 'socket', 'status', 'lastExit', 'startError', 'failed'] as const) {

@@ -168,6 +168,47 @@ export class Registry {
     });
   }
 
+  // Registers a VM with a given configuration (an import): the id and the name must be
+  // free; fill(paths) puts the VM's files in place in the staging folder before the VM
+  // appears. Refusals name the VM already registered.
+  async adopt(config: VmConfig, fill: (paths: VmPaths) => Promise<void>): Promise<VmConfig> {
+    const checked = parseConfig(config);
+    await this.ensureRoot();
+    return this.withRegistryLock('import VM', async () => {
+      const existing = (await this.list()).find((e) => e.id === checked.id);
+      if (existing) {
+        throw new BerthError(
+          'CONFLICT',
+          `a VM with id ${checked.id} is already registered ('${existing.config?.name ?? existing.id}'); ` +
+            'import it as a copy (--copy) to give it a new id',
+        );
+      }
+      const clash = (await this.list()).find((e) => e.config?.name.toLowerCase() === checked.name.toLowerCase());
+      if (clash) {
+        throw new BerthError(
+          'CONFLICT',
+          `a VM named '${clash.config?.name ?? checked.name}' is already registered (${clash.id}); ` +
+            'import it with another name (--copy --name NEW-NAME)',
+        );
+      }
+      const staging = join(this.vmsDir, `.new-${checked.id}`);
+      await fs.rm(staging, { recursive: true, force: true });
+      const paths = new VmPaths(staging);
+      await fs.mkdir(staging, { mode: 0o700 });
+      for (const dir of [paths.disks, paths.checkpoints, paths.state, paths.run]) await fs.mkdir(dir, { mode: 0o700 });
+      try {
+        await fill(paths);
+        await atomicWriteJson(paths.config, checked);
+        await fs.rename(staging, this.paths(checked.id).folder);
+      } catch (err) {
+        await fs.rm(staging, { recursive: true, force: true });
+        throw err;
+      }
+      await fsyncDir(this.vmsDir);
+      return checked;
+    });
+  }
+
   // Read-modify-write of one VM's configuration under its lock.
   async update(
     id: string,

@@ -25,6 +25,7 @@ import {
   type WorkerPidFile,
 } from '../api';
 import { Machine, type MachineConfig, type MachineStats } from '../native';
+import { resolveStableId } from '../native/host-disks';
 import { Scrollback } from './scrollback';
 
 const { PROTOCOL_VERSION, MAX_LINE_BYTES, SCROLLBACK_BYTES, parseRequest } = protocol;
@@ -59,11 +60,30 @@ function procStart(): string | null {
   }
 }
 
-// The VMM does not attach disks or network adapters yet: refuse rather than boot a VM
-// without the hardware its configuration promises.
+// Disks in slot order, one virtio-blk device each; the guest reads the slot as the serial
+// ("berth-slot-N"). A passthrough disk's stable id is resolved to its /dev path now.
+export function toMachineDisks(config: VmConfig): NonNullable<MachineConfig['disks']> {
+  return [...config.disks]
+    .sort((a, b) => a.slot - b.slot)
+    .map((d) => {
+      const serial = `berth-slot-${d.slot}`;
+      if (d.kind === 'virtual') return { path: d.path, readOnly: d.readOnly, serial };
+      const devicePath = resolveStableId(d.deviceId);
+      if (devicePath === null) {
+        throw new BerthError(
+          'START_FAILED',
+          `passthrough disk ${d.deviceId} (slot ${d.slot}) is not attached to this host; ` +
+            "attach it or remove it from the VM ('berth host disks' lists the devices)",
+        );
+      }
+      return { path: devicePath, readOnly: d.readOnly, serial, format: 'host-device' as const };
+    });
+}
+
+// The VMM does not attach network adapters yet: refuse rather than boot a VM without the
+// hardware its configuration promises.
 export function toMachineConfig(config: VmConfig): MachineConfig {
   const missing: string[] = [];
-  if (config.disks.length > 0) missing.push(`${config.disks.length} disk(s)`);
   if (config.network.length > 0) missing.push(`${config.network.length} network adapter(s)`);
   if (missing.length > 0) {
     throw new BerthError(
@@ -79,6 +99,7 @@ export function toMachineConfig(config: VmConfig): MachineConfig {
     testExitPort: config.testExitPort,
   };
   if (config.boot.kind !== 'firmware' && config.boot.initrdPath !== undefined) out.initrdPath = config.boot.initrdPath;
+  if (config.disks.length > 0) out.disks = toMachineDisks(config);
   return out;
 }
 

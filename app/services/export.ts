@@ -1,0 +1,501 @@
+// Export and import with Hyper-V's semantics.
+//
+// An export is a folder <dest>/<vm name>/ holding export.json (ExportManifest),
+// config.json, checkpoints/*.json and disks/: every file the VM and its checkpoints use,
+// copied sparse with their differencing links kept (each file alone, parents recorded by
+// name), and all paths in the copied metadata relative to the export folder. Import takes
+// such a folder three ways: register it in place (the disks stay where they are, same id),
+// restore (copy the disks into Berth's data root, same id) or copy (copy, new id). The
+// configuration alone exports as Berth JSON, libvirt domain XML or an OVF 2.0 envelope
+// (with its disks flattened to standalone qcow2 files, which is what the OVF names).
+import { randomUUID } from 'node:crypto';
+import { promises as fs, realpathSync } from 'node:fs';
+import { basename, extname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
+
+import {
+  BerthError,
+  CheckpointRecord,
+  CheckpointTreeFile,
+  ConfigError,
+  EXPORT_FORMAT_VERSION,
+  ExportManifest,
+  formatIssues,
+  migrateConfigDetailed,
+  type ImportMode,
+  type VmConfig,
+  type VmDetails,
+} from '../api';
+import { convertDisk, inspectDisk, reconnectDisk, type DiskFormat } from '../native/disk';
+import { CheckpointService, readTree } from './checkpoints';
+import { diskCall } from './disks';
+import { atomicWriteJson } from './fsutil';
+import type { VmManager } from './manager';
+import { VmPaths } from './paths';
+
+export interface ProgressOptions {
+  onProgress?: (done: number, total: number, what: string) => void;
+  signal?: AbortSignal;
+}
+
+function mapPaths<T>(value: T, fn: (p: string) => string, keys = new Set(['path'])): T {
+  return JSON.parse(JSON.stringify(value), function (this: Record<string, unknown>, k, v: unknown) {
+    return typeof v === 'string' && keys.has(k) ? fn(v) : v;
+  }) as T;
+}
+
+function xmlEscape(s: string): string {
+  return s.replace(
+    /[<>&'"]/g,
+    (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c] ?? c,
+  );
+}
+
+function fileSafe(name: string): string {
+  return name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '_') || 'vm';
+}
+
+// Resolves a path taken from an imported file inside root, or refuses it: absolute paths,
+// '..' that leaves root, and symbolic links that lead out.
+export function insideFolder(root: string, p: string, field: string): string {
+  if (isAbsolute(p)) {
+    throw new BerthError(
+      'INVALID_CONFIG',
+      `${field}: '${p}' is an absolute path; an import may only name files inside its folder`,
+    );
+  }
+  const full = resolve(root, normalize(p));
+  const rootReal = realpathSync(root);
+  if (full !== resolve(root) && !full.startsWith(resolve(root) + sep)) {
+    throw new BerthError('INVALID_CONFIG', `${field}: '${p}' leaves the import folder`);
+  }
+  let real: string;
+  try {
+    real = realpathSync(full);
+  } catch {
+    throw new BerthError('INVALID_CONFIG', `${field}: '${p}' does not exist in the import folder`);
+  }
+  if (real !== rootReal && !real.startsWith(rootReal + sep)) {
+    throw new BerthError(
+      'INVALID_CONFIG',
+      `${field}: '${p}' is a symbolic link that leads out of the import folder (to ${real})`,
+    );
+  }
+  return real;
+}
+
+export class ExportService {
+  constructor(private readonly manager: VmManager) {}
+
+  // Every file the VM and its checkpoints need: tops, checkpoint views, retained parents,
+  // and their backing chains.
+  private async filesOf(folder: string, config: VmConfig): Promise<{ files: string[]; parent: Map<string, string> }> {
+    const tree = await readTree(new VmPaths(folder));
+    const roots = [
+      ...config.disks.flatMap((d) => (d.kind === 'virtual' ? [resolve(folder, d.path)] : [])),
+      ...[...tree.records.values()].flatMap((r) => r.disks.map((d) => resolve(folder, d.path))),
+      ...tree.retained.map((f) => resolve(folder, f)),
+    ];
+    const files: string[] = [];
+    const parent = new Map<string, string>();
+    for (const r of roots) {
+      const info = await diskCall(() => inspectDisk(r));
+      if (info.chainError) throw new BerthError('DISK', `${r}: ${info.chainError.message}`);
+      info.images.forEach((img, i) => {
+        const p = resolve(img.path);
+        if (!files.includes(p)) files.push(p);
+        const next = info.images[i + 1];
+        if (next) parent.set(p, resolve(next.path));
+      });
+    }
+    return { files, parent };
+  }
+
+  // Copies each file alone (keeping its parent link) and records the parents by name in
+  // the target folder. Returns source -> target.
+  private static async copyDisks(
+    files: string[],
+    parent: Map<string, string>,
+    disksDir: string,
+    options: ProgressOptions,
+  ): Promise<Map<string, string>> {
+    const names = new Map<string, string>();
+    const used = new Set<string>();
+    for (const f of files) {
+      let name = basename(f);
+      for (let i = 1; used.has(name); i++) name = `${basename(f, extname(f))}-${i}${extname(f)}`;
+      used.add(name);
+      names.set(f, join(disksDir, name));
+    }
+    const infos = await Promise.all(files.map((f) => diskCall(() => inspectDisk(f))));
+    const sizes = infos.map((i) => i.images[0]?.virtualSize ?? 0);
+    const total = sizes.reduce((a, b) => a + b, 0);
+    let base = 0;
+    await fs.mkdir(disksDir, { recursive: true });
+    for (const [i, f] of files.entries()) {
+      const dst = names.get(f) ?? '';
+      const format = (infos[i]?.images[0]?.format ?? 'raw') as DiskFormat;
+      const hasParent = parent.has(f);
+      options.onProgress?.(base, total, basename(f));
+      const o: Parameters<typeof convertDisk>[3] = {
+        onProgress: (done) => options.onProgress?.(base + Math.min(done, sizes[i] ?? 0), total, basename(f)),
+      };
+      if (options.signal) o.signal = options.signal;
+      await diskCall(() =>
+        convertDisk(f, dst, { format: format === 'raw' || !hasParent ? format : format, keepBacking: hasParent }, o),
+      );
+      base += sizes[i] ?? 0;
+    }
+    // Parents recorded by name (the copies share one folder).
+    for (const f of files) {
+      const p = parent.get(f);
+      const dst = names.get(f);
+      const pdst = p === undefined ? undefined : names.get(p);
+      if (dst !== undefined && pdst !== undefined) await diskCall(() => reconnectDisk(dst, pdst));
+    }
+    options.onProgress?.(total, total, '');
+    return names;
+  }
+
+  async exportVm(
+    ref: string,
+    dest: string,
+    options: ProgressOptions = {},
+  ): Promise<{ folder: string; manifest: ExportManifest }> {
+    const entry = await this.manager.registry.resolve(ref);
+    const { state } = await this.manager.state(entry.id);
+    if (state !== 'Off' && state !== 'Failed') {
+      throw new BerthError(
+        'INVALID_STATE',
+        `cannot export '${entry.config.name}' while it is ${state}; turn it off first`,
+      );
+    }
+    const folder = resolve(dest, fileSafe(entry.config.name));
+    if (await fs.stat(folder).catch(() => undefined)) {
+      throw new BerthError('CONFLICT', `${folder} already exists; choose another destination or remove it`);
+    }
+    return this.manager.registry.withVmLock(entry, 'export VM', async () => {
+      await CheckpointService.recover(entry.paths);
+      const src = entry.paths.folder;
+      const config = entry.config;
+      const tree = await readTree(entry.paths);
+      const { files, parent } = await this.filesOf(src, config);
+      await fs.mkdir(folder, { recursive: true, mode: 0o700 });
+      try {
+        const names = await ExportService.copyDisks(files, parent, join(folder, 'disks'), options);
+        const rel = (p: string): string => {
+          const n = names.get(resolve(src, p));
+          if (n === undefined) throw new BerthError('INTERNAL', `no exported copy of ${p}`);
+          return relative(folder, n);
+        };
+        await atomicWriteJson(join(folder, 'config.json'), mapPaths(config, rel));
+        await fs.mkdir(join(folder, 'checkpoints'));
+        const cps: string[] = [];
+        for (const r of tree.records.values()) {
+          const out = `checkpoints/${r.id}.json`;
+          await atomicWriteJson(join(folder, out), mapPaths(r, rel));
+          cps.push(out);
+        }
+        await atomicWriteJson(join(folder, 'checkpoints', 'tree.json'), {
+          now: tree.now,
+          retained: tree.retained.map(rel),
+        });
+        const manifest: ExportManifest = {
+          berthExport: EXPORT_FORMAT_VERSION,
+          vmId: config.id,
+          name: config.name,
+          exportedAt: new Date().toISOString(),
+          config: 'config.json',
+          disks: [...names.values()].map((n) => relative(folder, n)),
+          checkpoints: cps,
+        };
+        await atomicWriteJson(join(folder, 'export.json'), manifest);
+        return { folder, manifest };
+      } catch (err) {
+        await fs.rm(folder, { recursive: true, force: true });
+        throw err;
+      }
+    });
+  }
+
+  async importVm(
+    source: string,
+    mode: ImportMode,
+    options: ProgressOptions & { name?: string } = {},
+  ): Promise<VmDetails> {
+    const root = resolve(source);
+    const manifestRaw = await fs.readFile(join(root, 'export.json'), 'utf8').catch(() => {
+      throw new BerthError('NOT_FOUND', `${root} is not a Berth export (no export.json)`);
+    });
+    const manifestParsed = ExportManifest.safeParse(JSON.parse(manifestRaw));
+    if (!manifestParsed.success) {
+      throw new ConfigError(formatIssues(manifestParsed.error.issues, JSON.parse(manifestRaw), '(export.json)'));
+    }
+    const manifest = manifestParsed.data;
+    const configPath = insideFolder(root, manifest.config, 'config');
+    const { config: imported } = migrateConfigDetailed(JSON.parse(await fs.readFile(configPath, 'utf8')));
+    // Every path must stay inside the folder, and so must every disk's backing chain.
+    const check = (p: string, field: string): string => insideFolder(root, p, field);
+    imported.disks.forEach((d, i) => {
+      if (d.kind === 'virtual') check(d.path, `disks[${i}].path`);
+    });
+    const records: CheckpointRecord[] = [];
+    for (const [i, c] of manifest.checkpoints.entries()) {
+      const file = check(c, `checkpoints[${i}]`);
+      const parsed = CheckpointRecord.safeParse(JSON.parse(await fs.readFile(file, 'utf8')));
+      if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues, undefined, c));
+      parsed.data.disks.forEach((d, j) => check(d.path, `${c}: disks[${j}].path`));
+      records.push(parsed.data);
+    }
+    const treeRaw = await fs.readFile(join(root, 'checkpoints', 'tree.json'), 'utf8').catch(() => '{"now":null}');
+    const tree = CheckpointTreeFile.parse(JSON.parse(treeRaw));
+    tree.retained.forEach((f, i) => check(f, `checkpoints/tree.json: retained[${i}]`));
+    const diskFiles = manifest.disks.map((d, i) => check(d, `disks[${i}]`));
+    for (const f of diskFiles) {
+      const info = await diskCall(() => inspectDisk(f));
+      if (info.chainError) throw new BerthError('INVALID_CONFIG', `${relative(root, f)}: ${info.chainError.message}`);
+      for (const img of info.images.slice(1)) {
+        const real = realpathSync(img.path);
+        if (!real.startsWith(realpathSync(root) + sep)) {
+          throw new BerthError(
+            'INVALID_CONFIG',
+            `${relative(root, f)}: its parent disk ${img.path} is outside the import folder`,
+          );
+        }
+      }
+    }
+    const id = mode === 'copy' ? randomUUID() : imported.id;
+    const name = options.name ?? imported.name;
+    const finalPaths = this.manager.registry.paths(id);
+    let target: (p: string) => string;
+    if (mode === 'register') target = (p) => check(p, 'path');
+    else {
+      const realRoot = realpathSync(root);
+      target = (p) => join(finalPaths.disks, relative(join(realRoot, 'disks'), check(p, 'path')));
+    }
+    const withId = <T>(v: T): T => mapPaths(v, (s) => (s === imported.id ? id : s), new Set(['id']));
+    const config: VmConfig = withId(mapPaths({ ...imported, name }, target));
+    await this.manager.registry.adopt(config, async (paths) => {
+      if (mode !== 'register') {
+        const realRoot = realpathSync(root);
+        const parent = new Map<string, string>();
+        for (const f of diskFiles) {
+          const info = await diskCall(() => inspectDisk(f));
+          const p = info.images[1]?.path;
+          if (p) parent.set(f, realpathSync(p));
+        }
+        // Copy into the staging folder's disks/ with the same names.
+        for (const f of diskFiles) {
+          if (!f.startsWith(join(realRoot, 'disks') + sep)) {
+            throw new BerthError(
+              'INVALID_CONFIG',
+              `${relative(root, f)}: disks must sit in the export's disks/ folder`,
+            );
+          }
+        }
+        await ExportService.copyDisks(diskFiles, parent, paths.disks, options);
+      }
+      for (const r of records) {
+        const rec = withId(mapPaths(r, target));
+        rec.config = { ...rec.config, id };
+        await atomicWriteJson(join(paths.checkpoints, `${r.id}.json`), rec);
+      }
+      await atomicWriteJson(join(paths.checkpoints, 'tree.json'), {
+        now: tree.now,
+        retained: tree.retained.map(target),
+      });
+    });
+    return this.manager.show(id);
+  }
+
+  // ---- configuration only ------------------------------------------------------------
+
+  async configJson(ref: string): Promise<VmConfig> {
+    return (await this.manager.registry.resolve(ref)).config;
+  }
+
+  async libvirtXml(ref: string): Promise<string> {
+    const entry = await this.manager.registry.resolve(ref);
+    return ExportService.toLibvirt(entry.config, entry.paths.folder);
+  }
+
+  static toLibvirt(c: VmConfig, folder: string): string {
+    const l: string[] = [];
+    l.push(`<domain type="kvm">`);
+    l.push(`  <name>${xmlEscape(c.name)}</name>`);
+    l.push(`  <uuid>${c.id}</uuid>`);
+    if (c.notes) l.push(`  <description>${xmlEscape(c.notes)}</description>`);
+    l.push(`  <memory unit="MiB">${c.memory.startupMiB}</memory>`);
+    l.push(`  <currentMemory unit="MiB">${c.memory.startupMiB}</currentMemory>`);
+    l.push(`  <vcpu placement="static">${c.processors.count}</vcpu>`);
+    l.push(`  <os>`);
+    l.push(`    <type arch="x86_64" machine="microvm">hvm</type>`);
+    if (c.boot.kind !== 'firmware') {
+      l.push(`    <kernel>${xmlEscape(c.boot.kernelPath)}</kernel>`);
+      if (c.boot.initrdPath) l.push(`    <initrd>${xmlEscape(c.boot.initrdPath)}</initrd>`);
+      if (c.boot.cmdline) l.push(`    <cmdline>${xmlEscape(c.boot.cmdline)}</cmdline>`);
+    }
+    l.push(`  </os>`);
+    l.push(`  <on_poweroff>destroy</on_poweroff>`);
+    l.push(`  <on_reboot>restart</on_reboot>`);
+    l.push(`  <on_crash>destroy</on_crash>`);
+    l.push(`  <devices>`);
+    for (const d of c.disks) {
+      const dev = `vd${String.fromCharCode(97 + (d.slot % 26))}`;
+      if (d.kind === 'virtual') {
+        const ext = extname(d.path).slice(1);
+        const type = ext === 'qcow2' || ext === 'vhdx' || ext === 'raw' ? ext : ext === 'vhd' ? 'vpc' : 'raw';
+        l.push(`    <disk type="file" device="disk">`);
+        l.push(`      <driver name="qemu" type="${type}"/>`);
+        l.push(`      <source file="${xmlEscape(resolve(folder, d.path))}"/>`);
+      } else {
+        l.push(`    <disk type="block" device="disk">`);
+        l.push(`      <driver name="qemu" type="raw"/>`);
+        l.push(`      <source dev="${xmlEscape(`/dev/disk/by-id/${d.deviceId}`)}"/>`);
+      }
+      l.push(`      <target dev="${dev}" bus="virtio"/>`);
+      if (d.readOnly) l.push(`      <readonly/>`);
+      l.push(`      <serial>berth-slot-${d.slot}</serial>`);
+      l.push(`    </disk>`);
+    }
+    for (const n of c.network) {
+      if (n.kind === 'bridge') {
+        l.push(`    <interface type="bridge">`);
+        l.push(`      <mac address="${n.mac}"/>`);
+        l.push(`      <source bridge="${xmlEscape(n.bridge ?? '')}"/>`);
+      } else {
+        l.push(`    <interface type="user">`);
+        l.push(`      <mac address="${n.mac}"/>`);
+      }
+      l.push(`      <model type="virtio"/>`);
+      l.push(`    </interface>`);
+    }
+    if (c.com1.enabled) {
+      l.push(`    <serial type="pty">`);
+      l.push(`      <target port="0"/>`);
+      l.push(`    </serial>`);
+      l.push(`    <console type="pty">`);
+      l.push(`      <target type="serial" port="0"/>`);
+      l.push(`    </console>`);
+    }
+    l.push(`  </devices>`);
+    l.push(`</domain>`);
+    return `${l.join('\n')}\n`;
+  }
+
+  // An OVF 2.0 envelope in dest/<name>.ovf with each virtual disk flattened to a
+  // standalone qcow2 file next to it (OVF names the format by URI; VMDK is not written).
+  async ovf(ref: string, dest: string, options: ProgressOptions = {}): Promise<{ folder: string; envelope: string }> {
+    const entry = await this.manager.registry.resolve(ref);
+    const c = entry.config;
+    const folder = resolve(dest);
+    await fs.mkdir(folder, { recursive: true });
+    const stem = fileSafe(c.name);
+    const disks = c.disks.filter((d) => d.kind === 'virtual');
+    const files: { id: string; href: string; size: number; capacity: number; slot: number }[] = [];
+    try {
+      for (const d of disks) {
+        if (d.kind !== 'virtual') continue;
+        const href = `${stem}-disk${d.slot}.qcow2`;
+        const out = join(folder, href);
+        const src = resolve(entry.paths.folder, d.path);
+        const o: Parameters<typeof convertDisk>[3] = {
+          onProgress: (done, total) => options.onProgress?.(done, total, href),
+        };
+        if (options.signal) o.signal = options.signal;
+        await diskCall(() => convertDisk(src, out, { format: 'qcow2' }, o));
+        const info = await diskCall(() => inspectDisk(out));
+        files.push({
+          id: `file${d.slot}`,
+          href,
+          size: (await fs.stat(out)).size,
+          capacity: info.images[0]?.virtualSize ?? 0,
+          slot: d.slot,
+        });
+      }
+    } catch (err) {
+      for (const f of files) await fs.rm(join(folder, f.href), { force: true });
+      throw err;
+    }
+    const items: string[] = [];
+    let instance = 1;
+    const item = (body: string[]): void => {
+      items.push(`      <Item>`, ...body.map((b) => `        ${b}`), `      </Item>`);
+    };
+    item([
+      `<rasd:Description>Number of virtual CPUs</rasd:Description>`,
+      `<rasd:ElementName>${c.processors.count} virtual CPU(s)</rasd:ElementName>`,
+      `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
+      `<rasd:ResourceType>3</rasd:ResourceType>`,
+      `<rasd:VirtualQuantity>${c.processors.count}</rasd:VirtualQuantity>`,
+    ]);
+    item([
+      `<rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits>`,
+      `<rasd:Description>Memory Size</rasd:Description>`,
+      `<rasd:ElementName>${c.memory.startupMiB} MiB of memory</rasd:ElementName>`,
+      `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
+      `<rasd:ResourceType>4</rasd:ResourceType>`,
+      `<rasd:VirtualQuantity>${c.memory.startupMiB}</rasd:VirtualQuantity>`,
+    ]);
+    for (const f of files) {
+      item([
+        `<rasd:AddressOnParent>${f.slot}</rasd:AddressOnParent>`,
+        `<rasd:ElementName>disk${f.slot}</rasd:ElementName>`,
+        `<rasd:HostResource>ovf:/disk/vmdisk${f.slot}</rasd:HostResource>`,
+        `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
+        `<rasd:ResourceType>17</rasd:ResourceType>`,
+      ]);
+    }
+    for (const n of c.network) {
+      item([
+        `<rasd:Address>${n.mac}</rasd:Address>`,
+        `<rasd:Connection>${n.kind === 'bridge' ? xmlEscape(n.bridge ?? '') : 'nat'}</rasd:Connection>`,
+        `<rasd:ElementName>virtio-net</rasd:ElementName>`,
+        `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
+        `<rasd:ResourceType>10</rasd:ResourceType>`,
+      ]);
+    }
+    const envelope = [
+      `<?xml version="1.0" encoding="UTF-8"?>`,
+      `<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/2"`,
+      `    xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/2"`,
+      `    xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"`,
+      `    xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData">`,
+      `  <References>`,
+      ...files.map((f) => `    <File ovf:id="${f.id}" ovf:href="${f.href}" ovf:size="${f.size}"/>`),
+      `  </References>`,
+      `  <DiskSection>`,
+      `    <Info>Virtual disks (qcow2, standalone)</Info>`,
+      ...files.map(
+        (f) =>
+          `    <Disk ovf:diskId="vmdisk${f.slot}" ovf:fileRef="${f.id}" ovf:capacity="${f.capacity}" ` +
+          `ovf:format="https://www.qemu.org/docs/master/interop/qcow2.html"/>`,
+      ),
+      `  </DiskSection>`,
+      `  <NetworkSection>`,
+      `    <Info>Networks</Info>`,
+      ...[...new Set(c.network.map((n) => (n.kind === 'bridge' ? (n.bridge ?? '') : 'nat')))].map(
+        (n) => `    <Network ovf:name="${xmlEscape(n)}"><Description>${xmlEscape(n)}</Description></Network>`,
+      ),
+      `  </NetworkSection>`,
+      `  <VirtualSystem ovf:id="${xmlEscape(c.name)}">`,
+      `    <Info>${xmlEscape(c.notes || c.name)}</Info>`,
+      `    <Name>${xmlEscape(c.name)}</Name>`,
+      `    <VirtualHardwareSection>`,
+      `      <Info>Virtual hardware requirements</Info>`,
+      `      <System>`,
+      `        <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>`,
+      `        <vssd:InstanceID>0</vssd:InstanceID>`,
+      `        <vssd:VirtualSystemIdentifier>${c.id}</vssd:VirtualSystemIdentifier>`,
+      `        <vssd:VirtualSystemType>berth-1</vssd:VirtualSystemType>`,
+      `      </System>`,
+      ...items,
+      `    </VirtualHardwareSection>`,
+      `  </VirtualSystem>`,
+      `</Envelope>`,
+      '',
+    ].join('\n');
+    const envelopePath = join(folder, `${stem}.ovf`);
+    await fs.writeFile(envelopePath, envelope);
+    return { folder, envelope: envelopePath };
+  }
+}
