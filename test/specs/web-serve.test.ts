@@ -1,0 +1,365 @@
+// berth serve (app/web): every refusal (no token, wrong token, foreign Origin, a rebinding
+// Host, a non-loopback bind without the flag), valid requests, the static window with its
+// CSP, and events pushed over the stream while a real VM (the test guest on KVM) starts,
+// prints, echoes typed input and is turned off; long operations' progress and cancel.
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import { decodeBase64, encodeBase64, type EventPayload, type Topic } from '../../app/api/bridge';
+import { createHttpBerthApi, type HttpBerthApi } from '../../app/api/bridge-http';
+import { BerthError } from '../../app/api';
+import { startWebServer, type WebServer } from '../../app/web';
+import { cleanBerthHome, makeBerthHome, waitUntil } from '../support/berth-home';
+import { testGuestPath } from '../support/guest';
+
+interface Answer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+function raw(
+  server: WebServer,
+  options: { method?: string; path: string; headers?: Record<string, string>; body?: string; noHost?: boolean },
+): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port: server.port,
+        method: options.method ?? 'GET',
+        path: options.path,
+        headers: options.headers ?? {},
+        setHost: !options.noHost,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+const json = { 'content-type': 'application/json' };
+
+function errorOf(a: Answer): { code: string; message: string } {
+  const body = JSON.parse(a.body) as { ok: boolean; error: { code: string; message: string } };
+  assert.equal(body.ok, false);
+  return body.error;
+}
+
+// Collects events of one topic and waits for one that matches.
+class Events<T extends Topic> {
+  readonly seen: EventPayload<T>[] = [];
+  constructor(api: HttpBerthApi, topic: T) {
+    api.subscribe(topic, (p) => this.seen.push(p));
+  }
+  async waitFor(what: string, match: (p: EventPayload<T>) => boolean, timeoutMs = 15_000): Promise<EventPayload<T>> {
+    let found: EventPayload<T> | undefined;
+    await waitUntil(what, () => (found = this.seen.find(match)) !== undefined, timeoutMs);
+    return found as EventPayload<T>;
+  }
+}
+
+describe('berth serve: refusals', () => {
+  let home: string;
+  let staticRoot: string;
+  let server: WebServer;
+
+  before(async () => {
+    home = makeBerthHome('web');
+    staticRoot = mkdtempSync(join(tmpdir(), 'berth-web-static-'));
+    writeFileSync(join(staticRoot, 'index.html'), '<!doctype html><title>Berth</title><script src="/app.js"></script>');
+    writeFileSync(join(staticRoot, 'app.js'), 'console.log(1)');
+    server = await startWebServer({ root: home, staticRoot });
+  });
+  after(async () => {
+    await server.close();
+    rmSync(staticRoot, { recursive: true, force: true });
+    await cleanBerthHome(home);
+  });
+
+  const api = (method: string, headers: Record<string, string>, body = '{}') =>
+    raw(server, { method: 'POST', path: `/api/${method}`, headers: { ...json, ...headers }, body });
+
+  it('listens on 127.0.0.1 and prints a URL with a long random token', () => {
+    assert.equal(server.host, '127.0.0.1');
+    assert.match(server.url, /^http:\/\/127\.0\.0\.1:\d+\/\?token=[A-Za-z0-9_-]{43}$/);
+  });
+
+  it('refuses an API request without the token', async () => {
+    const a = await api('vm.list', {});
+    assert.equal(a.status, 401);
+    assert.equal(errorOf(a).code, 'FORBIDDEN');
+    assert.match(errorOf(a).message, /x-berth-token/);
+  });
+
+  it('refuses a wrong token (and one of another length)', async () => {
+    const wrong = server.token.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'));
+    for (const token of [wrong, 'short', `${server.token}x`]) {
+      const a = await api('vm.list', { 'x-berth-token': token });
+      assert.equal(a.status, 401, token);
+      assert.equal(errorOf(a).code, 'FORBIDDEN');
+    }
+  });
+
+  it('refuses the token in the query string or a cookie instead of the header', async () => {
+    const q = await raw(server, {
+      method: 'POST',
+      path: `/api/vm.list?token=${server.token}`,
+      headers: { ...json, cookie: `token=${server.token}` },
+      body: '{}',
+    });
+    assert.equal(q.status, 401);
+  });
+
+  it('refuses a foreign Origin even with the right token', async () => {
+    for (const origin of ['http://evil.example', `http://evil.example:${server.port}`, 'null', 'http://127.0.0.1:1']) {
+      const a = await api('vm.list', { 'x-berth-token': server.token, origin });
+      assert.equal(a.status, 403, origin);
+      assert.equal(errorOf(a).code, 'FORBIDDEN');
+      assert.match(errorOf(a).message, /not allowed/);
+    }
+    const events = await raw(server, {
+      path: '/api/events',
+      headers: { 'x-berth-token': server.token, origin: 'https://evil.example' },
+    });
+    assert.equal(events.status, 403);
+  });
+
+  it('refuses a rebinding Host (a DNS name pointing at 127.0.0.1), on the API and the page', async () => {
+    for (const host of [`evil.example:${server.port}`, 'evil.example', `127.0.0.1:${server.port + 1}`]) {
+      const a = await api('vm.list', { 'x-berth-token': server.token, host });
+      assert.equal(a.status, 403, host);
+      assert.equal(errorOf(a).code, 'FORBIDDEN');
+      const page = await raw(server, { path: '/', headers: { host } });
+      assert.equal(page.status, 403, host);
+      assert.doesNotMatch(page.body, /<script/);
+    }
+    const none = await raw(server, { path: '/', noHost: true });
+    // Node refuses an HTTP/1.1 request without Host (400) before the server sees it.
+    assert.ok(none.status === 400 || none.status === 403, `no Host at all: ${none.status}`);
+  });
+
+  it('refuses to listen on a non-loopback address without the flag, and warns through the CLI', async () => {
+    await assert.rejects(
+      startWebServer({ root: home, host: '0.0.0.0' }),
+      (err: unknown) => err instanceof BerthError && err.code === 'USAGE' && /not a loopback address/.test(err.message),
+    );
+    const open = await startWebServer({ root: home, host: '0.0.0.0', allowNonLoopback: true });
+    try {
+      // Still no rebinding: a name is refused, an address literal is accepted.
+      const byName = await raw(open, { path: '/', headers: { host: `evil.example:${open.port}` } });
+      assert.equal(byName.status, 403);
+      const byAddress = await raw(open, {
+        method: 'POST',
+        path: '/api/vm.list',
+        headers: { ...json, host: `127.0.0.1:${open.port}`, 'x-berth-token': open.token },
+        body: '{}',
+      });
+      assert.equal(byAddress.status, 200);
+    } finally {
+      await open.close();
+    }
+  });
+
+  it('answers a valid request; localhost:PORT is this server too', async () => {
+    const a = await api('vm.list', { 'x-berth-token': server.token, origin: server.origin });
+    assert.equal(a.status, 200);
+    assert.deepEqual(JSON.parse(a.body), { ok: true, result: [] });
+    assert.equal(a.headers['cache-control'], 'no-store');
+    const b = await api('host.info', { 'x-berth-token': server.token, host: `localhost:${server.port}` });
+    assert.equal(b.status, 200);
+    const info = (JSON.parse(b.body) as { result: { transport: string; dataRoot: string } }).result;
+    assert.equal(info.transport, 'web');
+    assert.equal(info.dataRoot, home);
+  });
+
+  it('refuses bad arguments with the schema message, unknown methods, non-JSON bodies and GET', async () => {
+    const t = { 'x-berth-token': server.token };
+    const bad = await api('vm.get', t, '{"vm": 3}');
+    assert.equal(bad.status, 400);
+    assert.deepEqual(errorOf(bad), { code: 'INVALID_CONFIG', message: 'vm.get: vm: must be a string, not 3' });
+    const extra = await api('vm.list', t, '{"sneaky": true}');
+    assert.equal(extra.status, 400);
+    assert.match(errorOf(extra).message, /sneaky/);
+    const unknown = await api('vm.destroyEverything', t);
+    assert.equal(unknown.status, 400);
+    assert.match(errorOf(unknown).message, /unknown method "vm.destroyEverything"/);
+    const notJson = await api('vm.list', t, '{');
+    assert.equal(notJson.status, 400);
+    const form = await raw(server, {
+      method: 'POST',
+      path: '/api/vm.list',
+      headers: { ...t, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'a=1',
+    });
+    assert.equal(form.status, 415);
+    const get = await raw(server, { path: '/api/vm.list', headers: t });
+    assert.equal(get.status, 405);
+    const missing = await api('vm.get', t, '{"vm": "nope"}');
+    assert.equal(missing.status, 404);
+    assert.equal(errorOf(missing).code, 'NOT_FOUND');
+    const later = await api('checkpoint.list', t, '{"vm": "nope"}');
+    assert.equal(later.status, 501);
+    assert.equal(errorOf(later).code, 'NOT_IMPLEMENTED');
+  });
+
+  it('serves the window with a strict CSP, app routes to index.html, nothing outside its folder', async () => {
+    const page = await raw(server, { path: '/' });
+    assert.equal(page.status, 200);
+    assert.match(page.body, /<title>Berth<\/title>/);
+    const csp = String(page.headers['content-security-policy']);
+    assert.match(csp, /default-src 'none'/);
+    assert.match(csp, /script-src 'self'(;|$)/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.equal(page.headers['referrer-policy'], 'no-referrer');
+    assert.equal(page.headers['x-content-type-options'], 'nosniff');
+    const route = await raw(server, { path: '/vms/some-vm' });
+    assert.equal(route.status, 200);
+    assert.match(route.body, /<title>Berth/);
+    const js = await raw(server, { path: '/app.js' });
+    assert.match(String(js.headers['content-type']), /text\/javascript/);
+    for (const path of ['/../package.json', '/%2e%2e/%2e%2e/package.json', '/..%2fpackage.json']) {
+      const a = await raw(server, { path });
+      assert.notEqual(a.status, 200, path);
+      assert.doesNotMatch(a.body, /"name"/);
+    }
+  });
+});
+
+describe('berth serve: events pushed from the service', () => {
+  let home: string;
+  let server: WebServer;
+  let client: HttpBerthApi;
+
+  before(async () => {
+    home = makeBerthHome('webev');
+    const ops = new Map<string, number>();
+    server = await startWebServer({
+      root: home,
+      watchIntervalMs: 200,
+      // A stand-in for the disk service: counts to 10 in steps, or until cancelled.
+      storage: {
+        createDisk: async (req, ctx) => {
+          for (let i = 1; i <= 10; i++) {
+            if (ctx.signal.aborted) throw new BerthError('CANCELLED', 'creating the disk was cancelled');
+            ctx.progress(i, 10);
+            ops.set(req.path, i);
+            await new Promise((r) => setTimeout(r, req.path.includes('slow') ? 200 : 10));
+          }
+          return { path: req.path };
+        },
+      },
+    });
+    client = createHttpBerthApi({ token: server.token, baseUrl: server.origin, retryMs: 100 });
+    await client.ready();
+  });
+  after(async () => {
+    client.close();
+    await server.close();
+    await cleanBerthHome(home);
+  });
+
+  it('pushes vm, stats and console events while a VM starts, runs and stops', async () => {
+    const vms = new Events(client, 'vm');
+    const stats = new Events(client, 'stats');
+    const consoleEvents = new Events(client, 'console');
+    const created = await client.invoke('vm.create', {
+      config: {
+        name: 'web-guest',
+        memory: { startupMiB: 32 },
+        boot: { kind: 'pvh', kernelPath: testGuestPath(), cmdline: 'echo' },
+        testExitPort: true,
+      },
+    });
+    await vms.waitFor('the new VM', (p) => p.vm.id === created.id && p.vm.state === 'Off');
+    const started = await client.invoke('vm.start', { vm: 'web-guest' });
+    assert.equal(started.state, 'Running');
+    await vms.waitFor('Running pushed', (p) => p.vm.id === created.id && p.vm.state === 'Running');
+    const batch = await stats.waitFor('a stats batch', (p) => p.items.some((i) => i.id === created.id));
+    const item = batch.items.find((i) => i.id === created.id);
+    assert.equal(item?.stats.assignedMemoryMiB, 32);
+
+    const session = await client.invoke('console.attach', { vm: 'web-guest' });
+    assert.equal(session.vmId, created.id);
+    const text = (): string =>
+      consoleEvents.seen
+        .filter((e) => e.sessionId === session.sessionId && e.data !== undefined)
+        .map((e) => Buffer.from(decodeBase64(e.data ?? '')).toString('latin1'))
+        .join('');
+    await waitUntil('echo: ready', () => text().includes('echo: ready'));
+    await client.invoke('console.input', { sessionId: session.sessionId, data: encodeBase64('typed in the browser') });
+    await waitUntil('the echo', () => text().includes('typed in the browser'));
+
+    // Another window cannot type into this one's session.
+    const other = await raw(server, {
+      method: 'POST',
+      path: '/api/console.input',
+      headers: { ...json, 'x-berth-token': server.token },
+      body: JSON.stringify({ sessionId: session.sessionId, data: encodeBase64('x') }),
+    });
+    assert.equal(other.status, 404);
+
+    await client.invoke('vm.turnOff', { vm: 'web-guest' });
+    await vms.waitFor(
+      'Off pushed',
+      (p) => p.vm.id === created.id && p.vm.state === 'Off' && p.vm.lastExit !== undefined,
+    );
+    await consoleEvents.waitFor('the console end', (e) => e.sessionId === session.sessionId && e.end !== undefined);
+  });
+
+  it('pushes vm-removed', async () => {
+    const removed = new Events(client, 'vm-removed');
+    const vm = await client.invoke('vm.create', {
+      config: {
+        name: 'web-gone',
+        memory: { startupMiB: 32 },
+        boot: { kind: 'pvh', kernelPath: testGuestPath(), cmdline: '' },
+      },
+    });
+    await client.invoke('vm.remove', { vm: 'web-gone' });
+    await removed.waitFor('the removal', (p) => p.id === vm.id);
+  });
+
+  it('reports a long operation’s progress and end, and cancels one', async () => {
+    const ops = new Events(client, 'operation');
+    const dir = mkdtempSync(join(tmpdir(), 'berth-webop-'));
+    mkdirSync(dir, { recursive: true });
+    const { operationId } = await client.invoke('disk.create', {
+      path: join(dir, 'a.qcow2'),
+      format: 'qcow2',
+      sizeBytes: 1 << 20,
+    });
+    const done = await ops.waitFor('done', (p) => p.operation.id === operationId && p.operation.state === 'done');
+    assert.equal(done.operation.done, 10);
+    assert.equal(done.operation.total, 10);
+    assert.deepEqual(done.operation.result, { path: join(dir, 'a.qcow2') });
+    assert.equal(done.operation.kind, 'disk.create');
+
+    const slow = await client.invoke('disk.create', {
+      path: join(dir, 'slow.qcow2'),
+      format: 'qcow2',
+      sizeBytes: 1 << 20,
+    });
+    await ops.waitFor('progress', (p) => p.operation.id === slow.operationId && p.operation.done > 0);
+    const listed = await client.invoke('operation.list', {});
+    assert.ok(listed.some((o) => o.id === slow.operationId && o.state === 'running'));
+    await client.invoke('operation.cancel', { operationId: slow.operationId });
+    const cancelled = await ops.waitFor(
+      'cancelled',
+      (p) => p.operation.id === slow.operationId && p.operation.state === 'cancelled',
+    );
+    assert.equal(cancelled.operation.error?.code, 'CANCELLED');
+    await assert.rejects(client.invoke('operation.cancel', { operationId: slow.operationId }), /already cancelled/);
+    rmSync(dir, { recursive: true, force: true });
+  });
+});
