@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { NativeError } from './errors';
+import type { NicConfig } from './nics';
 
 export type RawEvent =
   | { type: 'state'; state: 'created' | 'running' | 'paused' | 'stopped' }
@@ -23,6 +24,7 @@ export interface RawMachineConfig {
   restartOnReset: boolean;
   rng: boolean;
   virtioConsole: boolean;
+  nics: NicConfig[];
   disks: RawDiskConfig[];
 }
 

@@ -33,5 +33,6 @@ export type {
   MergeTarget,
   OperationOptions,
 } from './disk';
+export type { NicConfig, PortForward } from './nics';
 export { NativeError, NATIVE_ERROR_CODES, type NativeErrorCode } from './errors';
 export { addonPath } from './addon';

@@ -5,6 +5,7 @@ import { statSync } from 'node:fs';
 
 import { loadAddon, type RawCapabilities, type RawEvent, type RawMachine, type RawStats } from './addon';
 import { NativeError, toNativeError } from './errors';
+import { checkNics, type NicConfig } from './nics';
 
 export type MachineState = 'created' | 'running' | 'paused' | 'stopped';
 export type ExitReason = 'guest-exit' | 'reset' | 'power-off' | 'stopped' | 'error';
@@ -32,6 +33,8 @@ export interface MachineConfig {
   rng?: boolean;
   // A virtio console: a second byte stream ('console2' events, writeConsole2).
   virtioConsole?: boolean;
+  // virtio-net cards, in this order (after the other virtio devices); see ./nics.
+  nics?: NicConfig[];
   // Disk images attached as virtio-blk devices, in this order (after rng and console).
   // Opened when the VM is created: DISK_NOT_FOUND, DISK_IN_USE, DISK_UNKNOWN_FORMAT, ...
   disks?: DiskConfig[];
@@ -133,6 +136,7 @@ export function validateConfig(config: MachineConfig): Required<Omit<MachineConf
     restartOnReset: config.restartOnReset ?? true,
     rng: config.rng ?? false,
     virtioConsole: config.virtioConsole ?? false,
+    nics: checkNics(config.nics),
     disks: checkDisks(config.disks, (config.rng ? 1 : 0) + (config.virtioConsole ? 1 : 0)),
   };
   if (config.initrdPath !== undefined) out.initrdPath = checkFile('initrd', config.initrdPath);

@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "binding/disk_binding.h"
+#include "binding/nic_config.h"
 #include "common/error.h"
 #include "hv/hv.h"
 #include "machine/machine.h"
@@ -254,6 +255,7 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
     config.restart_on_reset = boolean("restartOnReset", true);
     config.rng = boolean("rng", false);
     config.virtio_console = boolean("virtioConsole", false);
+    config.nics = parseNicConfigs(env, o.Get("nics"));
     // disks: [{path, readOnly?, format?, serial?}]
     Napi::Value disks = o.Get("disks");
     if (!disks.IsUndefined() && !disks.IsNull()) {

@@ -22,6 +22,7 @@
 #include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/mmio.h"
+#include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "disk/block_device.h"
 #include "vmm/cpuid.h"
@@ -219,7 +220,13 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
     }
     add_virtio(std::make_shared<devices::virtio::VirtioBlk>(std::move(image), d.serial, d.read_only));
   }
+  for (const auto& nic : config_.nics) {
+    auto net = std::make_shared<devices::virtio::VirtioNet>(nic.mac, devices::net::open_backend(nic));
+    add_virtio(net);
+    nets_.push_back(std::move(net));
+  }
   build();
+  for (auto& net : nets_) net->start();  // frames may arrive from now on
 }
 
 Machine::~Machine() {
@@ -228,6 +235,8 @@ Machine::~Machine() {
   } catch (...) {
     // Destruction must not throw; the VM is being torn down either way.
   }
+  // Network backends deliver into their devices' transports: stop them while those exist.
+  for (auto& net : nets_) net->shutdown();
   {
     std::lock_guard<std::mutex> lock(request_mu_);
     supervisor_quit_ = true;
@@ -521,6 +530,13 @@ void Machine::finish(ExitInfo info) {
     if (auto* blk = dynamic_cast<devices::virtio::VirtioBlk*>(&slot->transport->device())) {
       slot->transport->reset();
       blk->close_disk();
+    }
+  }
+  // Likewise the network backends: the tap device and the forwarded host ports are freed.
+  for (auto& slot : virtio_) {
+    if (auto* net = dynamic_cast<devices::virtio::VirtioNet*>(&slot->transport->device())) {
+      slot->transport->reset();
+      net->close_backend();
     }
   }
   {

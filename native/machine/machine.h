@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "boot/boot.h"
+#include "devices/net/backend.h"
 #include "hv/hv.h"
 #include "vmm/bus.h"
 #include "vmm/guest_memory.h"
@@ -30,6 +31,7 @@ namespace virtio {
 class VirtioDevice;
 class VirtioMmio;
 class VirtioConsole;
+class VirtioNet;
 }  // namespace virtio
 }  // namespace berth::devices
 
@@ -60,6 +62,8 @@ struct MachineConfig {
   // virtio-blk devices, after rng and console. Opened (DISK_NOT_FOUND, DISK_IN_USE, ...)
   // when the machine is created and kept open across guest resets.
   std::vector<DiskConfig> disks;
+  // virtio-net cards, one per entry (after the disks), each on its own backend.
+  std::vector<devices::net::NicConfig> nics;
 };
 
 constexpr uint64_t kVirtioMmioBase = 0xd0000000;  // in the 32-bit PCI hole: no RAM there
@@ -196,6 +200,7 @@ class Machine {
 
   // Last, so the device I/O threads stop before anything they use goes away.
   std::shared_ptr<devices::virtio::VirtioConsole> virtio_console_;
+  std::vector<std::shared_ptr<devices::virtio::VirtioNet>> nets_;  // backends stopped in ~Machine
   std::vector<std::unique_ptr<VirtioSlot>> virtio_;
 };
 

@@ -126,6 +126,11 @@ void ap_main(void);
 __attribute__((noreturn)) void scenario_virtio_rng(const char *cmdline);
 __attribute__((noreturn)) void scenario_virtio_console(const char *cmdline);
 __attribute__((noreturn)) void scenario_virtio_hostile(const char *cmdline);
+
+/* virtio_net.c */
+__attribute__((noreturn)) void scenario_virtio_net_dhcp(const char *cmdline);
+__attribute__((noreturn)) void scenario_virtio_net_echo(const char *cmdline, u32 port);
+__attribute__((noreturn)) void scenario_virtio_net_hostile(const char *cmdline);
 u32 virtio_find_device(const char *cmdline, u32 id, u32 nth); /* nth device with that ID, 0 if none */
 const char *parse_num(const char *s, u32 *out); /* "0x..." or decimal */
 

@@ -137,6 +137,19 @@ void kmain(const struct hvm_start_info *si)
 		scenario_virtio_blk_hostile(cmdline);
 	else if (streq(w, "virtio-blk-bench"))
 		scenario_virtio_blk_bench(cmdline, arg, words[2]);
+	else if (streq(w, "virtio-net") && streq(arg, "dhcp"))
+		scenario_virtio_net_dhcp(cmdline);
+	else if (streq(w, "virtio-net") && streq(arg, "echo-server")) {
+		u32 port;
+		if (parse_u32(words[2], &port) || port == 0 || port > 65535) {
+			puts("virtio-net: bad port ");
+			puts(words[2]);
+			putc('\n');
+			guest_exit(EXIT_USAGE);
+		}
+		scenario_virtio_net_echo(cmdline, port);
+	} else if (streq(w, "virtio-net-hostile"))
+		scenario_virtio_net_hostile(cmdline);
 	else if (streq(w, "acpi") && si)
 		scenario_acpi(si);
 

@@ -6,6 +6,7 @@
  * ring; the interrupt status register is checked and acknowledged.
  */
 #include "guest.h"
+#include "virtio.h"
 
 /* virtio-mmio registers */
 #define VM_MAGIC 0x000
@@ -35,30 +36,6 @@
 #define ST_DRIVER_OK 4
 #define ST_FEATURES_OK 8
 #define ST_NEEDS_RESET 0x40
-
-#define DESC_NEXT 1
-#define DESC_WRITE 2
-
-#define QSIZE 8
-#define RING_AREA 0x200000u /* each queue gets 64 KiB from here: rings, then buffers */
-
-struct vdesc {
-	u32 addr_lo, addr_hi;
-	u32 len;
-	u16 flags, next;
-};
-
-struct vq {
-	u32 base; /* device window */
-	u32 index;
-	u32 size;
-	volatile struct vdesc *desc;
-	volatile u16 *avail; /* flags, idx, ring[size], used_event */
-	volatile u16 *used;  /* flags, idx, then {u32 id, u32 len}[size] */
-	u8 *buf;             /* 4 KiB per descriptor slot (QSIZE slots) */
-	u16 avail_idx;
-	u16 used_seen;
-};
 
 static u32 rd(u32 base, u32 reg) { return mmio_read32(base + reg); }
 static void wr(u32 base, u32 reg, u32 v) { mmio_write32(base + reg, v); }
@@ -123,10 +100,10 @@ u32 virtio_find_device(const char *cmdline, u32 id, u32 nth)
 	return 0;
 }
 
-static u32 find_device(const char *cmdline, u32 id) { return virtio_find_device(cmdline, id, 0); }
+u32 find_device(const char *cmdline, u32 id) { return virtio_find_device(cmdline, id, 0); }
 
-/* Reset, ACKNOWLEDGE, DRIVER, features = VIRTIO_F_VERSION_1 only, FEATURES_OK. */
-static int negotiate(u32 base)
+/* Reset, ACKNOWLEDGE, DRIVER, features = VIRTIO_F_VERSION_1 + `features_lo`, FEATURES_OK. */
+int negotiate_features(u32 base, u32 features_lo)
 {
 	wr(base, VM_STATUS, 0);
 	if (rd(base, VM_STATUS) != 0)
@@ -136,8 +113,11 @@ static int negotiate(u32 base)
 	wr(base, VM_DEVICE_FEATURES_SEL, 1);
 	if (!(rd(base, VM_DEVICE_FEATURES) & 1))
 		return -1;
+	wr(base, VM_DEVICE_FEATURES_SEL, 0);
+	if ((rd(base, VM_DEVICE_FEATURES) & features_lo) != features_lo)
+		return -1;
 	wr(base, VM_DRIVER_FEATURES_SEL, 0);
-	wr(base, VM_DRIVER_FEATURES, 0);
+	wr(base, VM_DRIVER_FEATURES, features_lo);
 	wr(base, VM_DRIVER_FEATURES_SEL, 1);
 	wr(base, VM_DRIVER_FEATURES, 1);
 	wr(base, VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK);
@@ -146,13 +126,15 @@ static int negotiate(u32 base)
 	return 0;
 }
 
-static void driver_ok(u32 base)
+static int negotiate(u32 base) { return negotiate_features(base, 0); }
+
+void driver_ok(u32 base)
 {
 	wr(base, VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
 }
 
 /* Lays out queue `index` in fresh memory and programs it with `num` entries. */
-static int vq_setup(struct vq *q, u32 base, u32 index, u32 num)
+int vq_setup(struct vq *q, u32 base, u32 index, u32 num)
 {
 	u32 area = RING_AREA + index * 0x10000u;
 	memset((void *)area, 0, 0x1000);
@@ -179,7 +161,7 @@ static int vq_setup(struct vq *q, u32 base, u32 index, u32 num)
 	return rd(base, VM_QUEUE_READY) == 1 ? 0 : -1;
 }
 
-static void set_desc(struct vq *q, u32 i, u32 addr_lo, u32 addr_hi, u32 len, u16 flags, u16 next)
+void set_desc(struct vq *q, u32 i, u32 addr_lo, u32 addr_hi, u32 len, u16 flags, u16 next)
 {
 	q->desc[i].addr_lo = addr_lo;
 	q->desc[i].addr_hi = addr_hi;
@@ -189,7 +171,7 @@ static void set_desc(struct vq *q, u32 i, u32 addr_lo, u32 addr_hi, u32 len, u16
 }
 
 /* Offers chain `head` and notifies the device. */
-static void vq_submit(struct vq *q, u16 head)
+void vq_submit(struct vq *q, u16 head)
 {
 	q->avail[2 + q->avail_idx % q->size] = head;
 	barrier();
@@ -200,7 +182,7 @@ static void vq_submit(struct vq *q, u16 head)
 }
 
 /* Waits for the next used element; returns 0 and its id/len, -1 after ~10 s. */
-static int vq_wait(struct vq *q, u32 *id, u32 *len)
+int vq_wait(struct vq *q, u32 *id, u32 *len)
 {
 	for (u32 spins = 0; spins < 4000000u; spins++) {
 		if (q->used[1] != q->used_seen) {
