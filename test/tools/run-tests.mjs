@@ -55,6 +55,17 @@ if (existsSync(join(root, 'native', 'fuzz', 'Makefile'))) {
   await stage('native fuzzing (bounded, ASan + UBSan)', 'make', ['-s', '-C', 'native/fuzz', 'ci'], plainCounts);
 }
 await stage(
+  'renderer component tests (vitest + happy-dom)',
+  process.execPath,
+  ['node_modules/vitest/vitest.mjs', 'run', '--config', 'renderer/vite.config.mjs'],
+  (text) => {
+    // eslint-disable-next-line no-control-regex
+    const plain = text.replace(/\x1b\[[0-9;]*m/g, '');
+    const line = [...plain.matchAll(/^\s*Tests\s+(.*)$/gm)].pop()?.[1] ?? '';
+    return { passed: Number(/(\d+) passed/.exec(line)?.[1] ?? 0), failed: Number(/(\d+) failed/.exec(line)?.[1] ?? 0) };
+  },
+);
+await stage(
   'TypeScript specs on the real KVM',
   process.execPath,
   ['--test', '--test-reporter=tap', 'dist/test/specs/'],

@@ -1,0 +1,568 @@
+// VM Settings: the hardware tree on the left (Boot, Memory, Processor, the disks including
+// passthrough disks from the host's list, network adapters, COM 1) and Management (Name,
+// Notes, Checkpoints, Automatic Start/Stop), the page on the right; OK/Apply send one
+// vm.update with what changed.
+import { useQueryClient } from '@tanstack/react-query';
+import { useEffect, useState } from 'react';
+
+import type { VmUpdatePatch } from '../../../app/api/bridge';
+import type { DiskAttachment, NetworkAdapter, VmConfig } from '../../../app/api/config';
+import { call, useApi, useHostDisks, useVmDetails } from '../context';
+import { formatBytes } from '../format';
+import { Dialog, ErrorBox, errorText, Row } from './common';
+
+interface Draft {
+  name: string;
+  notes: string;
+  memoryMiB: number;
+  processorCount: number;
+  bootKind: 'pvh' | 'linux';
+  kernelPath: string;
+  initrdPath: string;
+  cmdline: string;
+  testExitPort: boolean;
+  com1: boolean;
+  checkpointType: VmConfig['checkpoints']['type'];
+  automaticStartAction: VmConfig['automaticStartAction'];
+  automaticStopAction: VmConfig['automaticStopAction'];
+  disks: DiskAttachment[];
+  network: NetworkAdapter[];
+}
+
+function draftOf(c: VmConfig): Draft {
+  const boot = c.boot.kind === 'firmware' ? { kind: 'pvh' as const, kernelPath: '', cmdline: '' } : c.boot;
+  return {
+    name: c.name,
+    notes: c.notes,
+    memoryMiB: c.memory.startupMiB,
+    processorCount: c.processors.count,
+    bootKind: boot.kind,
+    kernelPath: boot.kernelPath,
+    initrdPath: 'initrdPath' in boot ? (boot.initrdPath ?? '') : '',
+    cmdline: boot.cmdline,
+    testExitPort: c.testExitPort,
+    com1: c.com1.enabled,
+    checkpointType: c.checkpoints.type,
+    automaticStartAction: c.automaticStartAction,
+    automaticStopAction: c.automaticStopAction,
+    disks: c.disks,
+    network: c.network,
+  };
+}
+
+// What changed between the stored config and the draft, as a vm.update patch.
+export function settingsPatch(before: Draft, after: Draft): VmUpdatePatch {
+  const p: VmUpdatePatch = {};
+  if (after.name !== before.name) p.name = after.name;
+  if (after.notes !== before.notes) p.notes = after.notes;
+  if (after.memoryMiB !== before.memoryMiB) p.memoryMiB = after.memoryMiB;
+  if (after.processorCount !== before.processorCount) p.processorCount = after.processorCount;
+  if (after.bootKind !== before.bootKind) p.bootKind = after.bootKind;
+  if (after.kernelPath !== before.kernelPath) p.kernelPath = after.kernelPath;
+  if (after.initrdPath !== before.initrdPath) p.initrdPath = after.initrdPath === '' ? null : after.initrdPath;
+  if (after.cmdline !== before.cmdline) p.cmdline = after.cmdline;
+  if (after.testExitPort !== before.testExitPort) p.testExitPort = after.testExitPort;
+  if (after.com1 !== before.com1) p.com1 = after.com1;
+  if (after.checkpointType !== before.checkpointType) p.checkpointType = after.checkpointType;
+  if (after.automaticStartAction !== before.automaticStartAction) p.automaticStartAction = after.automaticStartAction;
+  if (after.automaticStopAction !== before.automaticStopAction) p.automaticStopAction = after.automaticStopAction;
+  if (JSON.stringify(after.disks) !== JSON.stringify(before.disks)) p.disks = after.disks;
+  if (JSON.stringify(after.network) !== JSON.stringify(before.network)) p.network = after.network;
+  return p;
+}
+
+type Page =
+  | 'boot'
+  | 'memory'
+  | 'processor'
+  | `disk-${number}`
+  | 'add-disk'
+  | `net-${number}`
+  | 'com1'
+  | 'name'
+  | 'checkpoints'
+  | 'auto';
+
+export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () => void }) {
+  const api = useApi();
+  const client = useQueryClient();
+  const details = useVmDetails(vmId);
+  const [base, setBase] = useState<Draft>();
+  const [draft, setDraft] = useState<Draft>();
+  const [page, setPage] = useState<Page>('boot');
+  const [error, setError] = useState<string>();
+  const [busy, setBusy] = useState(false);
+  useEffect(() => {
+    if (details.data && !base) {
+      const d = draftOf(details.data.config);
+      setBase(d);
+      setDraft(d);
+    }
+  }, [details.data, base]);
+  const running = details.data !== undefined && details.data.state !== 'Off' && details.data.state !== 'Failed';
+
+  const apply = async (close: boolean) => {
+    if (!base || !draft) return;
+    setBusy(true);
+    setError(undefined);
+    try {
+      const patch = settingsPatch(base, draft);
+      if (Object.keys(patch).length > 0) {
+        const vm = await call(api, client, 'vm.update', { vm: vmId, patch });
+        const d = draftOf(vm.config);
+        setBase(d);
+        setDraft(d);
+      }
+      if (close) onClose();
+    } catch (e) {
+      setError(errorText(e));
+    }
+    setBusy(false);
+  };
+
+  const title = `Settings for ${details.data?.name ?? ''} on ${'this host'}`;
+  if (!draft) {
+    return (
+      <Dialog title={title} onClose={onClose}>
+        {details.error ? <ErrorBox error={errorText(details.error)} /> : <p>Loading...</p>}
+      </Dialog>
+    );
+  }
+  const set = <K extends keyof Draft>(k: K, v: Draft[K]) => setDraft((d) => (d ? { ...d, [k]: v } : d));
+  const num = (s: string) => (s.trim() === '' ? NaN : Number(s));
+  const hw: { id: Page; label: string; sub?: string }[] = [
+    { id: 'boot', label: 'Boot', sub: draft.kernelPath.split('/').pop() ?? '' },
+    { id: 'memory', label: 'Memory', sub: `${draft.memoryMiB} MB` },
+    {
+      id: 'processor',
+      label: 'Processor',
+      sub: `${draft.processorCount} Virtual processor${draft.processorCount === 1 ? '' : 's'}`,
+    },
+    ...draft.disks.map((d, i) => ({
+      id: `disk-${i}` as Page,
+      label: d.kind === 'passthrough' ? 'Physical Hard Disk' : 'Hard Drive',
+      sub: d.kind === 'passthrough' ? d.deviceId : (d.path.split('/').pop() ?? ''),
+    })),
+    { id: 'add-disk', label: 'Add Hard Drive' },
+    ...draft.network.map((n, i) => ({
+      id: `net-${i}` as Page,
+      label: 'Network Adapter',
+      sub: n.kind === 'nat' ? 'NAT' : (n.bridge ?? ''),
+    })),
+    { id: 'com1', label: 'COM 1', sub: draft.com1 ? 'Console' : 'None' },
+  ];
+  const mgmt: { id: Page; label: string; sub?: string }[] = [
+    { id: 'name', label: 'Name', sub: draft.name },
+    { id: 'checkpoints', label: 'Checkpoints', sub: draft.checkpointType },
+    { id: 'auto', label: 'Automatic Start/Stop Action' },
+  ];
+  const freeSlot = () => {
+    const used = new Set(draft.disks.map((d) => d.slot));
+    let s = 0;
+    while (used.has(s)) s++;
+    return s;
+  };
+  return (
+    <Dialog
+      title={title}
+      onClose={onClose}
+      wide
+      className="settings"
+      footer={
+        <>
+          <button type="button" className="primary" disabled={busy} onClick={() => void apply(true)}>
+            OK
+          </button>
+          <button type="button" onClick={onClose}>
+            Cancel
+          </button>
+          <button
+            type="button"
+            disabled={busy || !base || Object.keys(settingsPatch(base, draft)).length === 0}
+            onClick={() => void apply(false)}
+          >
+            Apply
+          </button>
+        </>
+      }
+    >
+      <div className="settings-body">
+        <nav className="hw-tree" aria-label="Settings">
+          <div className="hw-heading">Hardware</div>
+          <ul>
+            {hw.map((h) => (
+              <li key={h.id}>
+                <button
+                  type="button"
+                  className={page === h.id ? 'current' : ''}
+                  aria-current={page === h.id ? 'page' : undefined}
+                  onClick={() => setPage(h.id)}
+                >
+                  <span className="hw-label">{h.label}</span>
+                  {h.sub ? <span className="hw-sub">{h.sub}</span> : null}
+                </button>
+              </li>
+            ))}
+            <li>
+              <button
+                type="button"
+                onClick={() => set('network', [...draft.network, { kind: 'nat', mac: randomMac() }])}
+                disabled={running}
+              >
+                <span className="hw-label">Add Network Adapter</span>
+              </button>
+            </li>
+          </ul>
+          <div className="hw-heading">Management</div>
+          <ul>
+            {mgmt.map((h) => (
+              <li key={h.id}>
+                <button
+                  type="button"
+                  className={page === h.id ? 'current' : ''}
+                  aria-current={page === h.id ? 'page' : undefined}
+                  onClick={() => setPage(h.id)}
+                >
+                  <span className="hw-label">{h.label}</span>
+                  {h.sub ? <span className="hw-sub">{h.sub}</span> : null}
+                </button>
+              </li>
+            ))}
+          </ul>
+        </nav>
+        <div className="settings-page">
+          {running ? (
+            <p className="hint">
+              Some settings cannot be modified because the virtual machine is {details.data?.state}.
+            </p>
+          ) : null}
+          {page === 'boot' ? (
+            <fieldset disabled={running}>
+              <legend>Boot</legend>
+              <Row label="Boot protocol:">
+                <select value={draft.bootKind} onChange={(e) => set('bootKind', e.target.value as Draft['bootKind'])}>
+                  <option value="pvh">PVH (ELF kernel)</option>
+                  <option value="linux">Linux boot protocol</option>
+                </select>
+              </Row>
+              <Row label="Kernel:">
+                <input type="text" value={draft.kernelPath} onChange={(e) => set('kernelPath', e.target.value)} />
+              </Row>
+              <Row label="Initial RAM disk:">
+                <input type="text" value={draft.initrdPath} onChange={(e) => set('initrdPath', e.target.value)} />
+              </Row>
+              <Row label="Command line:">
+                <input type="text" value={draft.cmdline} onChange={(e) => set('cmdline', e.target.value)} />
+              </Row>
+              <label className="check">
+                <input
+                  type="checkbox"
+                  checked={draft.testExitPort}
+                  onChange={(e) => set('testExitPort', e.target.checked)}
+                />{' '}
+                Test-exit port (0xf4)
+              </label>
+            </fieldset>
+          ) : null}
+          {page === 'memory' ? (
+            <fieldset disabled={running}>
+              <legend>Memory</legend>
+              <Row label="Startup RAM (MB):">
+                <input
+                  type="number"
+                  min={2}
+                  value={Number.isNaN(draft.memoryMiB) ? '' : draft.memoryMiB}
+                  onChange={(e) => set('memoryMiB', num(e.target.value))}
+                />
+              </Row>
+            </fieldset>
+          ) : null}
+          {page === 'processor' ? (
+            <fieldset disabled={running}>
+              <legend>Processor</legend>
+              <Row label="Number of virtual processors:">
+                <input
+                  type="number"
+                  min={1}
+                  value={Number.isNaN(draft.processorCount) ? '' : draft.processorCount}
+                  onChange={(e) => set('processorCount', num(e.target.value))}
+                />
+              </Row>
+            </fieldset>
+          ) : null}
+          {page.startsWith('disk-') ? (
+            <DiskPage
+              disk={draft.disks[Number(page.slice(5))]}
+              disabled={running}
+              onChange={(d) =>
+                set(
+                  'disks',
+                  draft.disks.map((x, i) => (i === Number(page.slice(5)) ? d : x)),
+                )
+              }
+              onRemove={() => {
+                set(
+                  'disks',
+                  draft.disks.filter((_, i) => i !== Number(page.slice(5))),
+                );
+                setPage('boot');
+              }}
+            />
+          ) : null}
+          {page === 'add-disk' ? (
+            <AddDiskPage
+              disabled={running}
+              onAdd={(d) => {
+                set('disks', [...draft.disks, { ...d, slot: freeSlot() } as DiskAttachment]);
+                setPage(`disk-${draft.disks.length}`);
+              }}
+            />
+          ) : null}
+          {page.startsWith('net-') ? (
+            <NetPage
+              adapter={draft.network[Number(page.slice(4))]}
+              disabled={running}
+              onChange={(n) =>
+                set(
+                  'network',
+                  draft.network.map((x, i) => (i === Number(page.slice(4)) ? n : x)),
+                )
+              }
+              onRemove={() => {
+                set(
+                  'network',
+                  draft.network.filter((_, i) => i !== Number(page.slice(4))),
+                );
+                setPage('boot');
+              }}
+            />
+          ) : null}
+          {page === 'com1' ? (
+            <fieldset disabled={running}>
+              <legend>COM 1</legend>
+              <label className="check">
+                <input type="checkbox" checked={draft.com1} onChange={(e) => set('com1', e.target.checked)} /> Connect
+                COM 1 to the console (Connect window)
+              </label>
+            </fieldset>
+          ) : null}
+          {page === 'name' ? (
+            <fieldset>
+              <legend>Name</legend>
+              <Row label="Name:">
+                <input type="text" value={draft.name} onChange={(e) => set('name', e.target.value)} />
+              </Row>
+              <label className="stacked">
+                Notes:
+                <textarea rows={6} value={draft.notes} onChange={(e) => set('notes', e.target.value)} />
+              </label>
+            </fieldset>
+          ) : null}
+          {page === 'checkpoints' ? (
+            <fieldset>
+              <legend>Checkpoints</legend>
+              {(['standard', 'production', 'disabled'] as const).map((t) => (
+                <label key={t} className="check">
+                  <input
+                    type="radio"
+                    name="cptype"
+                    checked={draft.checkpointType === t}
+                    onChange={() => set('checkpointType', t)}
+                  />{' '}
+                  {t === 'disabled' ? 'Disable checkpoints' : `${t[0]?.toUpperCase()}${t.slice(1)} checkpoints`}
+                </label>
+              ))}
+            </fieldset>
+          ) : null}
+          {page === 'auto' ? (
+            <fieldset>
+              <legend>Automatic Start and Stop</legend>
+              <Row label="When the host starts:">
+                <select
+                  value={draft.automaticStartAction}
+                  onChange={(e) => set('automaticStartAction', e.target.value as Draft['automaticStartAction'])}
+                >
+                  <option value="nothing">Nothing</option>
+                  <option value="start">Always start this virtual machine</option>
+                  <option value="restart-if-running">Start if it was running when the host stopped</option>
+                </select>
+              </Row>
+              <Row label="When the host shuts down:">
+                <select
+                  value={draft.automaticStopAction}
+                  onChange={(e) => set('automaticStopAction', e.target.value as Draft['automaticStopAction'])}
+                >
+                  <option value="turn-off">Turn off the virtual machine</option>
+                  <option value="save">Save the virtual machine state</option>
+                  <option value="shut-down">Shut down the guest operating system</option>
+                </select>
+              </Row>
+            </fieldset>
+          ) : null}
+          <ErrorBox error={error} />
+        </div>
+      </div>
+    </Dialog>
+  );
+}
+
+function randomMac(): string {
+  const b = new Uint8Array(6);
+  crypto.getRandomValues(b);
+  b[0] = ((b[0] ?? 0) & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+function DiskPage(props: {
+  disk: DiskAttachment | undefined;
+  disabled: boolean;
+  onChange: (d: DiskAttachment) => void;
+  onRemove: () => void;
+}) {
+  const d = props.disk;
+  if (!d) return null;
+  return (
+    <fieldset disabled={props.disabled}>
+      <legend>{d.kind === 'passthrough' ? 'Physical Hard Disk' : 'Hard Drive'}</legend>
+      <Row label="Location (slot):">
+        <input
+          type="number"
+          min={0}
+          max={63}
+          value={d.slot}
+          onChange={(e) => props.onChange({ ...d, slot: Number(e.target.value) })}
+        />
+      </Row>
+      {d.kind === 'virtual' ? (
+        <Row label="Virtual hard disk:">
+          <input type="text" value={d.path} onChange={(e) => props.onChange({ ...d, path: e.target.value })} />
+        </Row>
+      ) : (
+        <Row label="Physical hard disk:">
+          <input type="text" value={d.deviceId} readOnly />
+        </Row>
+      )}
+      <label className="check">
+        <input
+          type="checkbox"
+          checked={d.readOnly}
+          onChange={(e) => props.onChange({ ...d, readOnly: e.target.checked })}
+        />{' '}
+        Read-only
+      </label>
+      <div className="button-row">
+        <button type="button" onClick={props.onRemove}>
+          Remove
+        </button>
+      </div>
+    </fieldset>
+  );
+}
+
+function AddDiskPage({ disabled, onAdd }: { disabled: boolean; onAdd: (d: Omit<DiskAttachment, 'slot'>) => void }) {
+  const [kind, setKind] = useState<'virtual' | 'passthrough'>('virtual');
+  const [path, setPath] = useState('');
+  const [device, setDevice] = useState('');
+  const disks = useHostDisks(kind === 'passthrough');
+  return (
+    <fieldset disabled={disabled}>
+      <legend>Add Hard Drive</legend>
+      <label className="check">
+        <input type="radio" name="addkind" checked={kind === 'virtual'} onChange={() => setKind('virtual')} /> Virtual
+        hard disk
+      </label>
+      {kind === 'virtual' ? (
+        <Row label="Path:">
+          <input type="text" value={path} placeholder="/path/to/disk.vhdx" onChange={(e) => setPath(e.target.value)} />
+        </Row>
+      ) : null}
+      <label className="check">
+        <input type="radio" name="addkind" checked={kind === 'passthrough'} onChange={() => setKind('passthrough')} />{' '}
+        Physical hard disk (passthrough)
+      </label>
+      {kind === 'passthrough' ? (
+        disks.error ? (
+          <ErrorBox error={errorText(disks.error)} />
+        ) : (
+          <Row label="Host disk:">
+            <select value={device} onChange={(e) => setDevice(e.target.value)}>
+              <option value="">{disks.isLoading ? 'Loading...' : 'Choose a disk'}</option>
+              {(disks.data ?? []).map((h) => (
+                <option key={h.name} value={h.stableId ?? h.devicePath} disabled={h.inUse || h.system}>
+                  {h.devicePath} {h.model} {formatBytes(h.sizeBytes)}
+                  {h.system
+                    ? ' (system disk)'
+                    : h.inUse
+                      ? ` (in use${h.inUseBy.length ? ` by ${h.inUseBy.join(', ')}` : ''})`
+                      : ''}
+                </option>
+              ))}
+            </select>
+          </Row>
+        )
+      ) : null}
+      <div className="button-row">
+        <button
+          type="button"
+          disabled={kind === 'virtual' ? path.trim() === '' : device === ''}
+          onClick={() =>
+            onAdd(
+              kind === 'virtual'
+                ? ({ kind: 'virtual', path: path.trim(), readOnly: false } as Omit<DiskAttachment, 'slot'>)
+                : ({ kind: 'passthrough', deviceId: device, readOnly: false } as Omit<DiskAttachment, 'slot'>),
+            )
+          }
+        >
+          Add
+        </button>
+      </div>
+    </fieldset>
+  );
+}
+
+function NetPage(props: {
+  adapter: NetworkAdapter | undefined;
+  disabled: boolean;
+  onChange: (n: NetworkAdapter) => void;
+  onRemove: () => void;
+}) {
+  const n = props.adapter;
+  if (!n) return null;
+  return (
+    <fieldset disabled={props.disabled}>
+      <legend>Network Adapter</legend>
+      <Row label="Connection:">
+        <select
+          value={n.kind}
+          onChange={(e) =>
+            props.onChange(
+              e.target.value === 'bridge'
+                ? { kind: 'bridge', mac: n.mac, bridge: n.bridge ?? 'br0' }
+                : { kind: 'nat', mac: n.mac },
+            )
+          }
+        >
+          <option value="nat">NAT (user mode)</option>
+          <option value="bridge">Host bridge</option>
+        </select>
+      </Row>
+      {n.kind === 'bridge' ? (
+        <Row label="Bridge:">
+          <input
+            type="text"
+            value={n.bridge ?? ''}
+            onChange={(e) => props.onChange({ ...n, bridge: e.target.value })}
+          />
+        </Row>
+      ) : null}
+      <Row label="MAC address:">
+        <input type="text" value={n.mac} onChange={(e) => props.onChange({ ...n, mac: e.target.value })} />
+      </Row>
+      <div className="button-row">
+        <button type="button" onClick={props.onRemove}>
+          Remove
+        </button>
+      </div>
+    </fieldset>
+  );
+}

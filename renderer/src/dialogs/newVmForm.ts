@@ -1,0 +1,112 @@
+// The New Virtual Machine wizard's form, its validation per page, and the request it makes.
+// Validation uses the contract's own schema (NewVmRequest), so the wizard refuses exactly
+// what the service would, and each problem is shown on the page that owns the field.
+import { NewVmRequest, type NewVmRequest as NewVmRequestInput } from '../../../app/api/config';
+import type { DiskFormat } from '../../../app/api/bridge';
+
+export interface NewVmForm {
+  name: string;
+  memoryMiB: number;
+  processors: number;
+  network: 'none' | 'nat';
+  disk: 'new' | 'existing' | 'none';
+  newDiskName: string;
+  newDiskFormat: DiskFormat;
+  newDiskSizeGiB: number;
+  existingDiskPath: string;
+  bootKind: 'pvh' | 'linux';
+  kernelPath: string;
+  initrdPath: string;
+  cmdline: string;
+  testExitPort: boolean;
+  startAfter: boolean;
+}
+
+export const defaultNewVmForm: NewVmForm = {
+  name: 'New Virtual Machine',
+  memoryMiB: 512,
+  processors: 1,
+  network: 'none',
+  disk: 'none',
+  newDiskName: 'New Virtual Machine.qcow2',
+  newDiskFormat: 'qcow2',
+  newDiskSizeGiB: 16,
+  existingDiskPath: '',
+  bootKind: 'pvh',
+  kernelPath: '',
+  initrdPath: '',
+  cmdline: '',
+  testExitPort: false,
+  startAfter: false,
+};
+
+export type NewVmStep = 'name' | 'memory' | 'processors' | 'networking' | 'disk' | 'boot';
+
+// The request for vm.create (a new disk is created afterwards, inside the VM's folder).
+export function toRequest(form: NewVmForm): NewVmRequestInput {
+  const boot: NewVmRequestInput['boot'] = {
+    kind: form.bootKind,
+    kernelPath: form.kernelPath.trim(),
+    cmdline: form.cmdline,
+    ...(form.initrdPath.trim() !== '' ? { initrdPath: form.initrdPath.trim() } : {}),
+  };
+  return {
+    name: form.name,
+    memory: { startupMiB: form.memoryMiB },
+    processors: { count: form.processors },
+    boot,
+    disks:
+      form.disk === 'existing' && form.existingDiskPath.trim() !== ''
+        ? [{ slot: 0, kind: 'virtual', path: form.existingDiskPath.trim() }]
+        : [],
+    network: form.network === 'nat' ? [{ kind: 'nat' }] : [],
+    testExitPort: form.testExitPort,
+  };
+}
+
+const stepOfField: Record<string, NewVmStep> = {
+  name: 'name',
+  memory: 'memory',
+  processors: 'processors',
+  network: 'networking',
+  disks: 'disk',
+  boot: 'boot',
+  testExitPort: 'boot',
+};
+
+const fieldLabels: Record<string, string> = {
+  name: 'Name',
+  'memory.startupMiB': 'Startup memory (MB)',
+  'processors.count': 'Number of virtual processors',
+  'boot.kernelPath': 'Kernel',
+  'boot.initrdPath': 'Initial RAM disk',
+  'boot.cmdline': 'Kernel command line',
+};
+
+export function validateNewVm(form: NewVmForm): Record<NewVmStep, string[]> {
+  const out: Record<NewVmStep, string[]> = { name: [], memory: [], processors: [], networking: [], disk: [], boot: [] };
+  const r = NewVmRequest.safeParse(toRequest(form));
+  if (!r.success) {
+    for (const issue of r.error.issues) {
+      const path = issue.path.map(String);
+      const step = stepOfField[path[0] ?? ''] ?? 'name';
+      const key = path.join('.');
+      let msg = issue.message;
+      if (key === 'boot.kernelPath' && form.kernelPath.trim() === '') msg = 'is required: the kernel to boot';
+      else if (issue.code === 'too_small' && 'minimum' in issue) msg = `must be at least ${String(issue.minimum)}`;
+      else if (issue.code === 'too_big' && 'maximum' in issue) msg = `must be at most ${String(issue.maximum)}`;
+      out[step].push(`${fieldLabels[key] ?? key}: ${msg}`);
+    }
+  }
+  if (!Number.isInteger(form.memoryMiB)) out.memory.push('Startup memory (MB): must be a whole number');
+  if (form.disk === 'new') {
+    if (form.newDiskName.trim() === '' || form.newDiskName.includes('/')) {
+      out.disk.push('Name: must be a file name (no folders)');
+    }
+    if (!(form.newDiskSizeGiB > 0) || form.newDiskSizeGiB > 64 * 1024)
+      out.disk.push('Size (GB): must be between 1 and 65536');
+  }
+  if (form.disk === 'existing' && form.existingDiskPath.trim() === '')
+    out.disk.push('Location: choose a virtual hard disk');
+  return out;
+}

@@ -1,0 +1,235 @@
+// The window over a fake BerthApi: events pushed by the service land in the react-query
+// cache and on screen (no polling), the actions follow the state, errors show where the
+// action was taken.
+import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
+import { act } from 'react';
+import { createRoot, type Root } from 'react-dom/client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import type { BerthEvent } from '../../app/api/bridge';
+import { BridgeError } from '../../app/api/bridge';
+import type { VmSummary } from '../../app/api/vm';
+import { App } from '../src/App';
+import { applyEvents, connectCache, keys, mergeList } from '../src/cache';
+import { ApiContext } from '../src/context';
+import { FakeApi, must, stats, vm } from './fixtures';
+
+(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+
+const hostInfo = {
+  hostname: 'testhost',
+  platform: 'linux',
+  arch: 'x64',
+  berthVersion: '0.1.0',
+  dataRoot: '/tmp/berth',
+  transport: 'web' as const,
+  unavailable: [],
+};
+
+let container: HTMLDivElement;
+let root: Root;
+beforeEach(() => {
+  container = document.createElement('div');
+  document.body.appendChild(container);
+  root = createRoot(container);
+});
+afterEach(() => {
+  act(() => root.unmount());
+  container.remove();
+});
+
+async function settle(): Promise<void> {
+  for (let i = 0; i < 5; i++) {
+    await act(async () => {
+      await new Promise((r) => setTimeout(r, 5));
+    });
+  }
+}
+
+async function mount(api: FakeApi): Promise<QueryClient> {
+  const client = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: Infinity } } });
+  connectCache(api, client, (flush) => queueMicrotask(flush));
+  await act(async () => {
+    root.render(
+      <ApiContext.Provider value={api}>
+        <QueryClientProvider client={client}>
+          <App />
+        </QueryClientProvider>
+      </ApiContext.Provider>,
+    );
+  });
+  await settle();
+  return client;
+}
+
+const rows = () => [...container.querySelectorAll<HTMLElement>('.vm-row')];
+const cellTexts = (row: HTMLElement) => [...row.querySelectorAll('[role="gridcell"]')].map((c) => c.textContent);
+const action = (id: string) => container.querySelector<HTMLButtonElement>(`.actions-pane button[data-action="${id}"]`);
+
+describe('cache updates from events', () => {
+  it('mergeList keeps unchanged rows and replaces changed ones', () => {
+    const old = [vm(1, 'Running'), vm(2, 'Off')];
+    const s = stats({ cpuUsagePercent: 42 });
+    const next = mergeList(
+      old,
+      new Map(),
+      new Map([
+        [must(old[0]).id, s],
+        [must(old[1]).id, s],
+      ]),
+      new Set(),
+    );
+    expect(next[0]?.stats).toBe(s);
+    expect(next[1]).toBe(old[1]); // stats for a VM that is not running are ignored
+    expect(mergeList(old, new Map(), new Map(), new Set())).toBe(old);
+  });
+  it('applies vm, vm-removed and stats batches to the list in one write', () => {
+    const client = new QueryClient();
+    const a = vm(1, 'Running');
+    const b = vm(2, 'Off');
+    client.setQueryData<VmSummary[]>(keys.vms, [a, b]);
+    let writes = 0;
+    client.getQueryCache().subscribe((e) => {
+      if (e.type === 'updated') writes++;
+    });
+    const events: BerthEvent[] = [
+      {
+        topic: 'stats',
+        payload: {
+          at: new Date().toISOString(),
+          items: [{ id: a.id, state: 'Running', stats: stats({ cpuUsagePercent: 77 }) }],
+        },
+      },
+      { topic: 'vm', payload: { vm: vm(3, 'Off', { name: 'new' }) } },
+      { topic: 'vm-removed', payload: { id: b.id } },
+    ];
+    applyEvents(client, events);
+    const list = must(client.getQueryData<VmSummary[]>(keys.vms));
+    expect(list.map((v) => v.name)).toEqual(['vm1', 'new']);
+    expect(list[0]?.stats?.cpuUsagePercent).toBe(77);
+    expect(writes).toBe(1);
+  });
+});
+
+describe('the window', () => {
+  it('shows the list, then follows pushed state and stats without asking again', async () => {
+    const api = new FakeApi({
+      'host.info': () => hostInfo,
+      'vm.list': () => [vm(1, 'Off', { name: 'web1' }), vm(2, 'Off', { name: 'db1' })],
+    });
+    await mount(api);
+    expect(rows().map((r) => cellTexts(r)[0])).toEqual(['db1', 'web1']);
+    const listCalls = () => api.calls.filter((c) => c.method === 'vm.list').length;
+    expect(listCalls()).toBe(1);
+
+    await act(async () => {
+      api.emit('vm', {
+        vm: vm(1, 'Running', { name: 'web1', stats: stats({ cpuUsagePercent: 12, uptimeMs: 3_723_000 }) }),
+      });
+    });
+    await settle();
+    const web1 = must(rows().find((r) => cellTexts(r)[0] === 'web1'));
+    expect(cellTexts(web1).slice(0, 5)).toEqual(['web1', 'Running', '12 %', '512 MB', '01:02:03']);
+
+    await act(async () => {
+      api.emit('stats', {
+        at: new Date().toISOString(),
+        items: [{ id: vm(1).id, state: 'Running', stats: stats({ cpuUsagePercent: 99, uptimeMs: 3_724_000 }) }],
+      });
+    });
+    await settle();
+    expect(cellTexts(must(rows().find((r) => cellTexts(r)[0] === 'web1'))).slice(2, 5)).toEqual([
+      '99 %',
+      '512 MB',
+      '01:02:04',
+    ]);
+
+    await act(async () => api.emit('vm-removed', { id: vm(2).id }));
+    await settle();
+    expect(rows().map((r) => cellTexts(r)[0])).toEqual(['web1']);
+    expect(listCalls()).toBe(1);
+  });
+
+  it('sorts by a column header and enables actions by the selected VM state', async () => {
+    const api = new FakeApi({
+      'host.info': () => hostInfo,
+      'vm.list': () => [
+        vm(1, 'Running', { name: 'a', stats: stats({ cpuUsagePercent: 1 }) }),
+        vm(2, 'Running', { name: 'b', stats: stats({ cpuUsagePercent: 50 }) }),
+      ],
+      'vm.get': () => {
+        throw new BridgeError('NOT_FOUND', 'nope');
+      },
+      'checkpoint.list': ({ vm: id }) => ({ vm: id, now: null, checkpoints: [] }),
+    });
+    await mount(api);
+    const cpuHeader = must(
+      [...container.querySelectorAll<HTMLButtonElement>('[role="columnheader"] button')].find((b) =>
+        b.textContent?.startsWith('CPU'),
+      ),
+    );
+    await act(async () => cpuHeader.click());
+    await act(async () => cpuHeader.click());
+    expect(rows().map((r) => cellTexts(r)[0])).toEqual(['b', 'a']);
+    expect(container.querySelector('[role="columnheader"][aria-sort="descending"]')?.textContent).toMatch(/CPU Usage/);
+
+    const row = must(rows()[1]);
+    await act(async () => row.dispatchEvent(new MouseEvent('mousedown', { bubbles: true, button: 0 })));
+    await settle();
+    expect(action('start')?.disabled).toBe(true);
+    expect(action('turn-off')?.disabled).toBe(false);
+    expect(action('pause')?.disabled).toBe(false);
+    expect(action('delete')?.disabled).toBe(true);
+    // 'Now' with no checkpoint yet
+    expect(container.querySelector('.checkpoint-tree')?.textContent).toBe('Now');
+  });
+
+  it('shows a refused action under the section that ran it', async () => {
+    const api = new FakeApi({
+      'host.info': () => hostInfo,
+      'vm.list': () => [vm(1, 'Running', { name: 'web1' })],
+      'vm.get': () => {
+        throw new BridgeError('NOT_FOUND', 'nope');
+      },
+      'checkpoint.list': ({ vm: id }) => ({ vm: id, now: null, checkpoints: [] }),
+      'vm.pause': () => {
+        throw new BridgeError('INVALID_STATE', "cannot pause 'web1': it is Off; start it first");
+      },
+    });
+    await mount(api);
+    await act(async () => must(rows()[0]).dispatchEvent(new MouseEvent('mousedown', { bubbles: true, button: 0 })));
+    await settle();
+    await act(async () => must(action('pause')).click());
+    await settle();
+    const section = container.querySelector('section[aria-label="Actions for web1"]');
+    expect(section?.querySelector('[role="alert"]')?.textContent).toMatch(/cannot pause 'web1'/);
+  });
+
+  it('keyboard: arrows move the selection, Ctrl+A selects all, the context menu lists the actions', async () => {
+    const api = new FakeApi({
+      'host.info': () => hostInfo,
+      'vm.list': () => [vm(1, 'Off', { name: 'a' }), vm(2, 'Off', { name: 'b' }), vm(3, 'Running', { name: 'c' })],
+      'vm.get': () => {
+        throw new BridgeError('NOT_FOUND', 'nope');
+      },
+      'checkpoint.list': ({ vm: id }) => ({ vm: id, now: null, checkpoints: [] }),
+    });
+    await mount(api);
+    const grid = must(container.querySelector<HTMLElement>('[role="grid"]'));
+    const key = (k: string, extra: KeyboardEventInit = {}) =>
+      act(async () => {
+        grid.dispatchEvent(new KeyboardEvent('keydown', { key: k, bubbles: true, ...extra }));
+      });
+    await key('ArrowDown');
+    await key('ArrowDown');
+    expect(container.querySelector('.vm-row.selected')?.textContent).toMatch(/^b/);
+    await key('a', { ctrlKey: true });
+    expect(container.querySelectorAll('.vm-row.selected').length).toBe(3);
+    expect(container.querySelector('section[aria-label="Actions for 3 virtual machines"]')).not.toBeNull();
+    await key('F10', { shiftKey: true });
+    const menu = document.querySelector('[role="menu"]');
+    expect(menu).not.toBeNull();
+    const start = must(menu).querySelector('[data-action="start"]');
+    expect(start?.getAttribute('aria-disabled')).toBe('true'); // c is running
+  });
+});
