@@ -332,6 +332,19 @@ export class BridgeError extends Error {
   }
 }
 
+// True for what invoke() rejects with over either transport: a BridgeError (HTTP) or the
+// plain {name: 'BridgeError', code, message} object the Electron preload passes through
+// contextBridge (which drops an Error's own fields). Use this, not instanceof.
+export function isBridgeError(err: unknown): err is { name: 'BridgeError'; code: ErrorCode; message: string } {
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    (err as { name?: unknown }).name === 'BridgeError' &&
+    typeof (err as { code?: unknown }).code === 'string' &&
+    typeof (err as { message?: unknown }).message === 'string'
+  );
+}
+
 // Turns a reply into the result or a thrown BridgeError (used by the preload and the HTTP client).
 export function unwrapReply<M extends Method>(reply: unknown): MethodResult<M> {
   const r = Reply.safeParse(reply);
