@@ -90,7 +90,6 @@ async function backingOf(file: string): Promise<string | null> {
 }
 
 function replacePaths<T>(value: T, map: Map<string, string>): T {
-  if (map.size === 0) return value;
   return JSON.parse(JSON.stringify(value), (_k, v: unknown) =>
     typeof v === 'string' && map.has(v) ? map.get(v) : v,
   ) as T;
