@@ -7,7 +7,7 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 
 import { app, BrowserWindow, ipcMain, protocol, session, type WebContents } from 'electron';
 
-import { BridgeHost, VmManager } from '../services';
+import { BridgeHost, storageBackend, VmManager } from '../services';
 import { CONTENT_SECURITY_POLICY } from '../web';
 import { APP_ORIGIN, APP_SCHEME, EVENT_CHANNEL, INVOKE_CHANNEL, IpcDispatcher } from './ipc';
 
@@ -63,8 +63,10 @@ async function main(): Promise<void> {
   session.defaultSession.setPermissionRequestHandler((_wc, _permission, callback) => callback(false));
   session.defaultSession.setPermissionCheckHandler(() => false);
 
+  const manager = new VmManager({ clientName: `berth window ${process.pid}` });
   const bridge = new BridgeHost({
-    manager: new VmManager({ clientName: `berth window ${process.pid}` }),
+    manager,
+    storage: storageBackend(manager),
     transport: 'electron',
     version: app.getVersion(),
   });

@@ -11,3 +11,4 @@ export { CheckpointService } from './checkpoints';
 export { DiskService, type DiskSpec } from './disks';
 export { ExportService, type ProgressOptions } from './export';
 export { CRASH_ENV } from './crash';
+export { storageBackend } from './bridge-storage';

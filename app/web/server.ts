@@ -27,7 +27,7 @@ import { extname, join, normalize, resolve, sep } from 'node:path';
 
 import { BerthError, type ErrorBody, type ErrorCode } from '../api';
 import { HTTP, type BerthEvent, type Reply } from '../api/bridge';
-import { BridgeHost, VmManager, type StorageBackend } from '../services';
+import { BridgeHost, storageBackend, VmManager, type StorageBackend } from '../services';
 
 export const DEFAULT_HOST = '127.0.0.1';
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
@@ -184,7 +184,8 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   const staticRoot = resolve(options.staticRoot ?? defaultStaticRoot());
   const manager = options.manager ?? new VmManager(options.root === undefined ? {} : { root: options.root });
   const bridgeOptions: ConstructorParameters<typeof BridgeHost>[0] = { manager, transport: 'web' };
-  if (options.storage) bridgeOptions.storage = options.storage;
+  // The disk, checkpoint and export services; tests may pass their own.
+  bridgeOptions.storage = options.storage ?? storageBackend(manager);
   if (options.watchIntervalMs !== undefined) bridgeOptions.watchIntervalMs = options.watchIntervalMs;
   const bridge = new BridgeHost(bridgeOptions);
   const streams = new Set<ServerResponse>();

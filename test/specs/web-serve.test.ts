@@ -208,9 +208,37 @@ describe('berth serve: refusals', () => {
     const missing = await api('vm.get', t, '{"vm": "nope"}');
     assert.equal(missing.status, 404);
     assert.equal(errorOf(missing).code, 'NOT_FOUND');
-    const later = await api('checkpoint.list', t, '{"vm": "nope"}');
+    const later = await api('disk.minShrinkSize', t, '{"path": "/nope.qcow2"}');
     assert.equal(later.status, 501);
     assert.equal(errorOf(later).code, 'NOT_IMPLEMENTED');
+  });
+
+  it('reaches the storage services: checkpoints, host disks, Inspect Disk', async () => {
+    const t = { 'x-berth-token': server.token };
+    const call = async (method: string, args: unknown): Promise<unknown> => {
+      const a = await api(method, t, JSON.stringify(args));
+      assert.equal(a.status, 200, `${method}: ${a.body}`);
+      return (JSON.parse(a.body) as { result: unknown }).result;
+    };
+    await call('vm.create', {
+      config: {
+        name: 'web-cp',
+        memory: { startupMiB: 32 },
+        boot: { kind: 'pvh', kernelPath: testGuestPath(), cmdline: '' },
+      },
+    });
+    const cp = (await call('checkpoint.create', { vm: 'web-cp', name: 'first' })) as { id: string; name: string };
+    assert.equal(cp.name, 'first');
+    const list = (await call('checkpoint.list', { vm: 'web-cp' })) as { now: string; checkpoints: { id: string }[] };
+    assert.deepEqual(
+      list.checkpoints.map((c) => c.id),
+      [cp.id],
+    );
+    assert.equal(list.now, cp.id);
+    assert.ok(Array.isArray(await call('host.disks', {})));
+    const missing = await api('disk.inspect', t, JSON.stringify({ path: join(home, 'none.qcow2') }));
+    assert.notEqual(missing.status, 200);
+    await call('vm.remove', { vm: 'web-cp' });
   });
 
   it('serves the window with a strict CSP, app routes to index.html, nothing outside its folder', async () => {
