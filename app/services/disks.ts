@@ -125,7 +125,9 @@ export class DiskService {
   // Refuses when any use of the file is in `refused`.
   private async guard(file: string, verb: string, refused: Use['how'][]): Promise<void> {
     const uses = (await this.uses()).get(resolve(file)) ?? [];
-    const bad = uses.find((u) => refused.includes(u.how));
+    // The most telling reason first: a running VM, then a checkpoint, then the rest.
+    const order: Use['how'][] = ['open', 'checkpoint', 'backing', 'attached'];
+    const bad = order.flatMap((how) => uses.filter((u) => u.how === how && refused.includes(how)))[0];
     if (bad) throw DiskService.refusal(file, verb, bad);
   }
 
@@ -232,7 +234,8 @@ export class DiskService {
   // The device with this stable id, if it may be given to a VM; otherwise why not.
   checkPassthrough(deviceId: string): HostDisk {
     const all = this.hostDisks();
-    const d = all.find((x) => x.stableId === deviceId);
+    // By stable id, or by /dev path (checked the same way; the stable id is what is stored).
+    const d = all.find((x) => x.stableId === deviceId || x.devicePath === deviceId);
     if (!d) {
       throw new BerthError(
         'NOT_FOUND',
@@ -251,6 +254,12 @@ export class DiskService {
       throw new BerthError(
         'IN_USE',
         `${label} is mounted on ${d.mounts.join(', ')}; unmount it (and its partitions) before mapping it to a VM`,
+      );
+    }
+    if (d.stableId === null) {
+      throw new BerthError(
+        'INVALID_STATE',
+        `${label} has no stable id (no /dev/disk/by-id link), so Berth could not find it again after a reboot`,
       );
     }
     if (d.inUse) {
@@ -298,17 +307,17 @@ export class DiskService {
             if (use) throw DiskService.refusal(path, 'attach', use);
             disk = { slot, kind: 'virtual', path, readOnly: spec.readOnly ?? false };
           } else {
-            this.checkPassthrough(spec.deviceId);
+            const deviceId = this.checkPassthrough(spec.deviceId).stableId ?? spec.deviceId;
             const taken = others.find((e) =>
-              e.config?.disks.some((d) => d.kind === 'passthrough' && d.deviceId === spec.deviceId),
+              e.config?.disks.some((d) => d.kind === 'passthrough' && d.deviceId === deviceId),
             );
             if (taken) {
               throw new BerthError(
                 'IN_USE',
-                `${spec.deviceId} is already mapped to VM '${taken.config?.name ?? taken.id}'; a passthrough disk belongs to one VM`,
+                `${deviceId} is already mapped to VM '${taken.config?.name ?? taken.id}'; a passthrough disk belongs to one VM`,
               );
             }
-            disk = { slot, kind: 'passthrough', deviceId: spec.deviceId, readOnly: spec.readOnly ?? false };
+            disk = { slot, kind: 'passthrough', deviceId, readOnly: spec.readOnly ?? false };
           }
           c.disks.push(disk);
         }
