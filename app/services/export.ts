@@ -343,9 +343,14 @@ export class ExportService {
       const dev = `vd${String.fromCharCode(97 + (d.slot % 26))}`;
       if (d.kind === 'virtual') {
         const ext = extname(d.path).slice(1);
-        const type = ext === 'qcow2' || ext === 'vhdx' || ext === 'raw' ? ext : ext === 'vhd' ? 'vpc' : 'raw';
         l.push(`    <disk type="file" device="disk">`);
-        l.push(`      <driver name="qemu" type="${type}"/>`);
+        if (ext === 'vhdx') {
+          // libvirt's schema has no name for VHDX (QEMU reads it); convert for libvirt.
+          l.push(`      <!-- VHDX: convert with 'berth disk convert' to qcow2 for libvirt -->`);
+          l.push(`      <driver name="qemu"/>`);
+        } else {
+          l.push(`      <driver name="qemu" type="${ext === 'qcow2' ? 'qcow2' : ext === 'vhd' ? 'vpc' : 'raw'}"/>`);
+        }
         l.push(`      <source file="${xmlEscape(resolve(folder, d.path))}"/>`);
       } else {
         l.push(`    <disk type="block" device="disk">`);
