@@ -24,7 +24,8 @@ export function ConsoleWindow({ vmId, vm, onClose }: { vmId: string; vm: VmSumma
   useEffect(() => {
     if (!attachable || !host.current) return;
     const term = new Terminal({
-      convertEol: false,
+      // The guest's serial output ends lines with a bare \n, as a Unix tty would expect.
+      convertEol: true,
       cursorBlink: true,
       fontFamily: 'Consolas, "DejaVu Sans Mono", monospace',
       fontSize: 14,

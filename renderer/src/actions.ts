@@ -38,6 +38,9 @@ export interface ActionSubject {
 }
 
 const settled = (s: VmState): boolean => s !== 'Starting' && s !== 'Stopping';
+// The checkpoint and export services work on a VM that is Off (checkpoints of a running VM
+// need saved memory state, which the VMM does not have yet).
+const offline = (s: VmState): boolean => s === 'Off';
 
 export const VM_ACTIONS: readonly VmActionSpec[] = [
   // Connect is always offered: the console window says when the VM is off and offers Start.
@@ -54,15 +57,15 @@ export const VM_ACTIONS: readonly VmActionSpec[] = [
     id: 'checkpoint',
     label: 'Checkpoint',
     multi: true,
-    enabled: (v) => !v.checkpointsDisabled && (v.state === 'Off' || v.state === 'Running' || v.state === 'Paused'),
+    enabled: (v) => !v.checkpointsDisabled && offline(v.state),
   },
   {
     id: 'revert',
     label: 'Revert...',
     multi: false,
-    enabled: (v) => settled(v.state) && v.hasCurrentCheckpoint === true,
+    enabled: (v) => offline(v.state) && v.hasCurrentCheckpoint === true,
   },
-  { id: 'export', label: 'Export...', multi: false, enabled: (v) => v.state === 'Off' || v.state === 'Saved' },
+  { id: 'export', label: 'Export...', multi: false, enabled: (v) => offline(v.state) },
   { id: 'rename', label: 'Rename...', multi: false, enabled: (v) => settled(v.state) },
   { id: 'delete', label: 'Delete...', multi: true, enabled: (v) => allows(v.state, 'remove') },
 ];
@@ -100,14 +103,14 @@ export const CHECKPOINT_ACTIONS: readonly { id: CheckpointActionId; label: strin
   { id: 'delete-subtree', label: 'Delete Checkpoint Subtree...' },
 ];
 
-// Checkpoint actions need a checkpoint (not 'Now') and a VM that is not between states;
-// applying one also needs the VM not to be running on top of it mid-transition.
+// Checkpoint actions need a checkpoint (not 'Now') and a VM that is Off (the service's
+// rule); Export of a checkpoint too. Delete Checkpoint Subtree needs children.
 export function checkpointActionsFor(vm: ActionSubject | undefined, hasChildren: boolean): ActionView[] {
   if (!vm) return [];
   return CHECKPOINT_ACTIONS.map((a) => ({
     id: a.id,
     label: a.label,
-    enabled: settled(vm.state) && (a.id !== 'delete-subtree' || hasChildren),
+    enabled: offline(vm.state) && (a.id !== 'delete-subtree' || hasChildren),
   }));
 }
 

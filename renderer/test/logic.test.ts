@@ -35,7 +35,8 @@ describe('action enablement', () => {
     expect(e.reset).toBe(true);
     expect(e.save).toBe(true);
     expect(e.delete).toBe(false);
-    expect(e.revert).toBe(true);
+    expect(e.revert).toBe(false); // checkpoints are taken and applied while Off
+    expect(e.checkpoint).toBe(false);
     expect(e.export).toBe(false);
   });
   it('shows Resume in place of Pause for a paused VM', () => {
@@ -73,11 +74,12 @@ describe('action enablement', () => {
   it('checkpoints disabled in the settings disable Checkpoint', () => {
     expect(enabled([{ state: 'Off', checkpointsDisabled: true }]).checkpoint).toBe(false);
   });
-  it('checkpoint actions need a settled VM; Delete Subtree needs children', () => {
+  it('checkpoint actions need an Off VM; Delete Subtree needs children', () => {
     const a = Object.fromEntries(checkpointActionsFor({ state: 'Off' }, false).map((x) => [x.id, x.enabled]));
     expect(a.apply).toBe(true);
     expect(a['delete-subtree']).toBe(false);
-    const b = Object.fromEntries(checkpointActionsFor({ state: 'Starting' }, true).map((x) => [x.id, x.enabled]));
+    expect(enabled([{ state: 'Off', hasCurrentCheckpoint: true }]).revert).toBe(true);
+    const b = Object.fromEntries(checkpointActionsFor({ state: 'Running' }, true).map((x) => [x.id, x.enabled]));
     expect(b.apply).toBe(false);
     expect(checkpointActionsFor(undefined, false)).toEqual([]);
   });

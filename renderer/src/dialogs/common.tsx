@@ -204,7 +204,7 @@ export function OperationProgress({ operationId, onEnd }: { operationId: string;
       onEnd(op);
     }
   }, [op, onEnd]);
-  const fraction = op && op.total > 0 ? Math.min(1, op.done / op.total) : null;
+  const fraction = op?.state === 'done' ? 1 : op && op.total > 0 ? Math.min(1, op.done / op.total) : null;
   return (
     <div className="progress-panel">
       <div className="progress-title">{op?.title ?? 'Starting...'}</div>

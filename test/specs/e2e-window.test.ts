@@ -1,0 +1,266 @@
+// The window end to end: Debian's Chromium (playwright-core) on `berth serve` with a
+// temporary BERTH_HOME, the real services, addon and KVM. Creates a VM in the New Virtual
+// Machine wizard (the test guest, `echo`, test-exit port), starts it, sees `echo: ready` in
+// Connect and types into it, takes a checkpoint, applies it, exports the VM, and runs axe-core
+// over the window and the dialogs. Screenshots go to test-artifacts/window/.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+
+import type { Page } from 'playwright-core';
+
+import { cleanBerthHome, cliPath, makeBerthHome } from '../support/berth-home';
+import { chromiumMissing, launchChromium, type LaunchedBrowser } from '../support/chromium';
+import { repoRoot, testGuestPath } from '../support/guest';
+
+const artifacts = join(repoRoot, 'test-artifacts', 'window');
+const rendererBuilt = existsSync(join(repoRoot, 'dist', 'renderer', 'index.html'));
+const skip = chromiumMissing() ?? (rendererBuilt ? undefined : 'dist/renderer is not built (npm run build:renderer)');
+
+interface Serve {
+  child: ChildProcess;
+  url: string;
+}
+
+function startServe(home: string): Promise<Serve> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cliPath, 'serve', '--json'], {
+      env: { ...process.env, BERTH_HOME: home },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => reject(new Error(`berth serve did not start: ${err}`)), 15_000);
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString();
+      const line = out.split('\n')[0];
+      if (out.includes('\n') && line) {
+        clearTimeout(timer);
+        try {
+          resolve({ child, url: (JSON.parse(line) as { url: string }).url });
+        } catch (e) {
+          reject(new Error(`berth serve printed ${line}: ${(e as Error).message}`));
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`berth serve exited with ${code}: ${err}`)));
+  });
+}
+
+async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: join(artifacts, `${name}.png`) });
+}
+
+// axe-core in the page; returns the serious and critical violations.
+async function axe(page: Page, context: string): Promise<string[]> {
+  // Evaluated over the DevTools protocol: the page's CSP (scripts from self only) stays on.
+  await page.evaluate(readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8'));
+  const violations = (await page.evaluate(`(async () => {
+    const r = await axe.run(${JSON.stringify(context)}, { resultTypes: ['violations'] });
+    return r.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => n.target.join(' ')).slice(0, 5) }));
+  })()`)) as { id: string; impact: string; help: string; nodes: string[] }[];
+  return violations
+    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
+    .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.join(', ')})`);
+}
+
+const row = (page: Page, name: string) =>
+  page.locator('.vm-row', { has: page.locator('.cell.name', { hasText: name }) });
+const action = (page: Page, section: string, id: string) =>
+  page.locator(`section[aria-label="Actions for ${section}"] button[data-action="${id}"]`);
+
+describe('the window in Chromium on berth serve', { skip }, () => {
+  let home: string;
+  let serve: Serve;
+  let browser: LaunchedBrowser;
+  let page: Page;
+  const consoleErrors: string[] = [];
+  const exportDir = mkdtempSync(join(tmpdir(), 'berth-export-'));
+
+  before(async () => {
+    mkdirSync(artifacts, { recursive: true });
+    home = makeBerthHome('e2e');
+    serve = await startServe(home);
+    browser = await launchChromium();
+    page = await browser.context.newPage();
+    page.on('console', (m) => {
+      if (m.type() === 'error') consoleErrors.push(m.text());
+    });
+    page.on('pageerror', (e) => consoleErrors.push(e.message));
+  });
+
+  after(async () => {
+    await browser?.close();
+    serve?.child.kill('SIGTERM');
+    if (home) await cleanBerthHome(home);
+    rmSync(exportDir, { recursive: true, force: true });
+  });
+
+  it('opens with the host in the navigation pane and an empty list', async () => {
+    await page.goto(serve.url);
+    await page.getByRole('grid', { name: 'Virtual Machines' }).waitFor();
+    await page.getByText('No virtual machines were found on this server.').waitFor();
+    assert.match(await page.locator('.nav-host').innerText(), /\S/);
+    assert.doesNotMatch(page.url(), /token=/, 'the token is removed from the address bar');
+    await shot(page, '01-empty');
+  });
+
+  it('creates a VM in the New Virtual Machine wizard', async () => {
+    await page.locator('button[data-action="new-vm"]').click();
+    const wizard = page.getByRole('dialog', { name: 'New Virtual Machine Wizard' });
+    await wizard.waitFor();
+    await wizard.getByRole('button', { name: 'Specify Name and Location' }).click();
+    await wizard.getByLabel('Name:').fill('e2e-echo');
+    await wizard.getByRole('button', { name: 'Next >' }).click();
+    await wizard.getByLabel('Startup memory (MB):').fill('64');
+    // Finish without a kernel: the wizard keeps us on the boot page and says why.
+    await wizard.getByRole('button', { name: 'Finish' }).click();
+    await wizard.getByText('Kernel: is required').waitFor();
+    assert.equal(await wizard.locator('[aria-current="step"]').innerText(), 'Installation Options');
+    await wizard.getByLabel('Kernel:', { exact: true }).fill(testGuestPath());
+    await wizard.getByLabel('Kernel command line:').fill('echo');
+    await wizard.getByLabel('Enable the test-exit port (0xf4)').check();
+    await shot(page, '02-new-vm-wizard');
+    const violations = await axe(page, '.dialog');
+    assert.deepEqual(violations, [], 'no serious or critical axe violations in the wizard');
+    await wizard.getByRole('button', { name: 'Summary' }).click();
+    await wizard.getByText('64 MB').waitFor();
+    await wizard.getByRole('button', { name: 'Finish' }).click();
+    await wizard.waitFor({ state: 'detached' });
+    await row(page, 'e2e-echo').waitFor();
+    assert.equal(await row(page, 'e2e-echo').getAttribute('data-state'), 'Off');
+  });
+
+  it('starts it from the Actions pane, enabling the actions of a running VM', async () => {
+    await row(page, 'e2e-echo').click();
+    await action(page, 'e2e-echo', 'start').click();
+    await page.locator('.vm-row[data-state="Running"]').waitFor({ timeout: 30_000 });
+    await page
+      .locator('section[aria-label="Actions for e2e-echo"] button[data-action="turn-off"]:not([disabled])')
+      .waitFor();
+    assert.equal(await action(page, 'e2e-echo', 'start').isDisabled(), true);
+    assert.equal(await action(page, 'e2e-echo', 'pause').isEnabled(), true);
+    assert.equal(await action(page, 'e2e-echo', 'delete').isDisabled(), true);
+    // Stats arrive by push: the uptime column fills in.
+    await page
+      .locator('.vm-row[data-state="Running"] [role="gridcell"]:nth-child(5)', { hasText: /\d\d:\d\d:\d\d/ })
+      .waitFor({ timeout: 10_000 });
+    await shot(page, '03-running');
+  });
+
+  it('Connect shows the guest console and typing reaches the guest', async () => {
+    await action(page, 'e2e-echo', 'connect').click();
+    const win = page.getByRole('dialog', { name: /Virtual Machine Connection/ });
+    await win.waitFor();
+    const screen = win.locator('.xterm-rows');
+    await win.locator('.xterm-rows', { hasText: 'echo: ready' }).waitFor({ timeout: 15_000 });
+    await win.locator('.xterm-host').click();
+    await page.keyboard.type('hello from chromium');
+    await win.locator('.xterm-rows', { hasText: 'hello from chromium' }).waitFor({ timeout: 10_000 });
+    assert.match(await screen.innerText(), /echo: ready[\s\S]*hello from chromium/);
+    await shot(page, '04-connect');
+    assert.deepEqual(await axe(page, '.console-window .console-toolbar'), []);
+    await win.getByRole('button', { name: 'Close' }).click();
+  });
+
+  it('turns it off after confirmation', async () => {
+    await row(page, 'e2e-echo').click();
+    await action(page, 'e2e-echo', 'turn-off').click();
+    const confirm = page.getByRole('dialog', { name: 'Turn Off Machine' });
+    await confirm.getByRole('button', { name: 'Turn Off' }).click();
+    await page.locator('.vm-row[data-state="Off"]').waitFor({ timeout: 20_000 });
+  });
+
+  it('takes a checkpoint and applies it (when the service has checkpoints)', async (t) => {
+    await row(page, 'e2e-echo').click();
+    const checkpointBtn = action(page, 'e2e-echo', 'checkpoint');
+    if (await checkpointBtn.isDisabled()) {
+      t.diagnostic('checkpoints are not served by berth serve yet (host.info lists them unavailable)');
+      t.skip('checkpoints unavailable in berth serve');
+      return;
+    }
+    await checkpointBtn.click();
+    const tree = page.getByRole('tree', { name: 'Checkpoints' });
+    const item = tree.locator('[role="treeitem"]:not(.now)').first();
+    const refused = page.locator('section[aria-label="Actions for e2e-echo"] [role="alert"]');
+    const first = await Promise.race([
+      item.waitFor({ timeout: 20_000 }).then(
+        () => 'item',
+        () => 'timeout',
+      ),
+      refused.waitFor({ timeout: 20_000 }).then(
+        () => 'refused',
+        () => 'timeout',
+      ),
+    ]);
+    assert.notEqual(first, 'timeout', 'the checkpoint appears in the tree');
+    if (first === 'refused') {
+      const text = await refused.innerText();
+      await shot(page, '05-checkpoint-refused');
+      assert.match(text, /not available/, `checkpoint refused: ${text}`);
+      t.diagnostic(`checkpoints not served yet: ${text}`);
+      await page.getByRole('button', { name: 'Dismiss' }).click();
+      return;
+    }
+    // 'Now' hangs under the new checkpoint.
+    const now = tree.locator('[role="treeitem"].now');
+    await now.waitFor();
+    assert.equal(await now.getAttribute('aria-level'), '2');
+    await item.click();
+    await page.locator('button[data-action="apply"]').click();
+    const confirm = page.getByRole('dialog', { name: 'Apply Checkpoint' });
+    await confirm.getByRole('button', { name: 'Apply' }).click();
+    await confirm.waitFor({ state: 'detached', timeout: 30_000 });
+    await shot(page, '05-checkpoint-applied');
+  });
+
+  it('exports it (when the service has export)', async (t) => {
+    await row(page, 'e2e-echo').click();
+    await action(page, 'e2e-echo', 'export').click();
+    const dialog = page.getByRole('dialog', { name: 'Export Virtual Machine' });
+    await dialog.getByLabel('Location:').fill(exportDir);
+    await dialog.getByRole('button', { name: 'Export' }).click();
+    const outcome = await Promise.race([
+      dialog
+        .getByRole('status')
+        .waitFor({ timeout: 60_000 })
+        .then(() => 'done'),
+      dialog
+        .getByRole('alert')
+        .waitFor({ timeout: 60_000 })
+        .then(() => 'error'),
+    ]);
+    await shot(page, '06-export');
+    assert.notEqual(outcome, 'timeout', 'the export ends');
+    if (outcome === 'error') {
+      const text = await dialog.getByRole('alert').innerText();
+      assert.match(text, /not available/, `export failed: ${text}`);
+      t.diagnostic(`export not served yet: ${text}`);
+      await dialog.getByRole('button', { name: 'Cancel' }).click();
+      return;
+    }
+    assert.ok(readdirSync(exportDir).length > 0, 'the export folder holds the exported VM');
+    await dialog.getByRole('button', { name: 'Close', exact: true }).last().click();
+  });
+
+  it('shows a refused action where it was taken, and passes axe on the main window', async () => {
+    await row(page, 'e2e-echo').click({ button: 'right' });
+    const menu = page.getByRole('menu', { name: 'Virtual machine actions' });
+    await menu.waitFor();
+    assert.equal(await menu.locator('[data-action="turn-off"]').getAttribute('aria-disabled'), 'true');
+    await shot(page, '07-context-menu');
+    await page.keyboard.press('Escape');
+    await menu.waitFor({ state: 'detached' });
+    const violations = await axe(page, 'body');
+    assert.deepEqual(violations, [], 'no serious or critical axe violations in the main window');
+    await shot(page, '08-main');
+    assert.deepEqual(
+      consoleErrors.filter((e) => !/Failed to load resource/.test(e)),
+      [],
+    );
+  });
+});
