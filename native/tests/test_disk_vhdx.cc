@@ -341,7 +341,7 @@ TEST(vhdx_resize_set_backing_check) {
   {
     auto dev = open_disk(dir / "a.vhdx");
     workload(*dev, model, 1, 20);
-    CHECK_THROWS_CODE(dev->resize(2 * MiB), "DISK_UNSUPPORTED", "shrink");
+    CHECK_THROWS_CODE(dev->resize(2 * MiB), "DISK_SHRINK_TOO_SMALL", "is in use");
     dev->resize(20 * MiB);
     model.resize(20 * MiB, 0);
     CHECK_EQ(dev->capacity(), 20 * MiB);
@@ -604,4 +604,64 @@ TEST(vhdx_partially_present_blocks_use_sector_bitmaps) {
     CHECK(reads_as(*rw, expect));
     CHECK(rw->block_status(MiB, MiB).kind == ExtentKind::kData);
   }
+}
+
+// Shrink: only blocks holding nothing may be cut; the size changes through the log and
+// qemu-img agrees (info, check, compare).
+TEST(vhdx_shrink) {
+  TempDir dir;
+  CreateOptions o = vhdx_options(64 * MiB);
+  o.cluster_size = MiB;
+  create_disk(dir / "s.vhdx", o);
+  std::vector<uint8_t> model(64 * MiB, 0);
+  std::vector<uint8_t> data(70000, 0x6b);
+  {
+    auto dev = open_disk(dir / "s.vhdx");
+    dev->write(10 * MiB + 5, data);
+    std::memcpy(model.data() + 10 * MiB + 5, data.data(), data.size());
+    dev->write(40 * MiB, data);
+    dev->write_zeroes(40 * MiB, data.size(), true);  // zeroed: the block stays in use or becomes ZERO
+  }
+  std::vector<uint8_t> before = slurp(dir / "s.vhdx");
+  {
+    auto dev = open_disk(dir / "s.vhdx");
+    // Block 40 still has file space (or data): refused, naming it, the file untouched.
+    CHECK_THROWS_CODE(dev->resize(32 * MiB), "DISK_SHRINK_TOO_SMALL", "block 40 ");
+    CHECK_THROWS_CODE(dev->resize(32 * MiB), "DISK_SHRINK_TOO_SMALL", "42991616 bytes");
+  }
+  CHECK(slurp(dir / "s.vhdx") == before);
+  // A fresh image with data only below 11 MiB shrinks to 11 MiB, and a size inside a block.
+  create_disk(dir / "t.vhdx", o);
+  {
+    auto dev = open_disk(dir / "t.vhdx");
+    dev->write(10 * MiB + 5, data);
+    CHECK_THROWS_CODE(dev->resize(10 * MiB + 512), "DISK_SHRINK_TOO_SMALL", "block 10 ");
+    CHECK_THROWS_CODE(dev->resize(10 * MiB + 512), "DISK_SHRINK_TOO_SMALL", "11534336 bytes");
+    dev->resize(11 * MiB);
+    CHECK_EQ(dev->capacity(), 11 * MiB);
+    model.resize(11 * MiB);
+    CHECK(reads_as(*dev, model));
+  }
+  CHECK(qemu_check_ok(dir / "t.vhdx"));
+  std::string json;
+  sh("qemu-img info --output=json " + (dir / "t.vhdx"), &json);
+  CHECK_EQ(json_number(json, "virtual-size"), 11 * MiB);
+  spit(dir / "t.raw", model);
+  CHECK(qemu_compare(dir / "t.raw", dir / "t.vhdx"));
+  {
+    auto dev = open_disk(dir / "t.vhdx");
+    CHECK_EQ(dev->capacity(), 11 * MiB);
+    CHECK(reads_as(*dev, model));
+    // Growing again: the space that was cut reads as zeroes.
+    dev->resize(30 * MiB);
+    model.resize(30 * MiB, 0);
+    CHECK(reads_as(*dev, model));
+    CHECK_EQ(dev->check(false).corruptions, uint64_t{0});
+  }
+  spit(dir / "t.raw", model);
+  CHECK(qemu_compare(dir / "t.raw", dir / "t.vhdx"));
+  // A fixed VHDX has every block in use.
+  create_disk(dir / "f.vhdx", vhdx_options(4 * MiB, true));
+  auto dev = open_disk(dir / "f.vhdx");
+  CHECK_THROWS_CODE(dev->resize(2 * MiB), "DISK_SHRINK_TOO_SMALL", "fixed VHDX");
 }

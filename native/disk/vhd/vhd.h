@@ -1,5 +1,5 @@
-// VHD (Virtual PC / Hyper-V "vpc") images: fixed and dynamic disks. Differencing VHDs are
-// refused with DISK_UNSUPPORTED (use qcow2 or VHDX for differencing disks).
+// VHD (Virtual PC / Hyper-V "vpc") images: fixed, dynamic and differencing disks (parent
+// located by its W2ru/W2ku locators, checked by unique id), resize (grow and shrink).
 #pragma once
 
 #include <cstdint>

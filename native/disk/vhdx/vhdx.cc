@@ -342,6 +342,7 @@ class VhdxDevice final : public BlockDevice {
   ImageInfo info() const override;
   BlockDevice* backing() const override { return backing_.get(); }
   void resize(uint64_t new_capacity) override;
+  void shrink(uint64_t new_capacity);
   void set_backing(const std::string& recorded_path, std::unique_ptr<BlockDevice> backing) override;
   CheckReport check(bool repair) override;
 
@@ -1224,12 +1225,13 @@ void VhdxDevice::rewrite_metadata(const std::vector<MetaItem>& items) {
 void VhdxDevice::resize(uint64_t new_capacity) {
   check_writable();
   if (new_capacity == size_) return;
-  if (new_capacity < size_) {
-    throw Error("DISK_UNSUPPORTED", "Berth does not shrink VHDX images (" + path() + "); only growing is supported");
-  }
-  if (new_capacity > kMaxVirtualSize || new_capacity % logical_sector_) {
-    throw Error("DISK_RANGE", "a VHDX virtual size must be a multiple of " + std::to_string(logical_sector_) +
+  if (new_capacity == 0 || new_capacity > kMaxVirtualSize || new_capacity % logical_sector_) {
+    throw Error("DISK_RANGE", "a VHDX virtual size must be a positive multiple of " + std::to_string(logical_sector_) +
                                   " bytes and at most 64 TiB");
+  }
+  if (new_capacity < size_) {
+    shrink(new_capacity);
+    return;
   }
   uint64_t entries = entry_count_for(new_capacity);
   if (entries * 8 > bat_length_) {
@@ -1255,6 +1257,54 @@ void VhdxDevice::resize(uint64_t new_capacity) {
     unsynced_data_ = true;
   }
   commit_bat(changed);
+  auto items = meta_items_;
+  for (auto& it : items) {
+    if (it.id == kVirtualDiskSize) it.data = u64_bytes(new_capacity);
+  }
+  size_ = new_capacity;
+  rewrite_metadata(items);
+}
+
+// Shrinking drops only blocks that hold nothing: every payload block reaching past the new
+// end must be NOT_PRESENT already (or ZERO/UNMAPPED/UNDEFINED without file space, which
+// become NOT_PRESENT). The BAT entries and then the virtual size change through the log.
+void VhdxDevice::shrink(uint64_t new_capacity) {
+  const uint64_t first = new_capacity / block_size_;  // the first block reaching past the new end
+  const uint64_t n = block_count();
+  std::set<uint64_t> changed;
+  for (uint64_t b = first; b < n; ++b) {
+    uint64_t pi = payload_index(b), e = bat_[pi], s = state(e);
+    if (s == kNotPresent) continue;
+    if (s == kFully || s == kPartially || offset_of(e) != 0) {
+      uint64_t last = b;
+      for (uint64_t k = b; k < n; ++k) {
+        uint64_t ek = bat_[payload_index(k)];
+        if (state(ek) != kNotPresent && (state(ek) == kFully || state(ek) == kPartially || offset_of(ek) != 0)) last = k;
+      }
+      throw Error("DISK_SHRINK_TOO_SMALL",
+                  path() + ": block " + std::to_string(b) + " (bytes " + std::to_string(b * block_size_) + " to " +
+                      std::to_string(std::min<uint64_t>((b + 1) * block_size_, size_)) +
+                      ") is in use, so the disk cannot shrink to " + std::to_string(new_capacity) +
+                      " bytes; the smallest size it can shrink to is " +
+                      std::to_string(std::min<uint64_t>((last + 1) * block_size_, size_)) + " bytes" +
+                      (leave_allocated_ ? " (a fixed VHDX has every block in use: convert it to a dynamic one first)"
+                                        : " (compact it first if those blocks hold only zeroes)"));
+    }
+    changed.insert(pi);
+  }
+  for (uint64_t pi : changed) bat_[pi] = 0;  // only once nothing refused the shrink
+  begin_modification(true);
+  if (has_parent_) {
+    // Sector bitmap blocks of chunks wholly past the new end are no longer referenced.
+    uint64_t new_blocks = (new_capacity + block_size_ - 1) / block_size_;
+    for (uint64_t c = (new_blocks + chunk_ratio_ - 1) / chunk_ratio_; c * chunk_ratio_ < n; ++c) {
+      if (bat_[bitmap_index(c)] != 0) {
+        bat_[bitmap_index(c)] = 0;
+        changed.insert(bitmap_index(c));
+      }
+    }
+  }
+  if (!changed.empty()) commit_bat(changed);
   auto items = meta_items_;
   for (auto& it : items) {
     if (it.id == kVirtualDiskSize) it.data = u64_bytes(new_capacity);
