@@ -7,7 +7,7 @@ import { createRoot } from 'react-dom/client';
 import type { BerthApi } from '../../app/api/bridge';
 import { createHttpBerthApi, tokenFromLocation } from '../../app/api/bridge-http';
 import { App } from './App';
-import { connectCache } from './cache';
+import { applyEvents, connectCache } from './cache';
 import { ApiContext } from './context';
 import './styles.css';
 
@@ -45,11 +45,19 @@ function start(): void {
     });
   }
   connectCache(api, client);
+  // `npm run bench:ui` opens the window with ?bench: it reads the list's commit times and
+  // drives the cache directly (test/bench/ui-bench.ts).
+  let onListCommit: (() => void) | undefined;
+  if (new URLSearchParams(location.search).has('bench')) {
+    const bench = { client, api, applyEvents, listCommits: [] as number[] };
+    (window as unknown as { __berthBench?: typeof bench }).__berthBench = bench;
+    onListCommit = () => bench.listCommits.push(performance.now());
+  }
   createRoot(root).render(
     <StrictMode>
       <ApiContext.Provider value={api}>
         <QueryClientProvider client={client}>
-          <App />
+          <App {...(onListCommit ? { onListCommit } : {})} />
         </QueryClientProvider>
       </ApiContext.Provider>
     </StrictMode>,
