@@ -1,21 +1,52 @@
 // qcow2 (versions 2 and 3) per docs/interop/qcow2.txt: reads v2 and v3, creates v3 with
-// 16-bit refcounts. Metadata is written through (no write-back cache) in an order that
-// keeps the image consistent across a crash: a cluster's refcount is set, and the data
-// or new table written and fdatasync'ed, before any table references it; a reference is
-// removed, and synced, before the cluster's refcount drops. An interrupted operation
-// leaves at worst a leaked cluster, never a dangling reference.
+// 16-bit refcounts.
+//
+// Metadata (L2 tables, refcount blocks, L1 entries) is cached write-back, as in QEMU, and
+// written out at flush(), when the cache evicts a dirty table, and when enough cluster
+// releases are pending. The write-back order keeps the image consistent at every moment,
+// whatever the crash point (a crash may leak clusters, never leave a dangling or double
+// reference):
+// - a cluster's refcount is on disk (written and synced) before any L2/L1 entry that
+//   references it is written; guest data written into a new cluster is synced before the
+//   L2 entry pointing to it is written (so a reference never points past the end of the
+//   file or at another cluster's old contents);
+// - new L2 tables are written and synced before the L1 entries that point to them;
+// - releases are deferred: a cluster that loses its reference keeps its refcount (and
+//   cannot be reused) until the L2/L1 change is written and synced; only then is its
+//   refcount decremented (written later; a crash before that leaks it).
+// Between guest flushes no ordering of guest data is promised to the guest; flush() makes
+// everything durable.
+//
+// Guest data clusters are read and written through a second descriptor opened with
+// O_DIRECT when OpenOptions::direct asks for it (and the filesystem allows it, and clusters
+// are at least 4 KiB); metadata stays on the buffered descriptor, as its I/O is not
+// sector-aligned. The two never share a cluster (compressed clusters are data too, and
+// COW reads of this image's own clusters go through the data descriptor), so no range is
+// ever accessed through both; Linux keeps O_DIRECT and the page cache coherent in any
+// case (direct writes invalidate cached pages, direct reads write dirty ones back first).
+// Hole punching of released clusters and the crash hook's roll-back use the buffered
+// descriptor; both act on the inode, which both descriptors share.
+//
+// A new cluster with nothing to merge (no backing data, not a zero-allocated cluster)
+// that lies at or past the end of the file gets only the bytes the guest wrote (4 KiB
+// aligned under O_DIRECT): the rest of the cluster is a hole or past the end of the file
+// and reads as zeroes. qemu-img check accepts a last cluster that the file ends inside.
 //
 // Choices worth knowing:
-// - The dirty bit (v3) is set before the first change after an open or a flush and
-//   cleared by flush() and a clean close. An image found dirty is checked when opened
-//   read-write: leaks are repaired, any other inconsistency refuses the open (DISK_CORRUPT,
-//   "repair it with qemu-img check -r all"). Read-only opens of dirty images just read.
+// - The dirty bit (v3) is set (written and synced) before the first metadata change after
+//   an open or a flush, and cleared by flush() and a clean close once everything is
+//   durable. Overwrites of allocated clusters change no metadata and leave it alone. An
+//   image found dirty is checked when opened read-write: leaks are repaired, any other
+//   inconsistency refuses the open (DISK_CORRUPT, "repair it with qemu-img check -r all").
+//   Read-only opens of dirty images just read.
 // - The corrupt bit allows read-only opens only.
 // - Internal snapshots, persistent bitmaps, encryption, external data files, extended L2
 //   entries and non-zlib compression are not supported for writing (snapshots and bitmaps
 //   can still be read: the active layer only).
-// - O_DIRECT is not used for qcow2 (metadata I/O is not sector-aligned): the file is
-//   reopened buffered.
+// - Resizes, backing changes, refcount-table growth, new refcount blocks and
+//   preallocation write through, with the same ordering, after writing back the cache.
+// - qcow2::testing::crash_after_writes (disk/qcow2/testing.h) injects power loss for the
+//   crash-consistency tests.
 #include <zlib.h>
 
 #include <algorithm>
@@ -27,13 +58,106 @@
 #include <unordered_map>
 #include <vector>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
+#include "disk/aligned_io.h"
 #include "disk/driver.h"
+#include "disk/qcow2/testing.h"
+
+// ---- fault injection (tests only) ------------------------------------------------------
+
+namespace berth::disk::qcow2::testing {
+namespace {
+
+struct Undo {
+  int fd;
+  uint64_t offset;
+  std::vector<uint8_t> old;  // the bytes that were there (within the old file size)
+  uint64_t old_size;
+};
+
+struct CrashState {
+  int64_t budget = -1;
+  bool lose_unsynced = false;
+  bool crashed = false;
+  uint64_t writes = 0;
+  std::vector<Undo> undo;  // writes not yet followed by a sync, oldest first
+};
+size_t cache_limit = 0;
+
+CrashState& state() {
+  static CrashState s;
+  return s;
+}
+
+[[noreturn]] void power_lost() { throw Error("DISK_IO", "simulated power loss (qcow2 testing hook)"); }
+
+void roll_back(CrashState& s) {
+  for (auto it = s.undo.rbegin(); it != s.undo.rend(); ++it) {
+    if (!it->old.empty() && ::pwrite(it->fd, it->old.data(), it->old.size(), static_cast<off_t>(it->offset)) < 0) continue;
+    struct stat st;
+    if (::fstat(it->fd, &st) == 0 && static_cast<uint64_t>(st.st_size) > it->old_size) {
+      if (::ftruncate(it->fd, static_cast<off_t>(it->old_size)) != 0) continue;
+    }
+  }
+  s.undo.clear();
+}
+
+}  // namespace
+
+void crash_after_writes(int64_t writes, bool lose_unsynced) {
+  CrashState& s = state();
+  s = CrashState{};
+  s.budget = writes;
+  s.lose_unsynced = lose_unsynced && writes >= 0;
+}
+bool crashed() { return state().crashed; }
+void limit_metadata_cache(size_t tables) { cache_limit = tables; }
+size_t cache_tables(size_t normal) { return cache_limit ? cache_limit : normal; }
+uint64_t writes_issued() { return state().writes; }
+
+// Before every write-like call on the file behind undo_fd (a buffered descriptor), for
+// the bytes [offset, offset + length) it may change.
+void before_write(int undo_fd, uint64_t offset, uint64_t length) {
+  CrashState& s = state();
+  if (s.crashed) power_lost();
+  ++s.writes;
+  if (s.budget < 0) return;
+  if (s.budget == 0) {
+    s.crashed = true;
+    if (s.lose_unsynced) roll_back(s);
+    power_lost();
+  }
+  --s.budget;
+  if (!s.lose_unsynced) return;
+  Undo u{undo_fd, offset, {}, 0};
+  struct stat st;
+  if (::fstat(undo_fd, &st) == 0) u.old_size = static_cast<uint64_t>(st.st_size);
+  if (offset < u.old_size) {
+    u.old.resize(std::min<uint64_t>(length, u.old_size - offset));
+    ssize_t n = ::pread(undo_fd, u.old.data(), u.old.size(), static_cast<off_t>(offset));
+    u.old.resize(n < 0 ? 0 : static_cast<size_t>(n));
+  }
+  s.undo.push_back(std::move(u));
+}
+void before_sync() {
+  if (state().crashed) power_lost();
+}
+void after_sync(int undo_fd) {
+  auto& u = state().undo;
+  std::erase_if(u, [&](const Undo& x) { return x.fd == undo_fd; });
+}
+
+}  // namespace berth::disk::qcow2::testing
 
 namespace berth::disk {
 namespace {
+
+namespace hook = qcow2::testing;
+constexpr uint32_t kDirectAlign = 4096;
+constexpr size_t kMaxPendingFrees = 4096;  // releases waiting for a write-back
 
 constexpr uint32_t kMagic = 0x514649fb;  // "QFI\xfb"
 constexpr uint64_t kOffsetMask = 0x00fffffffffffe00ull;
@@ -150,7 +274,8 @@ void serialize_header(const Header& h, uint8_t* p) {
 }
 
 // A small LRU cache of cluster-sized metadata tables, keyed by file offset. Tables are
-// kept as raw (big-endian) bytes and written through by the caller.
+// kept as raw (big-endian) bytes; dirty ones are written back by the device (which makes
+// room with lru()/erase() itself, writing a dirty victim back first).
 class TableCache {
  public:
   explicit TableCache(size_t capacity) : capacity_(std::max<size_t>(capacity, 4)) {}
@@ -160,36 +285,61 @@ class TableCache {
     order_.splice(order_.begin(), order_, it->second.pos);
     return &it->second.data;
   }
-  std::vector<uint8_t>& insert(uint64_t off, std::vector<uint8_t> data) {
+  // Without touching the LRU order.
+  const std::vector<uint8_t>* peek(uint64_t off) const {
+    auto it = map_.find(off);
+    return it == map_.end() ? nullptr : &it->second.data;
+  }
+  bool full() const { return map_.size() >= capacity_; }
+  uint64_t lru() const { return order_.back(); }
+  bool is_dirty(uint64_t off) const {
+    auto it = map_.find(off);
+    return it != map_.end() && it->second.dirty;
+  }
+  // Only when there is room (see full()).
+  std::vector<uint8_t>& insert(uint64_t off, std::vector<uint8_t> data, bool dirty) {
     if (auto* t = find(off)) {
       *t = std::move(data);
+      set_dirty(off, dirty || is_dirty(off));
       return *t;
-    }
-    while (map_.size() >= capacity_) {
-      map_.erase(order_.back());
-      order_.pop_back();
     }
     order_.push_front(off);
     auto& e = map_[off];
     e.data = std::move(data);
     e.pos = order_.begin();
+    if (dirty) {
+      e.dirty = true;
+      dirty_.insert(off);
+    }
     return e.data;
+  }
+  void set_dirty(uint64_t off, bool dirty) {
+    auto it = map_.find(off);
+    if (it == map_.end()) return;
+    it->second.dirty = dirty;
+    if (dirty) dirty_.insert(off);
+    else dirty_.erase(off);
   }
   void erase(uint64_t off) {
     auto it = map_.find(off);
     if (it == map_.end()) return;
     order_.erase(it->second.pos);
+    dirty_.erase(off);
     map_.erase(it);
   }
+  // Dirty tables in file order.
+  const std::set<uint64_t>& dirty() const { return dirty_; }
 
  private:
   struct Entry {
     std::vector<uint8_t> data;
     std::list<uint64_t>::iterator pos;
+    bool dirty = false;
   };
   size_t capacity_;
   std::list<uint64_t> order_;
   std::unordered_map<uint64_t, Entry> map_;
+  std::set<uint64_t> dirty_;
 };
 
 enum class Kind { kUnallocated, kZeroPlain, kZeroAllocated, kNormal, kCompressed };
@@ -228,19 +378,29 @@ class Qcow2Device final : public BlockDevice {
         rb_entries_(cs_ * 8 / refbits_),
         l1_(std::move(l1)),
         reftable_(std::move(reftable)),
-        l2cache_((4u << 20) >> cbits_),
-        rbcache_((1u << 20) >> cbits_) {
+        l2cache_(hook::cache_tables((4u << 20) >> cbits_)),
+        rbcache_(hook::cache_tables((1u << 20) >> cbits_)) {
     file_size_ = file_.size();
+    phys_size_ = file_size_;
     file_clusters_ = div_up(file_size_, cs_);
   }
 
   ~Qcow2Device() override {
-    if (read_only_ || !dirty_marked_) return;
+    if (read_only_ || (!dirty_marked_ && !unsynced_)) return;
     try {
       flush();
     } catch (...) {
       // A failed close leaves the dirty bit set; the next read-write open checks the image.
     }
+  }
+
+  // A second descriptor on the same file, opened with O_DIRECT, for guest data clusters.
+  // Kept only when it really is direct and clusters are large enough for its alignment
+  // (a smaller cluster's 4 KiB unit would take in metadata of its neighbours).
+  void attach_direct(File f) {
+    if (!f.direct() || cs_ < kDirectAlign) return;
+    data_ = std::make_unique<File>(std::move(f));
+    bounce_ = aligned_alloc_bytes(cs_, kDirectAlign);
   }
 
   void attach_backing(std::unique_ptr<BlockDevice> b, std::string resolved) {
@@ -251,6 +411,7 @@ class Qcow2Device final : public BlockDevice {
   uint64_t capacity() const override { return h_.size; }
   bool read_only() const override { return read_only_; }
   BlockDevice* backing() const override { return backing_.get(); }
+  int fd() const { return file_.fd(); }
 
   // ---- reads -------------------------------------------------------------------------
 
@@ -278,7 +439,7 @@ class Qcow2Device final : public BlockDevice {
         case Kind::kUnallocated: read_backing(off, part); break;
         case Kind::kZeroPlain:
         case Kind::kZeroAllocated: std::memset(part.data(), 0, part.size()); break;
-        case Kind::kNormal: file_.read_or_zero(m.host + in, part); break;
+        case Kind::kNormal: data_read(m.host + in, part); break;
         case Kind::kCompressed: {
           const auto& data = decompress(m, g);
           std::memcpy(part.data(), data.data() + in, part.size());
@@ -295,8 +456,6 @@ class Qcow2Device final : public BlockDevice {
     check_writable();
     check_range(offset, buf.size());
     if (buf.empty()) return;
-    mark_dirty();
-    std::vector<Update> updates;
     std::vector<uint8_t> cluster;
     size_t done = 0;
     while (done < buf.size()) {
@@ -307,46 +466,47 @@ class Qcow2Device final : public BlockDevice {
       auto chunk = buf.subspan(done, n);
       Mapping m = mapping(g);
       if (m.kind == Kind::kNormal && m.copied) {
-        // Overwrite in place; extend over contiguous in-place clusters.
+        // Overwrite in place; extend over contiguous in-place clusters. No metadata changes.
         while (done + n < buf.size()) {
           Mapping next = mapping(g + (in + n) / cs_);
           if (next.kind != Kind::kNormal || !next.copied || next.host != m.host + ((in + n) / cs_) * cs_) break;
           n += std::min<uint64_t>(cs_, buf.size() - done - n);
         }
-        file_.write_all(m.host + in, buf.subspan(done, n));
+        data_write(m.host + in, buf.subspan(done, n));
         done += n;
         continue;
       }
-      if (n == cs_) {
-        cluster.assign(chunk.begin(), chunk.end());
-      } else {
-        cluster_contents(g, m, cluster);
-        std::memcpy(cluster.data() + in, chunk.data(), n);
-      }
       if (m.kind == Kind::kZeroAllocated && m.copied) {
-        write_cluster(m.host, cluster);
-        updates.push_back({g, m.host | kCopied, {}});
-      } else {
-        ensure_l2(g);
-        uint64_t host = allocate(1);
-        write_cluster(host, cluster);
-        updates.push_back({g, host | kCopied, m});
+        write_whole_cluster(g, m, m.host, in, chunk, cluster);
+        set_l2_entry(g, m.host | kCopied);
+        done += n;
+        continue;
       }
-      need_sync_ = true;
+      ensure_l2(g);
+      uint64_t host = allocate(1);
+      if (n == cs_) {
+        data_write(host, chunk);
+      } else if (host >= phys_size_ && rest_reads_zero(g, m)) {
+        write_new_partial(host, in, chunk);
+      } else {
+        write_whole_cluster(g, m, host, in, chunk, cluster);
+      }
+      set_l2_entry(g, host | kCopied);
+      release_later(m);
       done += n;
     }
-    commit(updates);
+    maybe_write_back();
   }
 
   void flush() override {
     if (read_only_) return;
-    file_.sync();
-    need_sync_ = false;
+    write_back();
+    if (unsynced_) sync();
     if (dirty_marked_) {
       if (h_.version >= 3) {
         h_.incompatible &= ~kIncDirty;
         write_feature_fields();
-        file_.sync();
+        sync();
       }
       dirty_marked_ = false;
     }
@@ -416,6 +576,7 @@ class Qcow2Device final : public BlockDevice {
     }
     if (new_capacity == h_.size) return;
     mark_dirty();
+    write_back();  // the L1 table may be copied below: its entries and their tables first
     if (new_capacity < h_.size) {
       uint64_t first = div_up(new_capacity, cs_);
       uint64_t end = div_up(h_.size, cs_);
@@ -434,7 +595,7 @@ class Qcow2Device final : public BlockDevice {
       }
       h_.size = new_capacity;
       write_size_and_l1();
-      file_.sync();
+      sync();
       return;
     }
     uint64_t needed = div_up(new_capacity, l2_entries_ << cbits_);
@@ -446,9 +607,9 @@ class Qcow2Device final : public BlockDevice {
       l1.resize(l1c * cs_ / 8, 0);
       std::vector<uint8_t> bytes(l1c * cs_, 0);
       for (size_t i = 0; i < l1.size(); ++i) put64(&bytes[i * 8], l1[i]);
-      file_.write_all(new_l1, bytes);
-      note_extent(new_l1, bytes.size());
-      file_.sync();
+      meta_write(new_l1, bytes);
+      write_dirty_refblocks();  // the new L1's refcounts before the header points to it
+      sync();
       uint64_t old_off = h_.l1_offset;
       uint64_t old_clusters = div_up(uint64_t(h_.l1_size) * 8, cs_);
       h_.l1_offset = new_l1;
@@ -457,14 +618,14 @@ class Qcow2Device final : public BlockDevice {
       l1.resize(needed);
       l1_ = std::move(l1);
       write_size_and_l1();
-      file_.sync();
+      sync();
       if (old_off != 0) {
         for (uint64_t i = 0; i < old_clusters; ++i) unref(old_off + i * cs_, true);
       }
     } else {
       h_.size = new_capacity;
       write_size_and_l1();
-      file_.sync();
+      sync();
     }
   }
 
@@ -503,8 +664,8 @@ class Qcow2Device final : public BlockDevice {
     }
     mark_dirty();
     if (len > 0) {
-      file_.write_all(pos, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(recorded_path.data()), len));
-      file_.sync();
+      meta_write(pos, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(recorded_path.data()), len));
+      sync();
     }
     Header nh = h_;
     nh.backing_offset = len ? pos : 0;
@@ -513,8 +674,8 @@ class Qcow2Device final : public BlockDevice {
     serialize_header(nh, head.data());
     if (h_.version >= 3) std::copy(header_tail_.begin(), header_tail_.end(), head.begin() + 104);
     std::copy(exts.begin(), exts.end(), head.begin() + hdr_len);
-    file_.write_all(0, head);
-    file_.sync();
+    meta_write(0, head);
+    sync();
     h_ = nh;
     ext_size_ = exts.size();
     backing_name_ = recorded_path;
@@ -528,6 +689,7 @@ class Qcow2Device final : public BlockDevice {
       throw Error("DISK_UNSUPPORTED", file_.path() + " has internal snapshots or persistent bitmaps, which Berth does not check; use qemu-img check");
     }
     if (repair) check_writable();
+    if (!read_only_) write_back();  // the tables on disk are then the current ones
     CheckReport r;
     auto problem = [&](std::string s) {
       if (r.problems.size() < kMaxProblems) r.problems.push_back(file_.path() + ": " + std::move(s));
@@ -653,7 +815,8 @@ class Qcow2Device final : public BlockDevice {
       }
     }
     if (repair && r.repaired) {
-      file_.sync();
+      write_dirty_refblocks();
+      sync();
       free_hint_ = 1;
     }
     return r;
@@ -685,14 +848,18 @@ class Qcow2Device final : public BlockDevice {
       uint64_t data = start + cs_;
       std::vector<uint8_t> table(cs_, 0);
       for (uint64_t j = 0; j < k; ++j) put64(&table[j * 8], (data + j * cs_) | kCopied | (full || h_.version < 3 ? 0 : kZeroFlag));
-      file_.write_all(start, table);
+      meta_write(start, table);
       if (full) {
+        hook::before_write(file_.fd(), data, k * cs_);
         file_.allocate(data, k * cs_);
+        phys_size_ = std::max(phys_size_, data + k * cs_);
       } else if (file_.size() < data + k * cs_) {
+        hook::before_write(file_.fd(), data, k * cs_);
         file_.truncate(data + k * cs_);
+        phys_size_ = std::max(phys_size_, data + k * cs_);
       }
-      note_extent(start, (1 + k) * cs_);
-      file_.sync();
+      write_dirty_refblocks();
+      sync();
       l1_[l1i] = start | kCopied;
       write_l1_entry(l1i);
     }
@@ -703,7 +870,7 @@ class Qcow2Device final : public BlockDevice {
   struct Update {
     uint64_t g;
     uint64_t entry;
-    Mapping old;  // released after the entry is written
+    Mapping old;  // released once the new entry is on disk (release_later)
   };
 
   static bool is_zero(Kind k) { return k == Kind::kZeroPlain || k == Kind::kZeroAllocated; }
@@ -753,7 +920,8 @@ class Qcow2Device final : public BlockDevice {
     }
     std::vector<uint8_t> t(cs_);
     file_.read_exact(off, t);
-    return l2cache_.insert(off, std::move(t));
+    const_cast<Qcow2Device*>(this)->make_room(l2cache_, true);
+    return l2cache_.insert(off, std::move(t), false);
   }
 
   uint64_t l2_entry(uint64_t g) const {
@@ -804,7 +972,7 @@ class Qcow2Device final : public BlockDevice {
     if (zcache_host_ == m.host && !zcache_.empty()) return zcache_;
     zcache_host_ = UINT64_MAX;
     std::vector<uint8_t> in(m.csize);
-    file_.read_or_zero(m.host, in);
+    data_read(m.host, in);
     zcache_.assign(cs_, 0);
     z_stream z{};
     if (inflateInit2(&z, -15) != Z_OK) throw Error("DISK_IO", "zlib initialisation failed");
@@ -845,7 +1013,7 @@ class Qcow2Device final : public BlockDevice {
         break;
       case Kind::kZeroPlain:
       case Kind::kZeroAllocated: break;
-      case Kind::kNormal: file_.read_or_zero(m.host, out); break;
+      case Kind::kNormal: data_read(m.host, out); break;
       case Kind::kCompressed: out = decompress(m, g); break;
     }
   }
@@ -872,6 +1040,79 @@ class Qcow2Device final : public BlockDevice {
     return true;
   }
 
+  // ---- data I/O ----------------------------------------------------------------------
+
+  bool direct() const { return data_ != nullptr; }
+
+  // Guest data clusters (normal and compressed): through the O_DIRECT descriptor if any.
+  void data_read(uint64_t off, std::span<uint8_t> buf) {
+    if (direct()) {
+      aligned_read(data_->fd(), true, kDirectAlign, off, buf, file_.path());
+    } else {
+      file_.read_or_zero(off, buf);
+    }
+  }
+
+  void data_write(uint64_t off, std::span<const uint8_t> buf) {
+    if (buf.empty()) return;
+    uint64_t end = off + buf.size();
+    if (direct()) {
+      uint64_t a = off & ~uint64_t(kDirectAlign - 1), z = div_up(end, kDirectAlign) * kDirectAlign;
+      hook::before_write(file_.fd(), a, z - a);
+      aligned_write(data_->fd(), true, kDirectAlign, off, buf, file_.path());
+      end = z;
+    } else {
+      hook::before_write(file_.fd(), off, buf.size());
+      file_.write_all(off, buf);
+    }
+    phys_size_ = std::max(phys_size_, end);
+    unsynced_ = true;
+  }
+
+  // Whether the part of guest cluster g a partial write does not cover reads as zeroes
+  // with nothing to copy (so a new cluster past the end of the file needs only the bytes
+  // written).
+  bool rest_reads_zero(uint64_t g, const Mapping& m) const {
+    switch (m.kind) {
+      case Kind::kZeroPlain:
+      case Kind::kZeroAllocated: return true;
+      case Kind::kUnallocated: return !has_backing() || (backing_ && (g << cbits_) >= backing_->capacity());
+      default: return false;
+    }
+  }
+
+  // A partial write into new cluster `host`, which lies at or past the end of the file.
+  void write_new_partial(uint64_t host, uint64_t in, std::span<const uint8_t> chunk) {
+    if (!direct()) {
+      data_write(host + in, chunk);
+      return;
+    }
+    // Whole 4 KiB units, zero-padded, so no read-modify-write of what is not there.
+    uint64_t a = in & ~uint64_t(kDirectAlign - 1);
+    uint64_t z = std::min<uint64_t>(cs_, div_up(in + chunk.size(), kDirectAlign) * kDirectAlign);
+    std::memset(bounce_.get() + a, 0, z - a);
+    std::memcpy(bounce_.get() + in, chunk.data(), chunk.size());
+    data_write(host + a, std::span<const uint8_t>(bounce_.get() + a, z - a));
+  }
+
+  // Writes all of cluster `host` for guest cluster g: what g reads as now (mapping m),
+  // with chunk at `in` on top.
+  void write_whole_cluster(uint64_t g, const Mapping& m, uint64_t host, uint64_t in, std::span<const uint8_t> chunk,
+                           std::vector<uint8_t>& cluster) {
+    if (chunk.size() == cs_) {
+      data_write(host, chunk);
+      return;
+    }
+    cluster_contents(g, m, cluster);
+    std::memcpy(cluster.data() + in, chunk.data(), chunk.size());
+    if (direct()) {
+      std::memcpy(bounce_.get(), cluster.data(), cs_);
+      data_write(host, std::span<const uint8_t>(bounce_.get(), cs_));
+    } else {
+      data_write(host, cluster);
+    }
+  }
+
   // ---- metadata writes ---------------------------------------------------------------
 
   void note_extent(uint64_t off, uint64_t len) {
@@ -879,17 +1120,30 @@ class Qcow2Device final : public BlockDevice {
     file_clusters_ = std::max(file_clusters_, div_up(off + len, cs_));
   }
 
-  void write_cluster(uint64_t host, const std::vector<uint8_t>& data) {
-    file_.write_all(host, data);
-    note_extent(host, data.size());
+  // Every metadata write goes through here (buffered descriptor).
+  void meta_write(uint64_t off, std::span<const uint8_t> buf) {
+    hook::before_write(file_.fd(), off, buf.size());
+    file_.write_all(off, buf);
+    note_extent(off, buf.size());
+    phys_size_ = std::max(phys_size_, off + buf.size());
+    unsynced_ = true;
   }
+
+  void sync() {
+    hook::before_sync();
+    file_.sync();  // fdatasync: the whole file, whichever descriptor wrote it
+    hook::after_sync(file_.fd());
+    unsynced_ = false;
+  }
+
+  void write_cluster(uint64_t host, const std::vector<uint8_t>& data) { meta_write(host, data); }
 
   void write_feature_fields() {
     uint8_t b[24];
     put64(b, h_.incompatible);
     put64(b + 8, h_.compatible);
     put64(b + 16, h_.autoclear);
-    file_.write_all(72, b);
+    meta_write(72, b);
   }
 
   void write_size_and_l1() {
@@ -898,28 +1152,109 @@ class Qcow2Device final : public BlockDevice {
     put32(b + 8, h_.crypt);
     put32(b + 12, h_.l1_size);
     put64(b + 16, h_.l1_offset);
-    file_.write_all(24, b);
+    meta_write(24, b);
   }
 
   void write_l1_entry(uint64_t l1i) {
     uint8_t b[8];
     put64(b, l1_[l1i]);
-    file_.write_all(h_.l1_offset + l1i * 8, b);
+    meta_write(h_.l1_offset + l1i * 8, b);
   }
 
+  // Sets the dirty bit on disk before the first metadata change after an open or a flush.
   void mark_dirty() {
     if (dirty_marked_) return;
     if (h_.version >= 3) {
       h_.incompatible |= kIncDirty;
       h_.autoclear = 0;  // we maintain none of the autoclear features
       write_feature_fields();
-      file_.sync();
+      sync();
     }
     dirty_marked_ = true;
   }
 
-  // Makes sure guest cluster g has an L2 table (allocated, zeroed and synced before the
-  // L1 entry points to it).
+  // ---- write-back --------------------------------------------------------------------
+
+  void write_dirty_refblocks() {
+    std::vector<uint64_t> offs(rbcache_.dirty().begin(), rbcache_.dirty().end());
+    for (uint64_t off : offs) {
+      meta_write(off, *rbcache_.peek(off));
+      rbcache_.set_dirty(off, false);
+    }
+  }
+
+  // Writes every dirty L2 table, after what they reference is durable: the refcounts of
+  // the clusters they point to and the guest data in them. Returns whether it wrote any.
+  bool write_dirty_l2_tables() {
+    if (l2cache_.dirty().empty()) return false;
+    write_dirty_refblocks();
+    if (unsynced_) sync();
+    std::vector<uint64_t> offs(l2cache_.dirty().begin(), l2cache_.dirty().end());
+    for (uint64_t off : offs) {
+      meta_write(off, *l2cache_.peek(off));
+      l2cache_.set_dirty(off, false);
+    }
+    return true;
+  }
+
+  // Writes back all cached metadata in the safe order, then applies the releases that
+  // waited for it. Leaves the last writes (decremented refcounts) unsynced.
+  void write_back() {
+    if (read_only_) return;
+    bool l1 = !l1_dirty_.empty();
+    if (write_dirty_l2_tables() || l1) {
+      if (unsynced_) sync();  // new L2 tables before the L1 entries that point to them
+    }
+    if (l1) {
+      write_dirty_refblocks();
+      if (unsynced_) sync();
+      for (uint64_t i : l1_dirty_) write_l1_entry(i);
+      l1_dirty_.clear();
+      sync();
+    } else {
+      write_dirty_refblocks();
+    }
+    if (!pending_free_.empty()) {
+      // The references are gone on disk (written and synced above): release.
+      if (unsynced_) sync();
+      std::vector<Mapping> frees = std::move(pending_free_);
+      pending_free_.clear();
+      for (const auto& m : frees) release(m);
+      write_dirty_refblocks();
+    }
+  }
+
+  // Keeps the pending releases bounded between flushes (each holds a cluster).
+  void maybe_write_back() {
+    if (pending_free_.size() >= kMaxPendingFrees) write_back();
+  }
+
+  // A cluster that is no longer referenced once the entry just changed reaches the disk.
+  void release_later(const Mapping& m) {
+    if (m.kind == Kind::kNormal || m.kind == Kind::kZeroAllocated || m.kind == Kind::kCompressed) {
+      if (m.kind == Kind::kCompressed && m.host == zcache_host_) zcache_host_ = UINT64_MAX;
+      pending_free_.push_back(m);
+    }
+  }
+
+  // Makes room in a cache, writing a dirty victim back first.
+  void make_room(TableCache& cache, bool l2) {
+    while (cache.full()) {
+      uint64_t victim = cache.lru();
+      if (cache.is_dirty(victim)) {
+        if (l2) {
+          write_dirty_l2_tables();
+        } else {
+          meta_write(victim, *cache.peek(victim));
+          cache.set_dirty(victim, false);
+        }
+      }
+      cache.erase(victim);
+    }
+  }
+
+  // Makes sure guest cluster g has an L2 table (allocated and zeroed in the cache; written
+  // before the L1 entry that points to it).
   void ensure_l2(uint64_t g) {
     uint64_t l1i = g / l2_entries_;
     uint64_t off = l2_offset(l1i);
@@ -930,40 +1265,19 @@ class Qcow2Device final : public BlockDevice {
       return;
     }
     uint64_t t = allocate(1);
-    std::vector<uint8_t> zero(cs_, 0);
-    write_cluster(t, zero);
-    file_.sync();
-    need_sync_ = false;
-    l2cache_.insert(t, std::move(zero));
+    make_room(l2cache_, true);
+    l2cache_.insert(t, std::vector<uint8_t>(cs_, 0), true);
     l1_[l1i] = t | kCopied;
-    write_l1_entry(l1i);
+    l1_dirty_.insert(l1i);
   }
 
   void set_l2_entry(uint64_t g, uint64_t e) {
+    mark_dirty();
     uint64_t off = l2_offset(g / l2_entries_);
     auto& t = l2_table(off);
     size_t idx = (g % l2_entries_) * 8;
     put64(&t[idx], e);
-    file_.write_all(off + idx, std::span<const uint8_t>(&t[idx], 8));
-  }
-
-  // Writes the new entries (after syncing newly written data and refcounts), then, after
-  // another sync, releases the clusters they no longer reference.
-  void commit(const std::vector<Update>& updates) {
-    if (updates.empty()) return;
-    if (need_sync_) {
-      file_.sync();
-      need_sync_ = false;
-    }
-    bool releases = false;
-    for (const auto& u : updates) {
-      set_l2_entry(u.g, u.entry);
-      if (u.old.kind == Kind::kNormal || u.old.kind == Kind::kZeroAllocated || u.old.kind == Kind::kCompressed) releases = true;
-      if (u.old.kind == Kind::kCompressed && u.old.host == zcache_host_) zcache_host_ = UINT64_MAX;
-    }
-    if (!releases) return;
-    file_.sync();
-    for (const auto& u : updates) release(u.old);
+    l2cache_.set_dirty(off, true);
   }
 
   void release(const Mapping& m) {
@@ -984,7 +1298,6 @@ class Qcow2Device final : public BlockDevice {
     check_writable();
     check_range(offset, length);
     if (length == 0) return;
-    mark_dirty();
     uint64_t end = offset + length;
     uint64_t first = div_up(offset, cs_);
     uint64_t last = end == h_.size ? div_up(end, cs_) : end >> cbits_;  // the tail cluster counts whole at the disk's end
@@ -1029,7 +1342,11 @@ class Qcow2Device final : public BlockDevice {
       if (l1_empty) ensure_l2(g);
       updates.push_back({g, entry, old});
     }
-    commit(updates);
+    for (const auto& u : updates) {
+      set_l2_entry(u.g, u.entry);
+      release_later(u.old);
+    }
+    maybe_write_back();
   }
 
   // Zeroes parts of clusters by writing zeroes, skipping clusters that already read as zero.
@@ -1057,7 +1374,8 @@ class Qcow2Device final : public BlockDevice {
     }
     std::vector<uint8_t> t(cs_);
     file_.read_exact(off, t);
-    return rbcache_.insert(off, std::move(t));
+    make_room(rbcache_, false);
+    return rbcache_.insert(off, std::move(t), false);
   }
 
   uint64_t get_entry(const std::vector<uint8_t>& b, uint64_t idx) const {
@@ -1094,8 +1412,9 @@ class Qcow2Device final : public BlockDevice {
     return get_entry(refblock(off), c % rb_entries_);
   }
 
-  // Sets n consecutive refcounts (their blocks must exist), one write per block.
+  // Sets n consecutive refcounts (their blocks must exist) in the cache.
   void set_refcount_range(uint64_t c, uint64_t n, uint64_t v) {
+    mark_dirty();
     while (n > 0) {
       uint64_t rbi = c / rb_entries_;
       uint64_t off = refblock_offset(rbi);
@@ -1103,13 +1422,8 @@ class Qcow2Device final : public BlockDevice {
       auto& b = refblock(off);
       uint64_t idx = c % rb_entries_;
       uint64_t k = std::min(n, rb_entries_ - idx);
-      uint64_t lo = UINT64_MAX, hi = 0;
-      for (uint64_t i = 0; i < k; ++i) {
-        auto [a, z] = put_entry(b, idx + i, v);
-        lo = std::min(lo, a);
-        hi = std::max(hi, z);
-      }
-      file_.write_all(off + lo, std::span<const uint8_t>(&b[lo], hi - lo + 1));
+      for (uint64_t i = 0; i < k; ++i) put_entry(b, idx + i, v);
+      rbcache_.set_dirty(off, true);
       c += k;
       n -= k;
     }
@@ -1122,12 +1436,16 @@ class Qcow2Device final : public BlockDevice {
     set_refcount_range(c, 1, r - 1);
     if (r == 1) {
       free_hint_ = std::min(free_hint_, c);
-      if (punch && (c << cbits_) < file_size_) file_.punch_hole(c << cbits_, cs_);
+      if (punch && (c << cbits_) < phys_size_) {
+        hook::before_write(file_.fd(), c << cbits_, cs_);
+        file_.punch_hole(c << cbits_, cs_);
+      }
     }
   }
 
   // Allocates n contiguous free clusters (refcount 1) and returns the first's offset.
   uint64_t allocate(uint64_t n) {
+    mark_dirty();
     uint64_t start = std::max<uint64_t>(free_hint_, 1);
     uint64_t c = start, run = 0, run_start = c;
     while (run < n) {
@@ -1153,8 +1471,7 @@ class Qcow2Device final : public BlockDevice {
     }
     set_refcount_range(run_start, n, 1);
     if (run_start == start || n == 1) free_hint_ = std::max(free_hint_, run_start + n);
-    file_clusters_ = std::max(file_clusters_, run_start + n);
-    need_sync_ = true;
+    note_extent(run_start << cbits_, n << cbits_);
     return run_start << cbits_;
   }
 
@@ -1163,12 +1480,13 @@ class Qcow2Device final : public BlockDevice {
     std::vector<uint8_t> b(cs_, 0);
     put_entry(b, c % rb_entries_, 1);
     write_cluster(c << cbits_, b);
-    file_.sync();
+    sync();
     reftable_[rbi] = c << cbits_;
     uint8_t e[8];
     put64(e, reftable_[rbi]);
-    file_.write_all(h_.reftable_offset + rbi * 8, e);
-    rbcache_.insert(c << cbits_, std::move(b));
+    meta_write(h_.reftable_offset + rbi * 8, e);  // synced before anything it counts is referenced
+    make_room(rbcache_, false);
+    rbcache_.insert(c << cbits_, std::move(b), false);
   }
 
   // Moves the refcount table to a larger one at cluster `start` (past the old coverage),
@@ -1199,21 +1517,22 @@ class Qcow2Device final : public BlockDevice {
       for (uint64_t k = std::max(lo, start); k < std::min(end, lo + rb_entries_); ++k) put_entry(b, k - lo, 1);
       write_cluster((start + j) << cbits_, b);
       table[first + j] = (start + j) << cbits_;
-      rbcache_.insert((start + j) << cbits_, std::move(b));
+      make_room(rbcache_, false);
+      rbcache_.insert((start + j) << cbits_, std::move(b), false);
     }
     std::vector<uint8_t> bytes(tc * cs_, 0);
     for (size_t i = 0; i < table.size(); ++i) put64(&bytes[i * 8], table[i]);
     uint64_t toff = (start + nb) << cbits_;
     write_cluster(toff, bytes);
-    file_.sync();
+    sync();
     uint64_t old_off = h_.reftable_offset, old_clusters = h_.reftable_clusters;
     h_.reftable_offset = toff;
     h_.reftable_clusters = static_cast<uint32_t>(tc);
     uint8_t hb[12];
     put64(hb, toff);
     put32(hb + 8, h_.reftable_clusters);
-    file_.write_all(48, hb);
-    file_.sync();
+    meta_write(48, hb);
+    sync();
     reftable_ = std::move(table);
     for (uint64_t i = 0; i < old_clusters; ++i) unref(old_off + (i << cbits_), true);
     return end;
@@ -1252,7 +1571,12 @@ class Qcow2Device final : public BlockDevice {
   uint64_t file_clusters_ = 0;
   uint64_t free_hint_ = 1;
   bool dirty_marked_ = false;
-  bool need_sync_ = false;
+  bool unsynced_ = false;          // writes since the last sync
+  uint64_t phys_size_ = 0;         // bytes the file really spans (file_size_ counts allocations)
+  std::set<uint64_t> l1_dirty_;    // L1 entries changed in memory only
+  std::vector<Mapping> pending_free_;  // unreferenced in the cache, released after write-back
+  std::unique_ptr<File> data_;     // O_DIRECT descriptor for guest data, or null
+  AlignedBytes bounce_;            // one cluster, for direct writes built here
   std::vector<uint8_t> zcache_;
   uint64_t zcache_host_ = UINT64_MAX;
 
@@ -1452,6 +1776,16 @@ std::unique_ptr<Qcow2Device> open_device(File file, bool read_only) {
 std::unique_ptr<BlockDevice> open_qcow2(File file, const OpenOptions& options, const BackingOpener& opener) {
   std::string path = file.path();
   auto dev = open_device(std::move(file), options.read_only);
+  if (options.direct) {
+    // Guest data goes through a second, O_DIRECT descriptor on the same file (metadata
+    // I/O is not sector-aligned and stays buffered).
+    File direct(path, options.read_only ? File::Mode::kReadOnly : File::Mode::kReadWrite, true);
+    struct stat a, b;
+    if (::fstat(direct.fd(), &a) != 0 || ::fstat(dev->fd(), &b) != 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+      throw Error("DISK_OPEN", path + " was replaced while it was being opened; try again");
+    }
+    dev->attach_direct(std::move(direct));
+  }
   ImageInfo i = dev->info();
   if (!i.backing_path.empty() && opener) {
     auto parent = opener(i.backing_path, "");

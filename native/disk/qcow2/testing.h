@@ -1,0 +1,26 @@
+// Fault injection for the qcow2 driver's crash-consistency tests. Not for production use:
+// the state is process-wide and unsynchronized.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace berth::disk::qcow2::testing {
+
+// Simulates power loss after `writes` more write calls (pwrite, hole punch, truncate,
+// fallocate) by any qcow2 device in this process: the next write and everything after it
+// (writes and syncs) fail with DISK_IO "simulated power loss" and never reach the file.
+// Writes already issued stay on the file, as after losing a volatile write-back cache
+// that had written them in order. With lose_unsynced, writes not followed by a
+// completed sync are also rolled back when the crash happens (a lost page cache).
+// A negative count disarms the hook.
+void crash_after_writes(int64_t writes, bool lose_unsynced = false);
+// True once the simulated crash has happened (until the hook is re-armed or disarmed).
+bool crashed();
+// Caps the L2 and refcount-block caches of qcow2 devices opened afterwards at `tables`
+// tables each (at least 4), so tests exercise eviction write-back; 0 restores the defaults.
+void limit_metadata_cache(size_t tables);
+// Write calls issued by qcow2 devices since the hook was last armed or disarmed.
+uint64_t writes_issued();
+
+}  // namespace berth::disk::qcow2::testing
