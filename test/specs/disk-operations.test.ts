@@ -40,11 +40,12 @@ import {
 
 // The formats whose drivers are committed. Every one is exercised; none is skipped.
 const FORMATS: DiskFormat[] = ['raw', 'qcow2', 'vhdx', 'vhd'];
-// Differencing disks written with qemu-io: qcow2 (qemu cannot open VHDX differencing disks,
-// and VHD's driver refuses them; the native tests cover VHDX chains with a raw mirror).
+// Differencing disks written with qemu-io: qcow2 (qemu cannot open VHDX differencing disks
+// and reads a differencing VHD as a plain dynamic one; the native tests cover those chains
+// against a raw mirror).
 const DIFFERENCING: DiskFormat[] = ['qcow2'];
-// Formats whose drivers implement resize (VHD's does not).
-const RESIZABLE: DiskFormat[] = ['raw', 'qcow2', 'vhdx'];
+// Formats whose drivers implement resize: all of them.
+const RESIZABLE: DiskFormat[] = ['raw', 'qcow2', 'vhdx', 'vhd'];
 const QEMU_NAME: Record<DiskFormat, string> = { raw: 'raw', qcow2: 'qcow2', vhdx: 'vhdx', vhd: 'vpc' };
 const MiB = 1024 * 1024;
 
