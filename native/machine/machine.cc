@@ -342,15 +342,19 @@ void Machine::reset() {
     throw Error("VM_STATE", std::string("the VM cannot reset: it is ") + state_name(state_));
   }
   teardown();
+  reboot();
+  start_runners(paused_);
+  events_.on_reset("host");
+}
+
+void Machine::reboot() {
   for (auto& v : virtio_) v->transport->reset();  // before the memory its queues point into
   memory_.clear();
   uart_->reset();
-  rtc_->reset();
+  rtc_->reset();  // keeps its NVRAM, as a real CMOS does
   i8042_->reset();
   build();
   ++resets_;
-  start_runners(paused_);
-  events_.on_reset("host");
 }
 
 ExitInfo Machine::wait() {
@@ -486,13 +490,7 @@ void Machine::supervise() {
       if (request == Request::kReset && config_.restart_on_reset) {
         events_.on_reset(reset_reason);
         try {
-          for (auto& v : virtio_) v->transport->reset();
-          memory_.clear();
-          uart_->reset();
-          rtc_->reset();
-          i8042_->reset();
-          build();
-          ++resets_;
+          reboot();
           // Clear the request only now, so vCPUs of the old VM could not post a second one.
           std::lock_guard<std::mutex> rl(request_mu_);
           request_ = Request::kNone;

@@ -145,6 +145,7 @@ class Machine {
 
   void build();     // creates the hypervisor VM and vCPUs for the current memory contents
   void teardown();  // stops and destroys vCPUs and the hypervisor VM
+  void reboot();    // after teardown: devices and memory to power-on state, a new hypervisor VM
   void start_runners(bool paused);
   bool handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit);
   void post_reset(const std::string& reason);
