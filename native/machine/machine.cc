@@ -411,7 +411,9 @@ bool Machine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit) {
           std::memset(data, 0xff, io.size);  // nothing answers: the bus floats high
         }
       }
-      return true;
+      // A write that powered off, reset or ended the VM takes effect at once: this vCPU
+      // runs no further guest instruction (the others stop when the supervisor tears down).
+      return !stop_pending_.load();
     }
     case hv::ExitKind::kMmio: {
       const auto& m = exit.mmio;
@@ -420,7 +422,7 @@ bool Machine::handle_exit(hv::Vcpu& vcpu, const hv::VcpuExit& exit) {
       } else if (!mmio_bus_.read(m.address, std::span<uint8_t>(m.data, m.length))) {
         std::memset(m.data, 0xff, m.length);
       }
-      return true;
+      return !stop_pending_.load();
     }
     case hv::ExitKind::kHalt:
       return true;
@@ -457,6 +459,7 @@ void Machine::post_reset(const std::string& reason) {
   std::lock_guard<std::mutex> lock(request_mu_);
   if (request_ != Request::kNone) return;  // the first request wins
   request_ = Request::kReset;
+  stop_pending_.store(true);
   reset_reason_ = reason;
   request_cv_.notify_all();
 }
@@ -465,6 +468,7 @@ void Machine::post_exit(ExitInfo info) {
   std::lock_guard<std::mutex> lock(request_mu_);
   if (request_ == Request::kExit) return;
   request_ = Request::kExit;
+  stop_pending_.store(true);
   exit_request_ = std::move(info);
   request_cv_.notify_all();
 }
@@ -494,6 +498,7 @@ void Machine::supervise() {
           // Clear the request only now, so vCPUs of the old VM could not post a second one.
           std::lock_guard<std::mutex> rl(request_mu_);
           request_ = Request::kNone;
+          stop_pending_.store(false);
         } catch (const Error& e) {
           exit_info = {ExitReason::kError, 0, std::string("reboot failed: ") + e.what()};
           request = Request::kExit;

@@ -3,6 +3,7 @@
 // stops that the guest or the host request, so vCPU threads never join each other.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <memory>
@@ -187,6 +188,7 @@ class Machine {
   std::mutex request_mu_;
   std::condition_variable request_cv_;
   Request request_ = Request::kNone;
+  std::atomic<bool> stop_pending_{false};  // a reset or exit is posted: vCPUs stop at their next exit
   std::string reset_reason_;
   ExitInfo exit_request_;
   bool supervisor_quit_ = false;
