@@ -33,6 +33,7 @@ import { z } from 'zod';
 
 import { DiskAttachment, NetworkAdapter, NewVmRequest, VmName } from './config';
 import { ErrorBody, type ErrorCode } from './errors';
+import { CheckpointList, CheckpointSummary, HostDisk } from './storage';
 import { LastExit, VmDetails, VmRef, VmSettingsPatch, VmState, VmStats, VmSummary } from './vm';
 
 // ---- shared pieces --------------------------------------------------------------------------
@@ -87,24 +88,9 @@ export const HostInfo = z.strictObject({
 });
 export type HostInfo = z.infer<typeof HostInfo>;
 
-// A host block device that can be passed through to a VM (Host Disks, VM Settings). The
-// shapes of host disks and checkpoints are those of app/api/storage.ts (the services' own).
-export const HostDisk = z.strictObject({
-  name: z.string(), // kernel name: sda, nvme0n1, loop3
-  devicePath: z.string(), // /dev/sda
-  // Stable across reboots: a /dev/disk/by-id name, or "loop-backing:<file>" for loop devices.
-  stableId: z.string().nullable(),
-  sizeBytes: z.number(),
-  model: z.string(),
-  removable: z.boolean(),
-  readOnly: z.boolean(),
-  partitions: z.array(z.string()),
-  mounts: z.array(z.string()),
-  inUse: z.boolean(),
-  inUseBy: z.array(z.string()),
-  system: z.boolean(), // holds / or /boot
-});
-export type HostDisk = z.infer<typeof HostDisk>;
+// Host disks (Host Disks, VM Settings) and checkpoints travel in the services' own shapes
+// (app/api/storage.ts), re-exported here so the contract has one definition of each.
+export { CheckpointList, CheckpointSummary, HostDisk };
 
 export const DiskImageInfo = z.strictObject({
   format: z.union([DiskFormat, z.literal('host-device')]),
@@ -167,28 +153,6 @@ export const DiskEditRequest = z.discriminatedUnion('action', [
   }),
 ]);
 export type DiskEditRequest = z.infer<typeof DiskEditRequest>;
-
-export const CheckpointSummary = z.strictObject({
-  id: z.string(),
-  name: z.string(),
-  parent: z.string().nullable(),
-  createdAt: z.string(),
-  children: z.array(z.string()),
-  // 'Now' hangs under this checkpoint.
-  isNowParent: z.boolean(),
-  disks: z.array(z.strictObject({ slot: z.int().min(0), path: z.string() })),
-  excludedSlots: z.array(z.int()),
-});
-export type CheckpointSummary = z.infer<typeof CheckpointSummary>;
-
-// The tree is given by parent/children; `now` is the checkpoint the current state ('Now')
-// hangs under (null: no checkpoint yet).
-export const CheckpointList = z.strictObject({
-  vm: z.string(),
-  now: z.string().nullable(),
-  checkpoints: z.array(CheckpointSummary),
-});
-export type CheckpointList = z.infer<typeof CheckpointList>;
 
 // VM Settings: the fields of `vm set` plus the disk and network lists (replaced as a whole).
 export const VmUpdatePatch = VmSettingsPatch.extend({
