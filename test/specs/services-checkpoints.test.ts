@@ -5,22 +5,14 @@
 // and the VM opens with a consistent tree whose disks qemu-img passes and whose data reads
 // back.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { testGuestPath } from '../support/guest';
-import { cleanBerthHome, cliPath, makeBerthHome, waitUntil } from '../support/berth-home';
-
-interface Ran {
-  code: number | null;
-  signal: string | null;
-  stdout: string;
-  stderr: string;
-}
-
-type Json = Record<string, unknown>;
+import { cleanBerthHome, makeBerthHome, waitUntil } from '../support/berth-home';
+import { cliRunner, type Json } from '../support/cli';
 
 describe('checkpoints', () => {
   let home: string;
@@ -31,33 +23,7 @@ describe('checkpoints', () => {
   });
   after(() => cleanBerthHome(home));
 
-  const berth = (args: string[], env: Record<string, string> = {}): Promise<Ran> =>
-    new Promise((resolve) => {
-      execFile(
-        process.execPath,
-        [cliPath, ...args],
-        { env: { ...process.env, BERTH_HOME: home, ...env } },
-        (err, stdout, stderr) => {
-          const e = err as (Error & { code?: number; signal?: string }) | null;
-          resolve({
-            code: e ? (typeof e.code === 'number' ? e.code : null) : 0,
-            signal: e?.signal ?? null,
-            stdout,
-            stderr,
-          });
-        },
-      );
-    });
-  const ok = async (...args: string[]): Promise<Json> => {
-    const r = await berth([...args, '--json']);
-    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stdout} ${r.stderr}`);
-    return JSON.parse(r.stdout) as Json;
-  };
-  const refused = async (...args: string[]): Promise<string> => {
-    const r = await berth([...args, '--json']);
-    assert.equal(r.code, 1, `${args.join(' ')} should be refused: ${r.stdout}`);
-    return (JSON.parse(r.stdout) as { error: { message: string } }).error.message;
-  };
+  const { run: berth, ok, refused } = cliRunner(() => home);
   const newVm = async (name: string, cmdline = 'hello'): Promise<{ id: string; folder: string; disk: string }> => {
     const vm = await ok(
       'vm',

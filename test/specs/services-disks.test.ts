@@ -3,16 +3,15 @@
 // checkpoint using a disk, and `host disks` with loop devices (root; always detached). Loop
 // devices have no /dev/disk/by-id link: their stable id is loop-backing:<backing file>.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { testGuestPath } from '../support/guest';
-import { cleanBerthHome, cliPath, makeBerthHome } from '../support/berth-home';
-
-type Json = Record<string, unknown>;
+import { cleanBerthHome, makeBerthHome } from '../support/berth-home';
+import { cliRunner, type Json } from '../support/cli';
 
 describe('disks and passthrough', () => {
   let home: string;
@@ -32,27 +31,7 @@ describe('disks and passthrough', () => {
     await cleanBerthHome(home);
   });
 
-  const berth = (...args: string[]): Promise<{ code: number; stdout: string }> =>
-    new Promise((resolve) => {
-      execFile(
-        process.execPath,
-        [cliPath, ...args, '--json'],
-        { env: { ...process.env, BERTH_HOME: home } },
-        (err, stdout) => {
-          resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout });
-        },
-      );
-    });
-  const ok = async (...args: string[]): Promise<Json> => {
-    const r = await berth(...args);
-    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stdout}`);
-    return JSON.parse(r.stdout) as Json;
-  };
-  const refused = async (...args: string[]): Promise<string> => {
-    const r = await berth(...args);
-    assert.equal(r.code, 1, `${args.join(' ')} should be refused: ${r.stdout}`);
-    return (JSON.parse(r.stdout) as { error: { message: string } }).error.message;
-  };
+  const { run, ok, refused } = cliRunner(() => home);
   const images = (j: Json): { path: string; format: string; virtualSize: number }[] =>
     j['images'] as { path: string; format: string; virtualSize: number }[];
   const loop = (size = '16M'): { dev: string; file: string } => {
@@ -80,7 +59,7 @@ describe('disks and passthrough', () => {
       join(scratch, 'b2.vhdx'),
     );
     await ok('disk', 'merge', child);
-    const usage = await berth('disk', 'resize', base);
+    const usage = await run(['disk', 'resize', base, '--json']);
     assert.equal(usage.code, 2);
   });
 

@@ -3,16 +3,15 @@
 // the libvirt XML checked by virt-xml-validate, the OVF envelope with qcow2 disks, and
 // imports that fail the schema or name paths outside their folder.
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { testGuestPath } from '../support/guest';
-import { cleanBerthHome, cliPath, makeBerthHome } from '../support/berth-home';
-
-type Json = Record<string, unknown>;
+import { cleanBerthHome, makeBerthHome } from '../support/berth-home';
+import { cliRunner, type Json } from '../support/cli';
 
 describe('export and import', () => {
   let home: string;
@@ -29,27 +28,7 @@ describe('export and import', () => {
     await cleanBerthHome(home);
   });
 
-  const berth = (...args: string[]): Promise<{ code: number; stdout: string }> =>
-    new Promise((resolve) => {
-      execFile(
-        process.execPath,
-        [cliPath, ...args, '--json'],
-        { env: { ...process.env, BERTH_HOME: home } },
-        (err, stdout) => {
-          resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout });
-        },
-      );
-    });
-  const ok = async (...args: string[]): Promise<Json> => {
-    const r = await berth(...args);
-    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stdout}`);
-    return JSON.parse(r.stdout) as Json;
-  };
-  const refused = async (...args: string[]): Promise<string> => {
-    const r = await berth(...args);
-    assert.equal(r.code, 1, `${args.join(' ')} should be refused: ${r.stdout}`);
-    return (JSON.parse(r.stdout) as { error: { message: string } }).error.message;
-  };
+  const { ok, refused } = cliRunner(() => home);
   const reads = (file: string, pattern: number): boolean =>
     !/failed/i.test(execFileSync('qemu-io', ['-r', '-c', `read -P ${pattern} 0 64k`, file]).toString());
 
