@@ -9,33 +9,6 @@
 #include "virtio.h"
 
 /* virtio-mmio registers */
-#define VM_MAGIC 0x000
-#define VM_VERSION 0x004
-#define VM_DEVICE_ID 0x008
-#define VM_DEVICE_FEATURES 0x010
-#define VM_DEVICE_FEATURES_SEL 0x014
-#define VM_DRIVER_FEATURES 0x020
-#define VM_DRIVER_FEATURES_SEL 0x024
-#define VM_QUEUE_SEL 0x030
-#define VM_QUEUE_NUM_MAX 0x034
-#define VM_QUEUE_NUM 0x038
-#define VM_QUEUE_READY 0x044
-#define VM_QUEUE_NOTIFY 0x050
-#define VM_INTERRUPT_STATUS 0x060
-#define VM_INTERRUPT_ACK 0x064
-#define VM_STATUS 0x070
-#define VM_QUEUE_DESC_LOW 0x080
-#define VM_QUEUE_DESC_HIGH 0x084
-#define VM_QUEUE_DRIVER_LOW 0x090
-#define VM_QUEUE_DRIVER_HIGH 0x094
-#define VM_QUEUE_DEVICE_LOW 0x0a0
-#define VM_QUEUE_DEVICE_HIGH 0x0a4
-
-#define ST_ACKNOWLEDGE 1
-#define ST_DRIVER 2
-#define ST_DRIVER_OK 4
-#define ST_FEATURES_OK 8
-#define ST_NEEDS_RESET 0x40
 
 static u32 rd(u32 base, u32 reg) { return mmio_read32(base + reg); }
 static void wr(u32 base, u32 reg, u32 v) { mmio_write32(base + reg, v); }
@@ -147,15 +120,20 @@ int vq_setup(struct vq *q, u32 base, u32 index, u32 num)
 	q->buf = (u8 *)(area + 0x1000);
 	q->avail_idx = 0;
 	q->used_seen = 0;
+	return vq_program(base, index, num, area, area + 0x200, area + 0x400);
+}
+
+int vq_program(u32 base, u32 index, u32 num, u32 desc, u32 driver, u32 device)
+{
 	wr(base, VM_QUEUE_SEL, index);
-	if (rd(base, VM_QUEUE_READY) != 0 || rd(base, VM_QUEUE_NUM_MAX) < QSIZE)
+	if (rd(base, VM_QUEUE_READY) != 0 || rd(base, VM_QUEUE_NUM_MAX) < num)
 		return -1;
 	wr(base, VM_QUEUE_NUM, num);
-	wr(base, VM_QUEUE_DESC_LOW, area);
+	wr(base, VM_QUEUE_DESC_LOW, desc);
 	wr(base, VM_QUEUE_DESC_HIGH, 0);
-	wr(base, VM_QUEUE_DRIVER_LOW, area + 0x200);
+	wr(base, VM_QUEUE_DRIVER_LOW, driver);
 	wr(base, VM_QUEUE_DRIVER_HIGH, 0);
-	wr(base, VM_QUEUE_DEVICE_LOW, area + 0x400);
+	wr(base, VM_QUEUE_DEVICE_LOW, device);
 	wr(base, VM_QUEUE_DEVICE_HIGH, 0);
 	wr(base, VM_QUEUE_READY, 1);
 	return rd(base, VM_QUEUE_READY) == 1 ? 0 : -1;

@@ -5,33 +5,8 @@
  * are found like the other virtio devices (virtio.c, virtio_find_device).
  */
 #include "guest.h"
+#include "virtio.h"
 
-#define VM_DEVICE_FEATURES 0x010
-#define VM_DEVICE_FEATURES_SEL 0x014
-#define VM_DRIVER_FEATURES 0x020
-#define VM_DRIVER_FEATURES_SEL 0x024
-#define VM_QUEUE_SEL 0x030
-#define VM_QUEUE_NUM_MAX 0x034
-#define VM_QUEUE_NUM 0x038
-#define VM_QUEUE_READY 0x044
-#define VM_QUEUE_NOTIFY 0x050
-#define VM_STATUS 0x070
-#define VM_QUEUE_DESC_LOW 0x080
-#define VM_QUEUE_DESC_HIGH 0x084
-#define VM_QUEUE_DRIVER_LOW 0x090
-#define VM_QUEUE_DRIVER_HIGH 0x094
-#define VM_QUEUE_DEVICE_LOW 0x0a0
-#define VM_QUEUE_DEVICE_HIGH 0x0a4
-#define VM_CONFIG 0x100
-
-#define ST_ACKNOWLEDGE 1
-#define ST_DRIVER 2
-#define ST_DRIVER_OK 4
-#define ST_FEATURES_OK 8
-#define ST_NEEDS_RESET 0x40
-
-#define DESC_NEXT 1
-#define DESC_WRITE 2
 #define DESC_INDIRECT 4
 
 /* Feature bits, low word (VERSION_1 is bit 0 of the high word). */
@@ -68,11 +43,6 @@
 #define BUF_B 0x500000u
 #define PATTERN_SECTORS 128 /* 64 KiB */
 
-struct vdesc {
-	u32 addr_lo, addr_hi;
-	u32 len;
-	u16 flags, next;
-};
 
 struct blk {
 	u32 base;
@@ -132,25 +102,14 @@ static int blk_init(struct blk *d, u32 base, u32 slot)
 	wr(base, VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK);
 	if (!(rd(base, VM_STATUS) & ST_FEATURES_OK))
 		return -1;
-	wr(base, VM_QUEUE_SEL, 0);
-	if (rd(base, VM_QUEUE_READY) != 0 || rd(base, VM_QUEUE_NUM_MAX) < QSZ)
-		return -1;
-	wr(base, VM_QUEUE_NUM, QSZ);
-	wr(base, VM_QUEUE_DESC_LOW, area);
-	wr(base, VM_QUEUE_DESC_HIGH, 0);
-	wr(base, VM_QUEUE_DRIVER_LOW, area + 0x100);
-	wr(base, VM_QUEUE_DRIVER_HIGH, 0);
-	wr(base, VM_QUEUE_DEVICE_LOW, area + 0x200);
-	wr(base, VM_QUEUE_DEVICE_HIGH, 0);
-	wr(base, VM_QUEUE_READY, 1);
-	if (rd(base, VM_QUEUE_READY) != 1)
+	if (vq_program(base, 0, QSZ, area, area + 0x100, area + 0x200))
 		return -1;
 	wr(base, VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
 	d->capacity = rd(base, VM_CONFIG);
 	return (rd(base, VM_STATUS) & ST_NEEDS_RESET) ? -1 : 0;
 }
 
-static void set_desc(volatile struct vdesc *t, u32 i, u32 addr, u32 len, u16 flags, u16 next)
+static void blk_desc(volatile struct vdesc *t, u32 i, u32 addr, u32 len, u16 flags, u16 next)
 {
 	t[i].addr_lo = addr;
 	t[i].addr_hi = 0;
@@ -197,24 +156,24 @@ static u32 blk_rw(struct blk *d, u32 type, u32 sector, u32 buf, u32 len, u32 nse
 	u16 dflags = type == T_IN ? DESC_WRITE : 0;
 	u32 per = len / nseg;
 	set_header(d, type, sector);
-	set_desc(d->desc, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
+	blk_desc(d->desc, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
 	for (u32 i = 0; i < nseg; i++) {
 		u32 n = i + 1 == nseg ? len - per * i : per;
-		set_desc(d->desc, 1 + i, buf + per * i, n, dflags | DESC_NEXT, (u16)(2 + i));
+		blk_desc(d->desc, 1 + i, buf + per * i, n, dflags | DESC_NEXT, (u16)(2 + i));
 	}
-	set_desc(d->desc, 1 + nseg, (u32)d->status, 1, DESC_WRITE, 0);
+	blk_desc(d->desc, 1 + nseg, (u32)d->status, 1, DESC_WRITE, 0);
 	return blk_run(d);
 }
 
 static u32 blk_simple(struct blk *d, u32 type, u32 data, u32 len, u16 dflags)
 {
 	set_header(d, type, 0);
-	set_desc(d->desc, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
+	blk_desc(d->desc, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
 	if (len) {
-		set_desc(d->desc, 1, data, len, dflags | DESC_NEXT, 2);
-		set_desc(d->desc, 2, (u32)d->status, 1, DESC_WRITE, 0);
+		blk_desc(d->desc, 1, data, len, dflags | DESC_NEXT, 2);
+		blk_desc(d->desc, 2, (u32)d->status, 1, DESC_WRITE, 0);
 	} else {
-		set_desc(d->desc, 1, (u32)d->status, 1, DESC_WRITE, 0);
+		blk_desc(d->desc, 1, (u32)d->status, 1, DESC_WRITE, 0);
 	}
 	return blk_run(d);
 }
@@ -419,8 +378,8 @@ void scenario_virtio_blk_hostile(const char *cmdline)
 	struct blk *d = &disks[0];
 
 	/* An 8-byte header (the sector is missing). */
-	set_desc(d->desc, 0, (u32)d->hdr, 8, DESC_NEXT, 1);
-	set_desc(d->desc, 1, (u32)d->status, 1, DESC_WRITE, 0);
+	blk_desc(d->desc, 0, (u32)d->hdr, 8, DESC_NEXT, 1);
+	blk_desc(d->desc, 1, (u32)d->status, 1, DESC_WRITE, 0);
 	hostile_case(d, "short header", blk_run(d), S_IOERR);
 
 	hostile_case(d, "sector past the end", blk_rw(d, T_IN, d->capacity - 1, BUF_B, 1024, 1), S_IOERR);
@@ -428,9 +387,9 @@ void scenario_virtio_blk_hostile(const char *cmdline)
 	/* Sector 2^64 - 1: the range would wrap around. */
 	set_header(d, T_IN, 0xffffffffu);
 	d->hdr[3] = 0xffffffffu;
-	set_desc(d->desc, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
-	set_desc(d->desc, 1, BUF_B, 512, DESC_WRITE | DESC_NEXT, 2);
-	set_desc(d->desc, 2, (u32)d->status, 1, DESC_WRITE, 0);
+	blk_desc(d->desc, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
+	blk_desc(d->desc, 1, BUF_B, 512, DESC_WRITE | DESC_NEXT, 2);
+	blk_desc(d->desc, 2, (u32)d->status, 1, DESC_WRITE, 0);
 	hostile_case(d, "sector 2^64-1", blk_run(d), S_IOERR);
 
 	hostile_case(d, "odd length", blk_rw(d, T_IN, 0, BUF_B, 700, 1), S_IOERR);
@@ -439,16 +398,16 @@ void scenario_virtio_blk_hostile(const char *cmdline)
 	if (!(d->features & F_INDIRECT))
 		fail("virtio-blk-hostile: no VIRTIO_F_INDIRECT_DESC");
 	set_header(d, T_IN, 0);
-	set_desc(d->itable, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
+	blk_desc(d->itable, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
 	for (u32 i = 0; i < 300; i++)
-		set_desc(d->itable, 1 + i, BUF_B + i * 512, 512, DESC_WRITE | DESC_NEXT, (u16)(2 + i));
-	set_desc(d->itable, 301, (u32)d->status, 1, DESC_WRITE, 0);
-	set_desc(d->desc, 0, (u32)d->itable, 302 * 16, DESC_INDIRECT, 0);
+		blk_desc(d->itable, 1 + i, BUF_B + i * 512, 512, DESC_WRITE | DESC_NEXT, (u16)(2 + i));
+	blk_desc(d->itable, 301, (u32)d->status, 1, DESC_WRITE, 0);
+	blk_desc(d->desc, 0, (u32)d->itable, 302 * 16, DESC_INDIRECT, 0);
 	hostile_case(d, "too many segments", blk_run(d), S_IOERR);
 
 	set_header(d, 0x55, 0);
-	set_desc(d->desc, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
-	set_desc(d->desc, 1, (u32)d->status, 1, DESC_WRITE, 0);
+	blk_desc(d->desc, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
+	blk_desc(d->desc, 1, (u32)d->status, 1, DESC_WRITE, 0);
 	hostile_case(d, "unknown type", blk_run(d), S_UNSUPP);
 
 	u32 seg[3] = {d->capacity - 4, 8, 0};

@@ -9,7 +9,6 @@
 #define VIRTIO_ID_NET 1
 #define NET_F_MAC (1u << 5)
 #define NET_F_STATUS (1u << 16)
-#define VM_CONFIG 0x100
 #define RX_SLOTS QSIZE
 
 u8 net_mac[6];
