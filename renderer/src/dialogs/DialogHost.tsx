@@ -3,7 +3,7 @@ import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 
 import { call, useApi } from '../context';
-import { Dialog, ErrorBox, errorText, OperationProgress, operationError, useLongOperation } from './common';
+import { Dialog, ErrorBox, errorText, OperationProgress, useLongOperation } from './common';
 import { EditDiskWizard, HostDisksDialog, InspectDiskDialog, NewDiskWizard } from './DiskDialogs';
 import { ExportDialog, ImportWizard } from './ExportImport';
 import { NewVmWizard } from './NewVmWizard';
@@ -253,15 +253,13 @@ function CheckpointConfirm({
       } else if (spec.kind === 'apply-checkpoint') {
         await api.invoke('checkpoint.apply', { vm: spec.vmId, checkpointId: spec.checkpointId });
       } else {
-        const op = await long.start(
+        await long.start(
           api.invoke('checkpoint.delete', {
             vm: spec.vmId,
             checkpointId: spec.checkpointId,
             subtree: spec.subtree ?? false,
           }),
         );
-        const failed = operationError(op);
-        if (failed) throw new Error(failed);
       }
       onClose();
     } catch (e) {

@@ -5,16 +5,7 @@ import { useState } from 'react';
 import { DISK_FORMATS, type DiskEditRequest, type DiskFormat, type DiskInspection } from '../../../app/api/bridge';
 import { useApi, useHostDisks } from '../context';
 import { formatBytes } from '../format';
-import {
-  Dialog,
-  ErrorBox,
-  errorText,
-  OperationProgress,
-  operationError,
-  Row,
-  useLongOperation,
-  Wizard,
-} from './common';
+import { Dialog, ErrorBox, errorText, OperationProgress, Row, useLongOperation, Wizard } from './common';
 
 const GiB = 1024 ** 3;
 
@@ -41,7 +32,7 @@ export function NewDiskWizard({ onClose }: { onClose: () => void }) {
     setBusy(true);
     setError(undefined);
     try {
-      const op = await long.start(
+      await long.start(
         api.invoke('disk.create', {
           path: path.trim(),
           format,
@@ -49,8 +40,6 @@ export function NewDiskWizard({ onClose }: { onClose: () => void }) {
           ...(type === 'differencing' ? { parentPath: parent.trim() } : { sizeBytes: Math.round(sizeGiB * GiB) }),
         }),
       );
-      const failed = operationError(op);
-      if (failed) throw new Error(failed);
       onClose();
     } catch (e) {
       setError(errorText(e));
@@ -203,9 +192,7 @@ export function EditDiskWizard({ onClose }: { onClose: () => void }) {
     setBusy(true);
     setError(undefined);
     try {
-      const op = await long.start(api.invoke('disk.edit', request()));
-      const failed = operationError(op);
-      if (failed) throw new Error(failed);
+      await long.start(api.invoke('disk.edit', request()));
       onClose();
     } catch (e) {
       setError(errorText(e));

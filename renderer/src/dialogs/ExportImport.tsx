@@ -4,16 +4,7 @@ import { useState } from 'react';
 
 import type { ImportRequest } from '../../../app/api/bridge';
 import { useApi } from '../context';
-import {
-  Dialog,
-  ErrorBox,
-  errorText,
-  OperationProgress,
-  operationError,
-  Row,
-  useLongOperation,
-  Wizard,
-} from './common';
+import { Dialog, ErrorBox, errorText, OperationProgress, Row, useLongOperation, Wizard } from './common';
 
 export function ExportDialog(props: {
   vmId: string;
@@ -31,15 +22,13 @@ export function ExportDialog(props: {
     setBusy(true);
     setError(undefined);
     try {
-      const op = await long.start(
+      await long.start(
         api.invoke('vm.export', {
           vm: props.vmId,
           folder: folder.trim(),
           ...(props.checkpointId ? { checkpointId: props.checkpointId } : {}),
         }),
       );
-      const failed = operationError(op);
-      if (failed) throw new Error(failed);
       setDone(`Exported '${props.name}' to ${folder.trim()}.`);
     } catch (e) {
       setError(errorText(e));
@@ -106,15 +95,13 @@ export function ImportWizard({ onClose }: { onClose: () => void }) {
     setBusy(true);
     setError(undefined);
     try {
-      const op = await long.start(
+      await long.start(
         api.invoke('vm.import', {
           path: path.trim(),
           mode,
           ...(mode === 'copy' && name.trim() ? { name: name.trim() } : {}),
         }),
       );
-      const failed = operationError(op);
-      if (failed) throw new Error(failed);
       onClose();
     } catch (e) {
       setError(errorText(e));

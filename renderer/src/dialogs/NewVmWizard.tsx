@@ -5,7 +5,7 @@ import { useMemo, useState } from 'react';
 
 import { DISK_FORMATS } from '../../../app/api/bridge';
 import { call, useApi, useHost } from '../context';
-import { errorText, OperationProgress, operationError, Row, useLongOperation, Wizard } from './common';
+import { errorText, OperationProgress, Row, useLongOperation, Wizard } from './common';
 import { defaultNewVmForm, toRequest, validateNewVm, type NewVmForm } from './newVmForm';
 
 export function NewVmWizard({ onClose }: { onClose: () => void }) {
@@ -27,15 +27,17 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
       const vm = await call(api, client, 'vm.create', { config: toRequest(form) });
       if (form.disk === 'new') {
         const path = `${vm.folder}/disks/${form.newDiskName.trim()}`;
-        const op = await long.start(
-          api.invoke('disk.create', {
-            path,
-            format: form.newDiskFormat,
-            sizeBytes: Math.round(form.newDiskSizeGiB * 1024 ** 3),
-          }),
-        );
-        const failed = operationError(op);
-        if (failed) throw new Error(`The virtual machine was created, but its disk was not: ${failed}`);
+        const started = api.invoke('disk.create', {
+          path,
+          format: form.newDiskFormat,
+          sizeBytes: Math.round(form.newDiskSizeGiB * 1024 ** 3),
+        });
+        // A refused request rejects as it did before; only a failed or cancelled creation
+        // gets the note that the VM itself exists.
+        await started;
+        await long.start(started).catch((e: unknown) => {
+          throw new Error(`The virtual machine was created, but its disk was not: ${errorText(e)}`);
+        });
         await call(api, client, 'vm.update', {
           vm: vm.id,
           patch: { disks: [{ slot: 0, kind: 'virtual', path, readOnly: false }] },

@@ -239,7 +239,8 @@ export function OperationProgress({ operationId, onEnd }: { operationId: string;
 }
 
 // Runs a long operation: start() takes the invoke promise; `operationId` drives the
-// progress panel; the returned promise settles with the operation's result or error.
+// progress panel; the returned promise resolves with the finished operation, or rejects
+// with its error when it failed or was cancelled.
 export function useLongOperation() {
   const client = useQueryClient();
   const [operationId, setOperationId] = useState<string>();
@@ -248,10 +249,15 @@ export function useLongOperation() {
     const { operationId: id } = await started;
     setOperationId(id);
     const known = client.getQueryData<Operation[]>(keys.operations)?.find((o) => o.id === id);
-    if (known && known.state !== 'running') return known;
-    return new Promise<Operation>((resolve) => {
-      waiter.current = { resolve };
-    });
+    const op =
+      known && known.state !== 'running'
+        ? known
+        : await new Promise<Operation>((resolve) => {
+            waiter.current = { resolve };
+          });
+    const failed = operationError(op);
+    if (failed) throw new Error(failed);
+    return op;
   };
   const onEnd = (op: Operation) => {
     waiter.current?.resolve(op);
@@ -261,7 +267,7 @@ export function useLongOperation() {
   return { operationId, start, onEnd, reset };
 }
 
-export function operationError(op: Operation): string | undefined {
+function operationError(op: Operation): string | undefined {
   if (op.state === 'done') return undefined;
   if (op.state === 'cancelled') return `${op.title}: cancelled`;
   return op.error?.message ?? `${op.title} failed`;
