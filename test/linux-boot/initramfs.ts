@@ -6,7 +6,7 @@ import { log, run } from './kernel';
 
 export const INITRAMFS_MARKER = 'BERTH-INITRAMFS-OK';
 
-interface Entry {
+export interface CpioEntry {
   name: string;
   mode: number; // file type and permission bits, as in st_mode
   data?: Buffer;
@@ -14,10 +14,10 @@ interface Entry {
   rdevMinor?: number;
 }
 
-const S_IFDIR = 0o040000;
-const S_IFREG = 0o100000;
-const S_IFLNK = 0o120000;
-const S_IFCHR = 0o020000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+export const S_IFCHR = 0o020000;
 
 function pad4(n: number): number {
   return (4 - (n % 4)) % 4;
@@ -25,11 +25,11 @@ function pad4(n: number): number {
 
 // The "newc" format (070701): a 110-byte ASCII header of 13 eight-digit hex fields, the name
 // with its NUL, padded to 4 bytes, then the data, padded to 4 bytes.
-export function cpioNewc(entries: Entry[]): Buffer {
+export function cpioNewc(entries: CpioEntry[]): Buffer {
   const parts: Buffer[] = [];
   const mtime = Math.floor(Date.now() / 1000);
   let ino = 1;
-  const push = (e: Entry): void => {
+  const push = (e: CpioEntry): void => {
     const data = e.data ?? Buffer.alloc(0);
     const name = Buffer.from(`${e.name}\0`, 'utf8');
     const fields = [
@@ -70,7 +70,7 @@ function isStaticElf(bytes: Buffer): boolean {
 }
 
 // Debian's busybox-static installs /bin/busybox; installs the package when it is missing.
-function staticBusybox(): Buffer {
+export function staticBusybox(): Buffer {
   const path = '/bin/busybox';
   const ok = (): boolean => existsSync(path) && isStaticElf(readFileSync(path));
   if (!ok()) {
@@ -102,7 +102,7 @@ export function initScript(token: string): string {
 
 export function buildInitramfs(out: string, token: string): number {
   const busybox = staticBusybox();
-  const entries: Entry[] = [
+  const entries: CpioEntry[] = [
     { name: '.', mode: S_IFDIR | 0o755 },
     ...['bin', 'sbin', 'dev', 'proc', 'sys', 'etc', 'tmp', 'root'].map((d) => ({
       name: d,
