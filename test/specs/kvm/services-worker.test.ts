@@ -9,10 +9,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
-import { BerthError, RUN_FILES, type VmSummary } from '../../app/api';
-import { VmManager, type ConsoleSession } from '../../app/services';
-import { testGuestPath } from '../support/guest';
-import { TextSink, cleanBerthHome, makeBerthHome, supportDir, waitUntil } from '../support/berth-home';
+import { BerthError, RUN_FILES, type VmSummary } from '../../../app/api';
+import { VmManager, type ConsoleSession } from '../../../app/services';
+import { testGuestPath } from '../../support/guest';
+import { TextSink, cleanBerthHome, makeBerthHome, supportDir, waitUntil } from '../../support/berth-home';
 
 const run = promisify(execFile);
 

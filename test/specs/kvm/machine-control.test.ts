@@ -3,9 +3,9 @@ import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, it } from 'node:test';
 
-import { Machine, NativeError, type MachineEvent } from '../../app/native';
-import { testGuestPath } from '../support/guest';
-import { ConsoleWatcher } from '../support/run-guest';
+import { Machine, NativeError, type MachineEvent } from '../../../app/native';
+import { testGuestPath } from '../../support/guest';
+import { ConsoleWatcher } from '../../support/run-guest';
 
 async function busyMachine(vcpus = 1): Promise<{ machine: Machine; events: MachineEvent[]; console: ConsoleWatcher }> {
   // ioloop with a huge count keeps the vCPU exiting until the host stops it.

@@ -6,8 +6,8 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { Machine, NativeError, probe, type MachineConfig, type NativeErrorCode } from '../../app/native';
-import { testGuestPath } from '../support/guest';
+import { Machine, NativeError, probe, type MachineConfig, type NativeErrorCode } from '../../../app/native';
+import { testGuestPath } from '../../support/guest';
 
 async function rejectsWith(config: MachineConfig, code: NativeErrorCode, message: RegExp): Promise<void> {
   await assert.rejects(Machine.create(config), (err: unknown) => {

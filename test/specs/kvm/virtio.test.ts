@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 
-import { runGuest } from '../support/run-guest';
+import { runGuest } from '../../support/run-guest';
 
 describe('virtio devices on the real KVM', () => {
   it('virtio-rng: two 64-byte requests return different random bytes', async () => {

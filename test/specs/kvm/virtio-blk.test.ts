@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { createDisk, Machine, NativeError, type DiskFormat } from '../../app/native';
-import { testGuestPath } from '../support/guest';
-import { runGuest } from '../support/run-guest';
+import { createDisk, Machine, NativeError, type DiskFormat } from '../../../app/native';
+import { testGuestPath } from '../../support/guest';
+import { runGuest } from '../../support/run-guest';
 
 const MiB = 1024 * 1024;
 const PATTERN_BYTES = 64 * 1024;

@@ -36,7 +36,7 @@ import {
   shrinkDisk,
   type DiskFormat,
   type NativeErrorCode,
-} from '../../app/native';
+} from '../../../app/native';
 
 // The formats whose drivers are committed. Every one is exercised; none is skipped.
 const FORMATS: DiskFormat[] = ['raw', 'qcow2', 'vhdx', 'vhd'];

@@ -7,10 +7,10 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
-import { BerthError, RUN_FILES } from '../../app/api';
-import { FileLock, Registry, VmManager, atomicWriteFile, defaultDataRoot } from '../../app/services';
-import { testGuestPath } from '../support/guest';
-import { cleanBerthHome, makeBerthHome, supportDir } from '../support/berth-home';
+import { BerthError, RUN_FILES } from '../../../app/api';
+import { FileLock, Registry, VmManager, atomicWriteFile, defaultDataRoot } from '../../../app/services';
+import { testGuestPath } from '../../support/guest';
+import { cleanBerthHome, makeBerthHome, supportDir } from '../../support/berth-home';
 
 const run = promisify(execFile);
 

@@ -13,7 +13,7 @@ import {
   protocol,
   randomMac,
   type VmConfig,
-} from '../../app/api';
+} from '../../../app/api';
 
 const id = '6f1c2b8e-2a4d-4c3e-9f1a-0b2c3d4e5f60';
 const good = {

@@ -9,9 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { testGuestPath } from '../support/guest';
-import { cleanBerthHome, makeBerthHome } from '../support/berth-home';
-import { cliRunner, type Json } from '../support/cli';
+import { testGuestPath } from '../../support/guest';
+import { cleanBerthHome, makeBerthHome } from '../../support/berth-home';
+import { cliRunner, type Json } from '../../support/cli';
 
 describe('export and import', () => {
   let home: string;

@@ -9,9 +9,9 @@ import { connect, createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
-import { Machine, NativeError, type NicConfig } from '../../app/native';
-import { repoRoot, testGuestPath } from '../support/guest';
-import { runGuest } from '../support/run-guest';
+import { Machine, NativeError, type NicConfig } from '../../../app/native';
+import { repoRoot, testGuestPath } from '../../support/guest';
+import { runGuest } from '../../support/run-guest';
 
 const MAC = '52:54:00:12:34:56';
 const LEASE = 'virtio-net: mac 52:54:00:12:34:56\nvirtio-net: dhcp lease 10.0.2.15 gateway 10.0.2.2 dns 10.0.2.3\n';

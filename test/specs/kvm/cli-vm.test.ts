@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 
-import { testGuestPath } from '../support/guest';
-import { TextSink, cleanBerthHome, cliPath, makeBerthHome } from '../support/berth-home';
+import { testGuestPath } from '../../support/guest';
+import { TextSink, cleanBerthHome, cliPath, makeBerthHome } from '../../support/berth-home';
 
 interface Ran {
   code: number;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { availableParallelism } from 'node:os';
 import { describe, it } from 'node:test';
 
-import { runGuest } from '../support/run-guest';
+import { runGuest } from '../../support/run-guest';
 
 describe('test guest on the real KVM', () => {
   it('hello: prints its greeting and the command line we passed, exits 0', async () => {
