@@ -4,7 +4,17 @@
 // the host's root read-only and the project read-write, so the command runs on the same
 // files, and its output streams back as it is written.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, constants, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 
@@ -24,6 +34,8 @@ export interface LabOptions {
   env?: NodeJS.ProcessEnv;
   // Where the command's output goes; by default this process's stdout.
   onOutput?: (chunk: Buffer) => void;
+  // Ends the run early (the lab VM is killed; its files are scratch).
+  signal?: AbortSignal;
 }
 
 export interface LabResult {
@@ -67,7 +79,7 @@ function commandScript(command: string[], cwd: string, env: NodeJS.ProcessEnv): 
     if (value === undefined || skip.has(key) || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(key)) continue;
     lines.push(`export ${key}=${quote(value)}`);
   }
-  lines.push("export HOME=/tmp/lab-home BERTH_IN_LAB=1", 'mkdir -p "$HOME"');
+  lines.push('export HOME=/tmp/lab-home BERTH_IN_LAB=1', 'mkdir -p "$HOME"');
   lines.push(`cd ${quote(cwd)} || exit 126`, `exec ${command.map(quote).join(' ')}`, '');
   return lines.join('\n');
 }
@@ -131,7 +143,7 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
     ...['-accel', 'tcg,thread=multi,tb-size=512', '-machine', 'q35', '-cpu', 'max'],
     ...['-smp', String(cpus), '-m', String(memory)],
     ...['-kernel', image.vmlinux, '-initrd', image.initramfs],
-    ...['-append', 'console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off'],
+    ...['-append', `console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off ${process.env['BERTH_LAB_APPEND'] ?? ''}`],
     ...share('/', 'hostroot', ',readonly=on'),
     ...share(repoRoot, 'project'),
     ...share(runDir, 'labrun'),
@@ -151,7 +163,14 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
   const stopQemu = (): void => {
     qemu.kill('SIGKILL');
   };
+  // QEMU must not outlive this process, however it ends.
+  const onSignal = (signal: NodeJS.Signals): void => {
+    stopQemu();
+    process.kill(process.pid, signal);
+  };
   process.once('exit', stopQemu);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, onSignal);
+  options.signal?.addEventListener('abort', stopQemu, { once: true });
   let timedOut = false;
   const timeout = (options.timeoutSeconds ?? Number(process.env['BERTH_LAB_TIMEOUT'] ?? 3600)) * 1000;
   const timer = setTimeout(() => {
@@ -164,12 +183,18 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
   });
   clearTimeout(timer);
   process.removeListener('exit', stopQemu);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeListener(sig, onSignal);
+  options.signal?.removeEventListener('abort', stopQemu);
 
   const log = existsSync(consoleLog) ? readFileSync(consoleLog, 'utf8') : '';
   const seconds = (Date.now() - started) / 1000;
   const ready = /BERTH-LAB-READY ([\d.]+)/.exec(log);
   const bootSeconds = ready ? Number(ready[1]) : undefined;
   const status = /BERTH-LAB-STATUS (\d+)/.exec(log);
+  if (options.signal?.aborted) {
+    rmSync(runDir, { recursive: true, force: true });
+    return { status: 128 + osConstants.signals.SIGKILL, where: 'lab', seconds };
+  }
   if (timedOut) {
     throw new LabSetupError(
       `the lab run passed its time limit of ${timeout / 1000} s and was stopped (BERTH_LAB_TIMEOUT or --timeout to change it); its console ended with:\n${tail(consoleLog, 15)}`,
