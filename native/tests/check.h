@@ -1,5 +1,7 @@
-// A small unit-test harness for native code: TEST(name) registers a test; CHECK* record
-// failures with file and line; CHECK_THROWS_CODE asserts a berth::Error code and message.
+// A small unit-test harness for native code: TEST(name) registers a test, TEST_KVM(name) one
+// that needs /dev/kvm (run where KVM works: on the host or in the lab); CHECK* record failures
+// with file and line; CHECK_THROWS_CODE asserts a berth::Error code and message; SKIP(reason)
+// ends a test as skipped, which the closing line counts and lists (never as a pass).
 #pragma once
 
 #include <cstdio>
@@ -14,13 +16,19 @@ namespace berth::test {
 struct Case {
   const char* name;
   std::function<void()> body;
+  bool needs_kvm;
+};
+
+// Thrown by SKIP(): the test did not run to its end and says why.
+struct Skipped {
+  std::string reason;
 };
 std::vector<Case>& registry();
 void fail(const char* file, int line, const std::string& what);
 
 struct Registrar {
-  Registrar(const char* name, std::function<void()> body) {
-    registry().push_back({name, std::move(body)});
+  Registrar(const char* name, std::function<void()> body, bool needs_kvm = false) {
+    registry().push_back({name, std::move(body), needs_kvm});
   }
 };
 
@@ -32,6 +40,13 @@ struct Registrar {
   static void BERTH_CAT(test_, name)();                                         \
   static ::berth::test::Registrar BERTH_CAT(reg_, name)(#name, BERTH_CAT(test_, name)); \
   static void BERTH_CAT(test_, name)()
+
+#define TEST_KVM(name)                                                                \
+  static void BERTH_CAT(test_, name)();                                               \
+  static ::berth::test::Registrar BERTH_CAT(reg_, name)(#name, BERTH_CAT(test_, name), true); \
+  static void BERTH_CAT(test_, name)()
+
+#define SKIP(reason) throw ::berth::test::Skipped{reason}
 
 #define CHECK(cond)                                                  \
   do {                                                               \

@@ -1,4 +1,4 @@
-// Host block devices through real loop devices (root only; skipped with a note otherwise):
+// Host block devices through real loop devices (root only; skipped, and counted so, otherwise):
 // I/O round trip visible in the backing file, size, exclusive open, mounted refusal.
 #include <sys/mount.h>
 #include <unistd.h>
@@ -30,10 +30,8 @@ struct Loop {
   bool ok() const { return !dev.empty(); }
 };
 
-bool skip(const Loop& loop) {
-  if (loop.ok()) return false;
-  std::fprintf(stderr, "    note: no loop device (needs root and losetup); skipped\n");
-  return true;
+void need(const Loop& loop) {
+  if (!loop.ok()) SKIP("no loop device (needs root and losetup)");
 }
 
 }  // namespace
@@ -45,7 +43,7 @@ TEST(disk_host_device_round_trip) {
   std::string mirror_data = read_whole(backing);
   {
     Loop loop(backing);
-    if (skip(loop)) return;
+    need(loop);
     CHECK(probe_format(loop.dev) == Format::kHostDevice);
     auto disk = open_disk(loop.dev);
     CHECK(disk->info().format == Format::kHostDevice);
@@ -86,7 +84,7 @@ TEST(disk_host_device_exclusive_open) {
   std::string backing = dir.file("backing.raw");
   write_whole(backing, std::string(4 << 20, '\0'));
   Loop loop(backing);
-  if (skip(loop)) return;
+  need(loop);
   auto first = open_disk(loop.dev);
   CHECK_THROWS_CODE(open_disk(loop.dev), "DISK_IN_USE", "in use");
   first.reset();
@@ -99,16 +97,12 @@ TEST(disk_host_device_mounted_refused) {
   std::string backing = dir.file("backing.raw");
   write_whole(backing, std::string(16 << 20, '\0'));
   Loop loop(backing);
-  if (skip(loop)) return;
-  if (run("mkfs.ext4 -q " + loop.dev).rc != 0) {
-    std::fprintf(stderr, "    note: mkfs.ext4 unavailable; skipped\n");
-    return;
-  }
+  need(loop);
+  if (run("mkfs.ext4 -q " + loop.dev).rc != 0) SKIP("mkfs.ext4 is missing (apt-get install e2fsprogs)");
   std::string mnt = dir.file("mnt");
   ::mkdir(mnt.c_str(), 0755);
   if (::mount(loop.dev.c_str(), mnt.c_str(), "ext4", 0, nullptr) != 0) {
-    std::fprintf(stderr, "    note: cannot mount here (%s); skipped\n", std::strerror(errno));
-    return;
+    SKIP(std::string("cannot mount ext4 here: ") + std::strerror(errno));
   }
   struct Unmount {
     std::string dir;

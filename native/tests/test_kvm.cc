@@ -11,7 +11,7 @@
 
 using namespace berth;
 
-TEST(kvm_probe_reports_capabilities) {
+TEST_KVM(kvm_probe_reports_capabilities) {
   auto hv = hv::open_hypervisor();
   CHECK(hv->capabilities().backend == "kvm");
   CHECK_EQ(hv->capabilities().api_version, 12);
@@ -28,7 +28,7 @@ TEST(kvm_probe_explains_a_device_that_is_not_kvm) {
   CHECK_THROWS_CODE(hv::kvm::open_kvm("/dev/null"), "HV_API_VERSION", "update the host kernel");
 }
 
-TEST(kvm_runs_real_mode_port_io) {
+TEST_KVM(kvm_runs_real_mode_port_io) {
   auto hv = hv::open_hypervisor();
   auto vm = hv->create_vm();
   vmm::GuestMemory mem(1 << 20);
@@ -68,7 +68,7 @@ TEST(kvm_runs_real_mode_port_io) {
   CHECK_EQ(e4.io.port, 0x83);
 }
 
-TEST(cpuid_names_berth_and_keeps_topology_consistent) {
+TEST_KVM(cpuid_names_berth_and_keeps_topology_consistent) {
   auto hv = hv::open_hypervisor();
   auto vm = hv->create_vm();
   auto supported = vm->supported_cpuid();

@@ -318,9 +318,9 @@ TEST(virtio_console_carries_bytes_both_ways) {
   CHECK_EQ(mem.read_obj<uint8_t>(kBuf + 0x300), 'Z');
 }
 
-TEST(kvm_ioeventfd_catches_matching_mmio_writes_and_irqfd_registers) {
+TEST_KVM(kvm_ioeventfd_catches_matching_mmio_writes_and_irqfd_registers) {
   auto hv = hv::open_hypervisor();
-  if (!hv->capabilities().ioeventfd || !hv->capabilities().irqfd) return;  // nothing to test
+  if (!hv->capabilities().ioeventfd || !hv->capabilities().irqfd) SKIP("this KVM lacks ioeventfd or irqfd");
   auto vm = hv->create_vm();
   vmm::GuestMemory mem(1 << 20);
   vm->map_memory(0, 0, mem.size(), mem.regions()[0].host);
