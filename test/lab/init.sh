@@ -53,9 +53,12 @@ ip link set lo up
 if [ -n "$FORWARDS" ]; then
   ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up && ip route add default via 10.0.2.2 ||
     fail "configure eth0 for the forwarded ports"
-  # QEMU delivers a forwarded connection to eth0; the command listens on loopback.
+  # QEMU delivers forwarded connection n to eth0 port 61000+n (above Linux's ephemeral
+  # ports); a persistent busybox nc relays each one to the command's loopback port.
+  relay=61000
   for port in $FORWARDS; do
-    tcpsvd -E 10.0.2.15 "$port" nc 127.0.0.1 "$port" &
+    nc -ll -p "$relay" -e nc 127.0.0.1 "$port" &
+    relay=$((relay + 1))
   done
 fi
 

@@ -41,6 +41,8 @@ export interface LabOptions {
 export interface LabResult {
   status: number;
   where: 'host' | 'lab';
+  // The lab kernel's log of a run that failed or whose kernel complained (lab only).
+  consoleLog?: string;
   // Seconds from QEMU's start to the command's start (lab only).
   bootSeconds?: number;
   seconds: number;
@@ -143,7 +145,7 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
     ...['-accel', 'tcg,thread=multi,tb-size=512', '-machine', 'q35', '-cpu', 'max'],
     ...['-smp', String(cpus), '-m', String(memory)],
     ...['-kernel', image.vmlinux, '-initrd', image.initramfs],
-    ...['-append', `console=ttyS0 quiet loglevel=4 panic=-1 mitigations=off ${process.env['BERTH_LAB_APPEND'] ?? ''}`],
+    ...['-append', `console=ttyS0 quiet loglevel=5 panic=-1 mitigations=off ${process.env['BERTH_LAB_APPEND'] ?? ''}`],
     ...share('/', 'hostroot', ',readonly=on'),
     ...share(repoRoot, 'project'),
     ...share(runDir, 'labrun'),
@@ -152,7 +154,7 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
     ...['-chardev', 'stdio,id=out,signal=off', '-serial', 'chardev:out'],
   ];
   if (forwards.length > 0) {
-    const fwd = forwards.map((p) => `,hostfwd=tcp:127.0.0.1:${p}-10.0.2.15:${p}`).join('');
+    const fwd = forwards.map((p, i) => `,hostfwd=tcp:127.0.0.1:${p}-10.0.2.15:${61000 + i}`).join('');
     args.push('-netdev', `user,id=net0${fwd}`, '-device', 'virtio-net-pci,netdev=net0');
   }
 
@@ -197,7 +199,7 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
   }
   if (timedOut) {
     throw new LabSetupError(
-      `the lab run passed its time limit of ${timeout / 1000} s and was stopped (BERTH_LAB_TIMEOUT or --timeout to change it); its console ended with:\n${tail(consoleLog, 15)}`,
+      `the lab run passed its time limit of ${timeout / 1000} s and was stopped (BERTH_LAB_TIMEOUT or --timeout to change it); its console (${consoleLog}) ended with:\n${tail(consoleLog, 15)}`,
       LAB_TIMEOUT_STATUS,
     );
   }
@@ -210,9 +212,20 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
   if (failed) throw new LabSetupError(`the lab VM could not set up: ${failed[1] ?? ''}\n${tail(consoleLog, 15)}`);
   if (!status) {
     throw new LabSetupError(
-      `the lab VM ended (QEMU exit ${String(exit)}) before the command finished; its console ended with:\n${tail(consoleLog, 15)}`,
+      `the lab VM ended (QEMU exit ${String(exit)}) before the command finished; its console (${consoleLog}) ended with:\n${tail(consoleLog, 15)}`,
     );
   }
-  rmSync(runDir, { recursive: true, force: true });
-  return { status: Number(status[1]), where: 'lab', seconds, ...(bootSeconds === undefined ? {} : { bootSeconds }) };
+  // A lab kernel in trouble (a soft lockup, an oops) is worth knowing even when the command passed.
+  const trouble = /^.*(soft lockup|hung_task|BUG:|Oops|Call Trace).*$/m.exec(log);
+  if (trouble) process.stderr.write(`[lab] the lab kernel reported: ${trouble[0]} (see ${consoleLog})\n`);
+  const code = Number(status[1]);
+  const keep = code !== 0 || trouble !== null;
+  if (!keep) rmSync(runDir, { recursive: true, force: true });
+  return {
+    status: code,
+    where: 'lab',
+    seconds,
+    ...(bootSeconds === undefined ? {} : { bootSeconds }),
+    ...(keep ? { consoleLog } : {}),
+  };
 }
