@@ -59,7 +59,8 @@ async function main(): Promise<void> {
   try {
     const result = await runInLab(command, options);
     const boot = result.bootSeconds === undefined ? '' : `, the lab booted in ${result.bootSeconds.toFixed(1)} s`;
-    process.stderr.write(`[lab] exit ${result.status} after ${result.seconds.toFixed(1)} s${boot}\n`);
+    const log = result.consoleLog ? `; the lab's kernel log: ${result.consoleLog}` : '';
+    process.stderr.write(`[lab] exit ${result.status} after ${result.seconds.toFixed(1)} s${boot}${log}\n`);
     process.exitCode = result.status;
   } catch (e) {
     if (!(e instanceof LabSetupError)) throw e;
