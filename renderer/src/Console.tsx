@@ -70,11 +70,27 @@ export function ConsoleWindow({ vmId, vm, onClose }: { vmId: string; vm: VmSumma
         early.length = 0;
       })
       .catch((e: unknown) => setError(errorText(e)));
-    const input = term.onData((data) => {
-      if (sessionId === null) return;
+    // Keystrokes go one request at a time, in order: concurrent requests may arrive out of
+    // order over a slow link. What is typed meanwhile is sent together next.
+    let pending = '';
+    let sending = false;
+    const send = (): void => {
+      if (sending || pending === '' || sessionId === null) return;
+      const data = pending;
+      pending = '';
+      sending = true;
       api
         .invoke('console.input', { sessionId, data: encodeBase64(data) })
-        .catch((e: unknown) => setError(errorText(e)));
+        .catch((e: unknown) => setError(errorText(e)))
+        .finally(() => {
+          sending = false;
+          send();
+        });
+    };
+    const input = term.onData((data) => {
+      if (sessionId === null) return;
+      pending += data;
+      send();
     });
     return () => {
       closed = true;
