@@ -37,6 +37,10 @@ async function axe(page: Page, context: string): Promise<string[]> {
     .map((v) => `${v.impact} ${v.id}: ${v.help} (${v.nodes.join(', ')})`);
 }
 
+// Through the lab, every request crosses a port forward into a VM under emulation: waits
+// for what the guest does get longer there (the steps are the same).
+const slow = (ms: number): number => (kvmHere() ? ms : ms * 4);
+
 const row = (page: Page, name: string) =>
   page.locator('.vm-row', { has: page.locator('.cell.name', { hasText: name }) });
 const action = (page: Page, section: string, id: string) =>
@@ -111,7 +115,7 @@ describe('the window in Chromium on berth serve', { skip }, () => {
   it('starts it from the Actions pane, enabling the actions of a running VM', async () => {
     await row(page, 'e2e-echo').click();
     await action(page, 'e2e-echo', 'start').click();
-    await page.locator('.vm-row[data-state="Running"]').waitFor({ timeout: 30_000 });
+    await page.locator('.vm-row[data-state="Running"]').waitFor({ timeout: slow(30_000) });
     await page
       .locator('section[aria-label="Actions for e2e-echo"] button[data-action="turn-off"]:not([disabled])')
       .waitFor();
@@ -121,7 +125,7 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     // Stats arrive by push: the uptime column fills in.
     await page
       .locator('.vm-row[data-state="Running"] [role="gridcell"]:nth-child(5)', { hasText: /\d\d:\d\d:\d\d/ })
-      .waitFor({ timeout: 10_000 });
+      .waitFor({ timeout: slow(10_000) });
     await shot(page, '03-running');
   });
 
@@ -130,10 +134,10 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     const win = page.getByRole('dialog', { name: /Virtual Machine Connection/ });
     await win.waitFor();
     const screen = win.locator('.xterm-rows');
-    await win.locator('.xterm-rows', { hasText: 'echo: ready' }).waitFor({ timeout: 15_000 });
+    await win.locator('.xterm-rows', { hasText: 'echo: ready' }).waitFor({ timeout: slow(15_000) });
     await win.locator('.xterm-host').click();
     await page.keyboard.type('hello from chromium');
-    await win.locator('.xterm-rows', { hasText: 'hello from chromium' }).waitFor({ timeout: 10_000 });
+    await win.locator('.xterm-rows', { hasText: 'hello from chromium' }).waitFor({ timeout: slow(10_000) });
     assert.match(await screen.innerText(), /echo: ready[\s\S]*hello from chromium/);
     await shot(page, '04-connect');
     assert.deepEqual(await axe(page, '.console-window .console-toolbar'), []);
@@ -145,14 +149,14 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     await action(page, 'e2e-echo', 'turn-off').click();
     const confirm = page.getByRole('dialog', { name: 'Turn Off Machine' });
     await confirm.getByRole('button', { name: 'Turn Off' }).click();
-    await page.locator('.vm-row[data-state="Off"]').waitFor({ timeout: 20_000 });
+    await page.locator('.vm-row[data-state="Off"]').waitFor({ timeout: slow(20_000) });
   });
 
   // Waits for the expected element; a refusal shown instead fails with its text at once.
   const expectOrRefusal = async (expected: Locator, refusal: Locator, what: string): Promise<void> => {
     const first = await Promise.race([
-      expected.waitFor({ timeout: 60_000 }).then(() => 'expected' as const),
-      refusal.waitFor({ timeout: 60_000 }).then(() => 'refused' as const),
+      expected.waitFor({ timeout: slow(60_000) }).then(() => 'expected' as const),
+      refusal.waitFor({ timeout: slow(60_000) }).then(() => 'refused' as const),
     ]);
     if (first === 'refused') assert.fail(`${what} was refused: ${await refusal.innerText()}`);
   };
@@ -174,7 +178,7 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     await page.locator('button[data-action="apply"]').click();
     const confirm = page.getByRole('dialog', { name: 'Apply Checkpoint' });
     await confirm.getByRole('button', { name: 'Apply' }).click();
-    await confirm.waitFor({ state: 'detached', timeout: 30_000 });
+    await confirm.waitFor({ state: 'detached', timeout: slow(30_000) });
     await shot(page, '05-checkpoint-applied');
   });
 
