@@ -62,13 +62,83 @@ void io_port_gas(Table& t, uint16_t port) {
   t.u64(port);
 }
 
+// AML's PkgLength: the length of what follows the opcode, itself included, in 1 to 4 bytes.
+std::vector<uint8_t> aml_package(uint8_t op, const std::vector<uint8_t>& body, bool ext = false) {
+  std::vector<uint8_t> out;
+  if (ext) out.push_back(0x5b);
+  out.push_back(op);
+  size_t len = body.size() + 1;
+  int extra = 0;
+  if (len > 0x3f) {
+    for (extra = 1; extra < 3 && ((len + extra) >> (4 + 8 * extra)) != 0; ++extra) {}
+    len += extra;
+  }
+  if (extra == 0) {
+    out.push_back(static_cast<uint8_t>(len));
+  } else {
+    out.push_back(static_cast<uint8_t>((extra << 6) | (len & 0x0f)));
+    for (int i = 0; i < extra; ++i) out.push_back(static_cast<uint8_t>(len >> (4 + 8 * i)));
+  }
+  out.insert(out.end(), body.begin(), body.end());
+  return out;
+}
+
+void append(std::vector<uint8_t>& to, const std::vector<uint8_t>& bytes) {
+  to.insert(to.end(), bytes.begin(), bytes.end());
+}
+
+// Name (NAME, value): a four-character name segment and an already encoded value.
+std::vector<uint8_t> aml_name(const char* name, const std::vector<uint8_t>& value) {
+  std::vector<uint8_t> out{0x08};
+  out.insert(out.end(), name, name + 4);
+  append(out, value);
+  return out;
+}
+
+std::vector<uint8_t> aml_dword(uint32_t v) {
+  return {0x0c, static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v >> 16),
+          static_cast<uint8_t>(v >> 24)};
+}
+
+// A resource template: IO (Decode16, port, port, 1, count) [and IRQNoFlags () {irq}].
+std::vector<uint8_t> aml_resources(uint16_t port, uint8_t count, int irq) {
+  std::vector<uint8_t> res{0x47, 0x01, static_cast<uint8_t>(port), static_cast<uint8_t>(port >> 8),
+                           static_cast<uint8_t>(port), static_cast<uint8_t>(port >> 8), 0x01, count};
+  if (irq >= 0) {
+    const uint16_t mask = static_cast<uint16_t>(1u << irq);
+    append(res, {0x22, static_cast<uint8_t>(mask), static_cast<uint8_t>(mask >> 8)});
+  }
+  append(res, {0x79, 0x00});  // end tag (a zero checksum means "not checked")
+  std::vector<uint8_t> body{0x0a, static_cast<uint8_t>(res.size())};  // BufferSize
+  append(body, res);
+  return aml_package(0x11, body);  // Buffer
+}
+
+// Device (\_SB.NAME) with _HID (an EISA id), _UID and _CRS.
+std::vector<uint8_t> aml_isa_device(const char* name, const char* eisa_id, uint16_t port, uint8_t count,
+                                    int irq) {
+  std::vector<uint8_t> body{'\\', 0x2e, '_', 'S', 'B', '_'};  // \_SB_.NAME (dual name path)
+  body.insert(body.end(), name, name + 4);
+  append(body, aml_name("_HID", aml_dword(acpi_eisa_id(eisa_id))));
+  append(body, aml_name("_UID", {0x01}));  // One
+  append(body, aml_name("_CRS", aml_resources(port, count, irq)));
+  return aml_package(0x82, body, true);  // DeviceOp
+}
+
 Table dsdt() {
   Table t;
   t.header("DSDT", 2);
-  // AML: Name (_S5, Package (4) { 5, 5, 0, 0 }) -- the SLP_TYP values for soft off.
+  // Name (_S5, Package (4) { 5, 5, 0, 0 }) -- the SLP_TYP values for soft off.
   const uint8_t s5[] = {0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, kAcpiS5SleepType,
                         0x0a, kAcpiS5SleepType, 0x00, 0x00};
   for (uint8_t b : s5) t.u8(b);
+  // A hardware-reduced platform has no legacy PIC (Linux then maps no ISA interrupt by
+  // itself): devices with an interrupt must be described here, or their drivers cannot
+  // request it (Linux's 8250 driver then never transmits what user space writes).
+  std::vector<uint8_t> devices;
+  append(devices, aml_isa_device("COM1", "PNP0501", kAcpiCom1Port, 8, kAcpiCom1Irq));
+  append(devices, aml_isa_device("RTC_", "PNP0B00", kAcpiRtcPort, 2, -1));  // no alarm interrupt
+  for (uint8_t b : devices) t.u8(b);
   t.finish();
   return t;
 }
@@ -127,6 +197,16 @@ Table madt(uint32_t vcpu_count) {
 }
 
 }  // namespace
+
+uint32_t acpi_eisa_id(const char* id) {
+  auto hex = [](char c) -> uint32_t { return static_cast<uint32_t>(c <= '9' ? c - '0' : c - 'A' + 10); };
+  const uint32_t v = ((static_cast<uint32_t>(id[0] - 0x40) & 0x1f) << 26) |
+                     ((static_cast<uint32_t>(id[1] - 0x40) & 0x1f) << 21) |
+                     ((static_cast<uint32_t>(id[2] - 0x40) & 0x1f) << 16) | (hex(id[3]) << 12) |
+                     (hex(id[4]) << 8) | (hex(id[5]) << 4) | hex(id[6]);
+  // Stored big-endian: the bytes in memory read as the compressed id from its top down.
+  return ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >> 8) & 0xff00) | (v >> 24);
+}
 
 uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count) {
   if (vcpu_count == 0 || vcpu_count > 254) {

@@ -1,7 +1,8 @@
 // ACPI tables for guests that read them instead of (or besides) the MP table: RSDP, XSDT,
 // a hardware-reduced FADT whose sleep control register powers the VM off, a DSDT naming
-// \_S5, and a MADT listing every vCPU and the IOAPIC. Linux kernels built without
-// MP-table support (Debian's cloud kernel, for one) find CPUs and the IOAPIC only here.
+// \_S5, COM1 and the RTC, and a MADT listing every vCPU and the IOAPIC. Linux kernels
+// built without MP-table support (Debian's cloud kernel, for one) find CPUs and the IOAPIC
+// only here.
 #pragma once
 
 #include <cstdint>
@@ -15,8 +16,16 @@ constexpr uint64_t kAcpiEnd = 0xf0000;
 // The I/O ports of the sleep control and status registers the FADT points to.
 constexpr uint16_t kAcpiSleepControlPort = 0x600;
 constexpr uint16_t kAcpiSleepStatusPort = 0x601;
+// The legacy devices the DSDT describes (a hardware-reduced platform has no ISA interrupts
+// unless the DSDT names them): COM1 with its interrupt, and the CMOS RTC (no interrupt).
+constexpr uint16_t kAcpiCom1Port = 0x3f8;
+constexpr uint8_t kAcpiCom1Irq = 4;
+constexpr uint16_t kAcpiRtcPort = 0x70;
 // SLP_TYP value the DSDT's \_S5 object gives for "soft off".
 constexpr uint8_t kAcpiS5SleepType = 5;
+
+// A seven-character EISA/PNP id ("PNP0501") compressed as AML's EisaId() does it.
+uint32_t acpi_eisa_id(const char* id);
 
 // Writes the tables; returns the guest-physical address of the RSDP.
 uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count);

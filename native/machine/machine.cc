@@ -31,9 +31,10 @@ namespace berth::machine {
 
 namespace {
 
-constexpr uint16_t kCom1Port = 0x3f8;
-constexpr uint32_t kCom1Irq = 4;
-constexpr uint16_t kRtcPort = 0x70;
+// COM1 and the RTC are where the DSDT says they are.
+constexpr uint16_t kCom1Port = boot::kAcpiCom1Port;
+constexpr uint32_t kCom1Irq = boot::kAcpiCom1Irq;
+constexpr uint16_t kRtcPort = boot::kAcpiRtcPort;
 constexpr uint16_t kI8042Port = 0x60;
 constexpr uint16_t kTestExitPort = 0xf4;
 

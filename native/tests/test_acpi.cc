@@ -83,3 +83,44 @@ TEST(acpi_tables_fit_the_largest_vm_and_refuse_impossible_counts) {
   CHECK_THROWS_CODE(boot::write_acpi_tables(mem, 0), "BOOT_VCPU_COUNT", "1 to 254");
   CHECK_THROWS_CODE(boot::write_acpi_tables(mem, 255), "BOOT_VCPU_COUNT", "not 255");
 }
+
+TEST(acpi_eisa_ids_compress_like_aml_eisaid) {
+  CHECK_EQ(boot::acpi_eisa_id("PNP0501"), 0x0105d041u);
+  CHECK_EQ(boot::acpi_eisa_id("PNP0B00"), 0x000bd041u);
+  CHECK_EQ(boot::acpi_eisa_id("PNP0303"), 0x0303d041u);
+}
+
+// A hardware-reduced platform has no legacy PIC, so Linux maps an ISA interrupt only for a
+// device the DSDT describes: COM1 must be there with IRQ 4, or its driver never transmits.
+TEST(acpi_dsdt_describes_com1_with_its_interrupt_and_the_rtc) {
+  vmm::GuestMemory mem(64ull << 20);
+  boot::write_acpi_tables(mem, 1);
+  uint64_t xsdt = mem.read_obj<uint64_t>(boot::kAcpiAddr + 24);
+  uint64_t fadt = mem.read_obj<uint64_t>(xsdt + 36);
+  uint64_t dsdt = mem.read_obj<uint64_t>(fadt + 140);
+  uint32_t dlen = mem.read_obj<uint32_t>(dsdt + 4);
+  auto aml = mem.slice(dsdt + 36, dlen - 36);
+  std::string s(aml.begin(), aml.end());
+
+  // Device (\_SB.COM1): DeviceOp, a one-byte PkgLength covering the rest of the device.
+  size_t at = s.find("\\._SB_COM1");
+  CHECK(at != std::string::npos);
+  CHECK(at >= 3);
+  CHECK_EQ(static_cast<uint8_t>(s[at - 3]), 0x5b);
+  CHECK_EQ(static_cast<uint8_t>(s[at - 2]), 0x82);
+  const size_t pkg = static_cast<uint8_t>(s[at - 1]);
+  CHECK(pkg < 0x40);
+  CHECK_EQ(at - 1 + pkg, s.find("\x5b\x82", at));  // the RTC's DeviceOp follows at once
+  const std::string dev = s.substr(at, pkg - 1);
+  // _HID EisaId ("PNP0501"), then _CRS: IO (Decode16, 0x3F8, 0x3F8, 1, 8), IRQNoFlags () {4}.
+  CHECK(dev.find(std::string("_HID\x0c\x41\xd0\x05\x01", 9)) != std::string::npos);
+  CHECK(dev.find(std::string("\x47\x01\xf8\x03\xf8\x03\x01\x08\x22\x10\x00\x79\x00", 13)) != std::string::npos);
+
+  size_t rtc = s.find("\\._SB_RTC_");
+  CHECK(rtc != std::string::npos);
+  const std::string rtc_dev = s.substr(rtc, static_cast<uint8_t>(s[rtc - 1]) - 1);
+  CHECK(rtc_dev.find(std::string("_HID\x0c\x41\xd0\x0b\x00", 9)) != std::string::npos);
+  // IO (Decode16, 0x70, 0x70, 1, 2) and no interrupt: the RTC raises none.
+  CHECK(rtc_dev.find(std::string("\x47\x01\x70\x00\x70\x00\x01\x02\x79\x00", 10)) != std::string::npos);
+  CHECK(rtc_dev.find('\x22') == std::string::npos);
+}
