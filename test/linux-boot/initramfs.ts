@@ -1,6 +1,6 @@
 // A busybox-static initramfs, written as a cpio "newc" archive by this code (no cpio tool):
 // /init mounts proc, sys and devtmpfs, prints a marker on /dev/console and powers off.
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 import { log, run } from './kernel';
 
@@ -25,9 +25,9 @@ function pad4(n: number): number {
 
 // The "newc" format (070701): a 110-byte ASCII header of 13 eight-digit hex fields, the name
 // with its NUL, padded to 4 bytes, then the data, padded to 4 bytes.
-export function cpioNewc(entries: CpioEntry[]): Buffer {
+// Every entry gets the same mtime (0 by default), so the same entries give the same bytes.
+export function cpioNewc(entries: CpioEntry[], mtime = 0): Buffer {
   const parts: Buffer[] = [];
-  const mtime = Math.floor(Date.now() / 1000);
   let ino = 1;
   const push = (e: CpioEntry): void => {
     const data = e.data ?? Buffer.alloc(0);
@@ -85,13 +85,16 @@ export function staticBusybox(): Buffer {
   return readFileSync(path);
 }
 
-export function initScript(token: string): string {
+// The marker line is the marker, the token from the kernel command line (berth.check=TOKEN),
+// the kernel release and the uptime, so one archive serves every boot.
+export function initScript(): string {
   return [
     '#!/bin/busybox sh',
     '/bin/busybox mount -t proc proc /proc',
     '/bin/busybox mount -t sysfs sysfs /sys',
     '/bin/busybox mount -t devtmpfs devtmpfs /dev',
-    `echo "${INITRAMFS_MARKER} ${token} kernel=$(/bin/busybox uname -r) uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime)" > /dev/console`,
+    "token=$(/bin/busybox sed -n 's/.*berth\\.check=\\([^ ]*\\).*/\\1/p' /proc/cmdline)",
+    `echo "${INITRAMFS_MARKER} $token kernel=$(/bin/busybox uname -r) uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime)" > /dev/console`,
     '/bin/busybox poweroff -f',
     // Reached only if the power-off call returns.
     'echo "BERTH-INITRAMFS-POWEROFF-RETURNED" > /dev/console',
@@ -100,7 +103,8 @@ export function initScript(token: string): string {
   ].join('\n');
 }
 
-export function buildInitramfs(out: string, token: string): number {
+// The archive's bytes (the same for the same busybox).
+export function initramfsBytes(): Buffer {
   const busybox = staticBusybox();
   const entries: CpioEntry[] = [
     { name: '.', mode: S_IFDIR | 0o755 },
@@ -113,9 +117,16 @@ export function buildInitramfs(out: string, token: string): number {
     { name: 'dev/null', mode: S_IFCHR | 0o666, rdevMajor: 1, rdevMinor: 3 },
     { name: 'bin/busybox', mode: S_IFREG | 0o755, data: busybox },
     { name: 'bin/sh', mode: S_IFLNK | 0o777, data: Buffer.from('busybox') },
-    { name: 'init', mode: S_IFREG | 0o755, data: Buffer.from(initScript(token)) },
+    { name: 'init', mode: S_IFREG | 0o755, data: Buffer.from(initScript()) },
   ];
-  const archive = cpioNewc(entries);
-  writeFileSync(out, archive);
-  return archive.length;
+  return cpioNewc(entries);
+}
+
+// Writes the archive unless the file already holds the same bytes; true when it wrote.
+export function buildInitramfs(out: string): boolean {
+  const archive = initramfsBytes();
+  if (existsSync(out) && readFileSync(out).equals(archive)) return false;
+  writeFileSync(`${out}.tmp`, archive);
+  renameSync(`${out}.tmp`, out);
+  return true;
 }
