@@ -37,7 +37,6 @@ mount -t 9p -o "$p9" labrun /lab/run || fail "mount the run folder"
 # what Node and the addon read, which over uncached 9p costs a round trip per read.
 root=/root
 mount -t 9p -o "$p9,cache=loose,ro" hostroot "$root" || fail "mount the host root"
-mount -t 9p -o "$p9,cache=loose" project "$root$PROJECT" || fail "mount the project at $PROJECT"
 mount -t proc proc "$root/proc"
 mount -t sysfs sys "$root/sys"
 mount -t devtmpfs dev "$root/dev"
@@ -48,6 +47,9 @@ mount -t tmpfs tmp "$root/tmp"
 mount -t tmpfs run "$root/run"
 mkdir -p "$root/run/berth-lab"
 mount --bind /lab/run "$root/run/berth-lab"
+# After /tmp and /run: a project checked out under either must not be hidden by them.
+mkdir -p "$root$PROJECT" 2>/dev/null
+mount -t 9p -o "$p9,cache=loose" project "$root$PROJECT" || fail "mount the project at $PROJECT"
 
 ip link set lo up
 if [ -n "$FORWARDS" ]; then
