@@ -2,28 +2,15 @@
 // host's /dev/kvm works, otherwise inside the KVM lab with its port forwarded to this host's
 // loopback, so the browser reaches it at the same 127.0.0.1 address either way.
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 
 import { kvmHere, runInLab } from '../lab/lab';
 import { cliPath } from './berth-home';
+import { freePort } from './ports';
 
 export interface Serve {
   url: string;
   where: 'host' | 'lab';
   stop(): Promise<void>;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
-      );
-    });
-  });
 }
 
 // Resolves with the URL from serve's first --json line; rejects with what it printed otherwise.

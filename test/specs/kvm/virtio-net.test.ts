@@ -12,20 +12,10 @@ import { describe, it } from 'node:test';
 import { Machine, NativeError, type NicConfig } from '../../../app/native';
 import { repoRoot, testGuestPath } from '../../support/guest';
 import { runGuest } from '../../support/run-guest';
+import { freePort } from '../../support/ports';
 
 const MAC = '52:54:00:12:34:56';
 const LEASE = 'virtio-net: mac 52:54:00:12:34:56\nvirtio-net: dhcp lease 10.0.2.15 gateway 10.0.2.2 dns 10.0.2.3\n';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
-    });
-  });
-}
 
 // Connects to the forwarded port, sends `chunks` with a pause between them, reads until
 // `expect.length` bytes came back, then closes; resolves with what was read.
