@@ -65,6 +65,7 @@ async function stage(name, where, parse, go, prefix = '') {
   const r = await go();
   const counts = parse(r.output);
   if (r.status !== 0 && counts.failed === 0) counts.failed = 1; // a crash or build failure counts
+  counts.failures = failuresIn(r.output);
   const seconds = (Date.now() - started) / 1000;
   const boot = r.bootSeconds === undefined ? '' : `, lab boot ${r.bootSeconds.toFixed(1)} s`;
   stages.push({ name, where: `${where}, ${seconds.toFixed(0)} s${boot}`, ...counts, status: r.status });
@@ -72,6 +73,30 @@ async function stage(name, where, parse, go, prefix = '') {
 }
 
 const none = () => ({ passed: 0, failed: 0, skipped: [] });
+
+// What failed, for the summary: CI shows only the tail of a long run. TAP "not ok" lines
+// with the first lines of their error, and the native harness's "FAIL" lines with its reasons.
+function failuresIn(text) {
+  const lines = text.split('\n');
+  const found = [];
+  for (let i = 0; i < lines.length; i++) {
+    const tap = /^\s*not ok \d+ - (.*)$/.exec(lines[i]);
+    const native = /^FAIL (.*)$/.exec(lines[i]);
+    if (!tap && !native) continue;
+    const detail = [];
+    for (let j = i + 1; j < lines.length && detail.length < 12; j++) {
+      const l = lines[j];
+      if (tap && (/^\s*(ok|not ok) \d+/.test(l) || /^\s*\.\.\.\s*$/.test(l))) break;
+      if (native && !/^ {4}\S/.test(l)) break;
+      if (/duration_ms|failureType|^\s*---\s*$|^\s*(code|name|operator): |^\s*stack: \|-|^\s*$/.test(l)) continue;
+      detail.push(`    ${l.trim()}`);
+    }
+    // A failing suite repeats its failing subtest; keep subtests (they carry the error).
+    if (tap && detail.some((d) => /subtestsFailed|tests? failed/.test(d))) continue;
+    found.push([`  ${(tap ?? native)[1]}`, ...detail].join('\n'));
+  }
+  return found;
+}
 
 // "N passed, N failed[, N skipped]" with "skipped: NAME: REASON" lines (native harness, fuzz).
 const plainCounts = (text) => {
@@ -179,6 +204,10 @@ for (const s of stages) {
   passed += s.passed;
   failed += s.failed;
   skipped.push(...s.skipped.map((why) => `${s.name}: ${why}`));
+}
+for (const s of stages.filter((x) => x.failures.length > 0)) {
+  console.log(`failed in ${s.name}:`);
+  for (const f of s.failures) console.log(f);
 }
 for (const s of skipped) console.log(`skipped: ${s}`);
 if (ci && skipped.length > 0) {
