@@ -35,7 +35,7 @@ export default tseslint.config(
   layer(
     ['app/native/**'],
     ['**/services/**', '**/cli/**', '**/web/**', '**/main/**', '**/preload/**', '**/worker/**', '**/demo/**'],
-    'app/native wraps the addon and depends on nothing else in app/',
+    'app/native wraps the addon and depends on nothing else in app/ but the contract (app/api)',
   ),
   layer(
     ['app/api/**'],

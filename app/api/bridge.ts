@@ -9,8 +9,8 @@
 // - Every method has a zod schema for its arguments and its result (METHODS below); the
 //   host (app/main for IPC, app/web for HTTP) validates the arguments before any service
 //   runs, and a refusal names the field ("vm: must be a string").
-// - invoke() rejects with a BridgeError {code, message} (codes: app/api/errors.ts; a method
-//   whose service does not exist yet answers NOT_IMPLEMENTED).
+// - invoke() rejects with a BridgeError {code, message} (codes: app/api/errors.ts). Every
+//   method has its service on every backend (app/services/bridge-storage.ts: StorageBackend).
 // - On the wire both transports carry the same envelope: Reply = {ok: true, result} |
 //   {ok: false, error: {code, message}}; events are {topic, payload}.
 //   Electron: ipcRenderer.invoke('berth:invoke', method, args) -> Reply; events arrive on
@@ -31,7 +31,7 @@
 //   Sessions belong to the window that opened them and end when it goes away.
 import { z } from 'zod';
 
-import { DiskAttachment, NetworkAdapter, NewVmRequest, VmName } from './config';
+import { DiskAttachment, MAX_DISKS, NetworkAdapter, NewVmRequest, VmName } from './config';
 import { ErrorBody, type ErrorCode } from './errors';
 import { CheckpointList, CheckpointSummary, HostDisk } from './storage';
 import { LastExit, VmDetails, VmRef, VmSettingsPatch, VmState, VmStats, VmSummary } from './vm';
@@ -83,8 +83,6 @@ export const HostInfo = z.strictObject({
   dataRoot: z.string(),
   // Which front end serves this window.
   transport: z.enum(['electron', 'web']),
-  // Parts of Berth that are not built yet answer NOT_IMPLEMENTED; the window may grey them out.
-  unavailable: z.array(z.string()),
 });
 export type HostInfo = z.infer<typeof HostInfo>;
 
@@ -162,6 +160,24 @@ export const VmUpdatePatch = VmSettingsPatch.extend({
 });
 export type VmUpdatePatch = z.infer<typeof VmUpdatePatch>;
 
+// A disk the New VM wizard creates with the VM, in its disks/ folder.
+export const NewDiskRequest = z.strictObject({
+  name: z
+    .string()
+    .min(1)
+    .max(200)
+    .refine(
+      (s) => !s.includes('/') && s !== '.' && s !== '..' && !s.includes('\0'),
+      'must be a file name, without folders',
+    ),
+  format: DiskFormat,
+  sizeBytes: z
+    .int()
+    .positive()
+    .refine((n) => n % 512 === 0, 'must be a multiple of 512 bytes'),
+});
+export type NewDiskRequest = z.infer<typeof NewDiskRequest>;
+
 export const ImportRequest = z.strictObject({
   // The exported folder (holding config.json) or the VM folder to register.
   path: filePath,
@@ -183,7 +199,11 @@ export const METHODS = {
 
   'vm.list': def(empty, z.array(VmSummary)),
   'vm.get': def(vmArgs, VmDetails),
-  'vm.create': def(z.strictObject({ config: NewVmRequest }), VmDetails),
+  // newDisks: created with the VM (on the first free slots); if any fails, no VM is made.
+  'vm.create': def(
+    z.strictObject({ config: NewVmRequest, newDisks: z.array(NewDiskRequest).max(MAX_DISKS).optional() }),
+    VmDetails,
+  ),
   'vm.update': def(z.strictObject({ vm: VmRef, patch: VmUpdatePatch }), VmDetails),
   'vm.rename': def(z.strictObject({ vm: VmRef, name: VmName }), VmDetails),
   // deleteDisks: also delete the disk files inside the VM's folder (never disks elsewhere).

@@ -7,8 +7,16 @@ import { BerthError } from './errors';
 import { formatIssues } from './issues';
 
 export const CONFIG_SCHEMA_VERSION = 1;
-export const MAX_DISK_SLOTS = 64;
+// Device limits, defined once: the wizard, the CLI and the services refuse what the VMM
+// could not build at start.
+// virtio-mmio devices a VM can have, one ISA interrupt each (kVirtioIrqs in
+// native/machine/machine.h; `npm run lint` checks that the two agree). Disks and network
+// adapters share them.
+export const MAX_VIRTIO_DEVICES = 9;
+export const MAX_DISKS = MAX_VIRTIO_DEVICES;
 export const MAX_NETWORK_ADAPTERS = 8;
+// Slot numbers (the guest reads the slot as the disk's serial, berth-slot-N).
+export const MAX_DISK_SLOTS = 64;
 export const MAX_MEMORY_MIB = 1024 * 1024; // 1 TiB; the host's own limit is checked at start
 export const MAX_PROCESSORS = 256;
 
@@ -115,8 +123,13 @@ export type NetworkAdapter = z.infer<typeof NetworkAdapter>;
 
 export const Com1Settings = z.strictObject({ enabled: z.boolean().default(true) });
 
+export const CHECKPOINT_TYPES = ['standard', 'production', 'disabled'] as const;
 export const CheckpointSettings = z.strictObject({
-  type: z.enum(['standard', 'production', 'disabled']).default('standard'),
+  type: z.enum(CHECKPOINT_TYPES).default('standard'),
+  // Hyper-V's "create a standard checkpoint if it's not possible to create a production
+  // checkpoint" (on by default, as there). A production checkpoint of a running VM needs
+  // the guest's cooperation, which Berth has no channel for yet.
+  standardFallback: z.boolean().default(true),
   // A folder for checkpoint files; absent means <vm>/checkpoints.
   location: path.optional(),
 });
@@ -133,16 +146,25 @@ export const VmConfigShape = z.strictObject({
   memory: MemorySettings,
   processors: ProcessorSettings.default({ count: 1 }),
   boot: BootSettings,
-  disks: z.array(DiskAttachment).max(MAX_DISK_SLOTS).default([]),
+  disks: z.array(DiskAttachment).max(MAX_DISKS).default([]),
   network: z.array(NetworkAdapter).max(MAX_NETWORK_ADAPTERS).default([]),
   com1: Com1Settings.default({ enabled: true }),
-  checkpoints: CheckpointSettings.default({ type: 'standard' }),
+  checkpoints: CheckpointSettings.default({ type: 'standard', standardFallback: true }),
   automaticStartAction: AutomaticStartAction.default('nothing'),
   automaticStopAction: AutomaticStopAction.default('turn-off'),
   // The test-exit port (0xf4): lets a test guest end the VM with a code.
   testExitPort: z.boolean().default(false),
   createdAt: z.iso.datetime().optional(),
 });
+
+// Why a VM with this many disks and adapters could not start, or undefined.
+export function deviceCountProblem(disks: number, adapters: number): string | undefined {
+  if (disks + adapters <= MAX_VIRTIO_DEVICES) return undefined;
+  return (
+    `a VM can have at most ${MAX_VIRTIO_DEVICES} disks and network adapters together ` +
+    `(this one would have ${disks} disk(s) and ${adapters} adapter(s)); remove some`
+  );
+}
 
 function crossChecks(c: z.infer<typeof VmConfigShape>, ctx: z.RefinementCtx): void {
   const seen = new Map<number, number>();
@@ -167,6 +189,8 @@ function crossChecks(c: z.infer<typeof VmConfigShape>, ctx: z.RefinementCtx): vo
       });
     } else macs.set(n.mac, i);
   });
+  const tooMany = deviceCountProblem(c.disks.length, c.network.length);
+  if (tooMany) ctx.addIssue({ code: 'custom', path: ['disks'], message: tooMany });
   const dyn = c.memory.dynamic;
   if (dyn.minimumMiB > dyn.maximumMiB) {
     ctx.addIssue({ code: 'custom', path: ['memory', 'dynamic', 'minimumMiB'], message: 'must not exceed maximumMiB' });

@@ -1,7 +1,83 @@
-// The error shape every service, the worker protocol and the CLI's --json output share.
+// The error shape every service, the worker protocol and the CLI's --json output share, and
+// the one list of codes: the services' own and the native layer's (a native failure keeps
+// its code all the way to the window and `--json`, e.g. DISK_CORRUPT).
 import { z } from 'zod';
 
-export const ERROR_CODES = [
+// Every code native/ throws (berth::Error, SystemError, to_js_error). `npm run lint`
+// (test/tools/check-error-codes.mjs) fails when native/ throws a code missing here, so none
+// reaches JavaScript as INTERNAL.
+export const NATIVE_ERROR_CODES = [
+  'INVALID_ARGUMENT',
+  'ADDON_NOT_BUILT',
+  'HV_NOT_FOUND',
+  'HV_PERMISSION_DENIED',
+  'HV_API_VERSION',
+  'HV_MISSING_CAPABILITY',
+  'HV_OPEN',
+  'HV_UNSUPPORTED_HOST',
+  'HV_VM_CREATE',
+  'HV_VCPU_CREATE',
+  'HV_VCPU_STATE',
+  'HV_VCPU_RUN',
+  'HV_MEMORY',
+  'HV_IRQ',
+  'HV_IRQFD',
+  'HV_IOEVENTFD',
+  'HV_CPUID',
+  'GUEST_MEMORY_MAP',
+  'GUEST_MEMORY_SIZE',
+  'GUEST_MEMORY_RANGE',
+  'BUS_OVERLAP',
+  'BUS_RANGE',
+  'VM_VCPU_COUNT',
+  'VM_STATE',
+  'VM_DEVICES',
+  'BOOT_FILE_READ',
+  'BOOT_UNKNOWN_FORMAT',
+  'BOOT_BAD_IMAGE',
+  'BOOT_KERNEL_TOO_BIG',
+  'BOOT_INITRD_TOO_BIG',
+  'BOOT_CMDLINE_TOO_LONG',
+  'BOOT_ACPI',
+  'BOOT_VCPU_COUNT',
+  'VIRTIO_SETUP',
+  'DISK_RANGE',
+  'DISK_READ_ONLY',
+  'DISK_EXISTS',
+  'DISK_NOT_FOUND',
+  'DISK_PERMISSION',
+  'DISK_OPEN',
+  'DISK_IO',
+  'DISK_TRUNCATED',
+  'DISK_NO_SPACE',
+  'DISK_UNSUPPORTED',
+  'DISK_UNKNOWN_FORMAT',
+  'DISK_CHAIN_TOO_DEEP',
+  'DISK_BACKING_LOOP',
+  'DISK_CORRUPT',
+  'DISK_BAD_HEADER',
+  'DISK_LOG_REPLAY',
+  'DISK_BACKING_NAME',
+  'DISK_SHRINK_DATA',
+  'DISK_BACKING_MISMATCH',
+  'DISK_IN_USE',
+  'DISK_CANCELLED',
+  'DISK_SIZE',
+  'DISK_SHRINK_TOO_SMALL',
+  'DISK_SIZE_MISMATCH',
+  'DISK_NO_BACKING',
+  'DISK_FORMAT_MISMATCH',
+  'NET_TAP_PERMISSION',
+  'NET_TAP_UNAVAILABLE',
+  'NET_TAP',
+  'NET_BRIDGE_NOT_FOUND',
+  'NET_PORT_FORWARD',
+  'NET_SETUP',
+  'INTERNAL',
+] as const;
+export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];
+
+const SERVICE_ERROR_CODES = [
   'INVALID_CONFIG', // a configuration or request failed validation (message names the field)
   'UNSUPPORTED_VERSION', // a configuration or protocol version this Berth does not understand
   'NOT_FOUND', // no VM with that name or id
@@ -17,12 +93,19 @@ export const ERROR_CODES = [
   'IN_USE', // a disk or device another VM, checkpoint or the host uses (the message says which)
   'CONFLICT', // an import whose id or name is already registered
   'CANCELLED', // the user cancelled a long operation
-  'DISK', // the disk layer refused (the native code is in the message)
   'USAGE', // command-line usage
-  'NOT_IMPLEMENTED', // a bridge method whose service is not built yet
   'FORBIDDEN', // berth serve refused the request (token, Origin, Host)
+  'UNKNOWN_METHOD', // a bridge request names a method the contract does not have
+  'METHOD_NOT_ALLOWED', // berth serve: the path does not take that HTTP method
+  'TOO_LARGE', // berth serve: the request body is over the limit
   'INTERNAL',
 ] as const;
+
+export const ERROR_CODES = [
+  ...SERVICE_ERROR_CODES,
+  ...NATIVE_ERROR_CODES.filter((c) => !(SERVICE_ERROR_CODES as readonly string[]).includes(c)),
+] as unknown as readonly [ServiceCode | NativeErrorCode, ...(ServiceCode | NativeErrorCode)[]];
+type ServiceCode = (typeof SERVICE_ERROR_CODES)[number];
 export const ErrorCode = z.enum(ERROR_CODES);
 export type ErrorCode = z.infer<typeof ErrorCode>;
 
@@ -44,13 +127,15 @@ export class BerthError extends Error {
   }
 }
 
+export function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && (ERROR_CODES as readonly string[]).includes(code);
+}
+
 export function toErrorBody(err: unknown): ErrorBody {
   if (err instanceof BerthError) return err.toJSON();
   if (err instanceof Error) {
     const code = (err as Error & { code?: unknown }).code;
-    if (typeof code === 'string' && (ERROR_CODES as readonly string[]).includes(code)) {
-      return { code: code as ErrorCode, message: err.message };
-    }
+    if (isErrorCode(code)) return { code, message: err.message };
     return { code: 'INTERNAL', message: err.message };
   }
   return { code: 'INTERNAL', message: String(err) };

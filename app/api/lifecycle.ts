@@ -45,12 +45,18 @@ const hints: Partial<Record<Action, Partial<Record<VmState, string>>>> = {
   'turn-off': { Off: 'it is already off' },
 };
 
+// Actions no VM can do yet, whatever its state, and why: the window does not offer them and
+// assertTransition refuses them with this reason (UNSUPPORTED).
+export const NOT_YET: Partial<Record<Action, string>> = {
+  save: 'saved state is not available yet (it arrives with checkpoints); pause it or turn it off instead',
+};
+
 export function allows(state: VmState, action: Action): boolean {
   return allowed[action].includes(state);
 }
 
 // Throws INVALID_STATE ("cannot pause 'web1': it is Off; start it first") unless allowed;
-// 'save' is refused as UNSUPPORTED where it would otherwise apply.
+// what NOT_YET names is refused as UNSUPPORTED where it would otherwise apply.
 export function assertTransition(name: string, state: VmState, action: Action): void {
   if (!allows(state, action)) {
     const hint = hints[action]?.[state];
@@ -59,10 +65,6 @@ export function assertTransition(name: string, state: VmState, action: Action): 
       `cannot ${verbs[action]} '${name}': it is ${state}${hint ? `; ${hint}` : ''}`,
     );
   }
-  if (action === 'save') {
-    throw new BerthError(
-      'UNSUPPORTED',
-      `cannot save '${name}': saved state is not available yet (it arrives with checkpoints); pause it or turn it off instead`,
-    );
-  }
+  const notYet = NOT_YET[action];
+  if (notYet !== undefined) throw new BerthError('UNSUPPORTED', `cannot ${verbs[action]} '${name}': ${notYet}`);
 }

@@ -45,6 +45,9 @@ export const CheckpointRecord = z.strictObject({
   disks: z.array(CheckpointDisk),
   // Passthrough slots the user excluded when taking it.
   excludedSlots: z.array(z.int()).default([]),
+  // What was taken: a production checkpoint (a consistent disk state; the VM was off) or
+  // a standard one (a production one was not possible and the setting allowed it).
+  type: z.enum(['standard', 'production']).default('standard'),
 });
 export type CheckpointRecord = z.infer<typeof CheckpointRecord>;
 
@@ -65,6 +68,7 @@ export const CheckpointSummary = z.strictObject({
   isNowParent: z.boolean(),
   disks: z.array(CheckpointDisk),
   excludedSlots: z.array(z.int()),
+  type: z.enum(['standard', 'production']),
 });
 export type CheckpointSummary = z.infer<typeof CheckpointSummary>;
 

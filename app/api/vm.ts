@@ -83,6 +83,8 @@ export const VmSettingsPatch = z.strictObject({
   testExitPort: z.boolean().optional(),
   com1: z.boolean().optional(),
   checkpointType: z.enum(['standard', 'production', 'disabled']).optional(),
+  // For production checkpoints: take a standard one when a production one is not possible.
+  standardCheckpointFallback: z.boolean().optional(),
   automaticStartAction: z.enum(['nothing', 'start', 'restart-if-running']).optional(),
   automaticStopAction: z.enum(['turn-off', 'save', 'shut-down']).optional(),
 });

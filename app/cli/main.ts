@@ -11,21 +11,41 @@ import {
   toErrorBody,
   VIRTUAL_DISK_FORMATS,
   type CheckpointList,
+  type NetworkAdapter,
   type VirtualDiskFormat,
   type VmDetails,
   type VmSummary,
 } from '../api';
-import { CheckpointService, DiskService, ExportService, VmManager, type DiskSpec } from '../services';
+import {
+  CheckpointService,
+  DiskService,
+  exportCheckpoint,
+  ExportService,
+  HardwareService,
+  VmManager,
+} from '../services';
+import {
+  diskFormat,
+  filePath,
+  list,
+  oneOf,
+  parseBytes,
+  parseCount,
+  parseDiskSpec,
+  parseMiB,
+  parseNicSpec,
+  parseOnOff,
+  str,
+  UsageError,
+  type Values,
+} from './parse';
 import { SERVE_USAGE, serveMain } from './serve';
 
 const EXIT_OK = 0;
 const EXIT_FAILED = 1;
 const EXIT_USAGE = 2;
 
-class UsageError extends Error {}
-
 type Options = NonNullable<ParseArgsConfig['options']>;
-type Values = Record<string, string | boolean | string[] | undefined>;
 
 interface Command {
   usage: string;
@@ -38,6 +58,7 @@ interface Command {
 interface Context {
   manager: VmManager;
   disks: DiskService;
+  hardware: HardwareService;
   checkpoints: CheckpointService;
   exports: ExportService;
   values: Values;
@@ -47,74 +68,6 @@ interface Context {
 }
 
 const common: Options = { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } };
-
-function str(values: Values, key: string): string | undefined {
-  const v = values[key];
-  return typeof v === 'string' ? v : undefined;
-}
-
-// File options are stored absolute: the worker does not run in the user's folder.
-function filePath(values: Values, key: string): string | undefined {
-  const v = str(values, key);
-  return v === undefined ? undefined : resolve(v);
-}
-
-// "64", "64M", "64MiB", "2G", "2GiB" -> MiB.
-function parseMiB(flag: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  const m = /^(\d+)\s*(m|mib|mb|g|gib|gb)?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`--${flag} takes a size in MiB (e.g. 64, 512M, 2G), not '${text}'`);
-  const n = Number(m[1]);
-  return m[2] && m[2].toLowerCase().startsWith('g') ? n * 1024 : n;
-}
-
-function list(values: Values, key: string): string[] {
-  const v = values[key];
-  return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
-}
-
-// "1048576", "512K", "64M", "64MiB", "2G", "1T" -> bytes (binary units).
-function parseBytes(flag: string, text: string): number {
-  const m = /^(\d+)\s*(k|kib|m|mib|g|gib|t|tib)?b?$/i.exec(text.trim());
-  if (!m) throw new UsageError(`${flag} takes a size such as 64M, 10G or a number of bytes, not '${text}'`);
-  const unit = (m[2] ?? '').toLowerCase().charAt(0);
-  const shift = { '': 0, k: 10, m: 20, g: 30, t: 40 }[unit] ?? 0;
-  return Number(m[1]) * 2 ** shift;
-}
-
-function diskFormat(flag: string, text: string | undefined): VirtualDiskFormat | undefined {
-  return oneOf(flag, text, VIRTUAL_DISK_FORMATS);
-}
-
-// [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]passthrough:STABLE-ID[,ro] | [SLOT=]PATH[,ro]
-function parseDiskSpec(flag: string, text: string): DiskSpec {
-  let rest = text;
-  let slot: number | undefined;
-  const slotMatch = /^(\d+)=(.*)$/.exec(rest);
-  if (slotMatch) {
-    slot = Number(slotMatch[1]);
-    rest = slotMatch[2] ?? '';
-  }
-  let readOnly = false;
-  if (rest.endsWith(',ro')) {
-    readOnly = true;
-    rest = rest.slice(0, -3);
-  }
-  const extra = { ...(slot === undefined ? {} : { slot }), ...(readOnly ? { readOnly } : {}) };
-  if (rest.startsWith('new:')) {
-    const [size, format, more] = rest.slice(4).split(':');
-    if (size === undefined || size === '' || more !== undefined) {
-      throw new UsageError(`${flag} new:SIZE[:FORMAT], e.g. new:1G or new:64M:vhdx, not '${text}'`);
-    }
-    const spec: DiskSpec = { kind: 'new', sizeBytes: parseBytes(flag, size), ...extra };
-    const f = diskFormat(flag, format);
-    if (f !== undefined) spec.format = f;
-    return spec;
-  }
-  if (rest.startsWith('passthrough:')) return { kind: 'passthrough', deviceId: rest.slice(12), ...extra };
-  if (rest === '') throw new UsageError(`${flag} needs a disk: new:SIZE[:FORMAT], passthrough:ID or a file path`);
-  return { kind: 'file', path: resolve(rest), ...extra };
-}
 
 function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -172,27 +125,6 @@ async function withProgress<T>(
   }
 }
 
-function parseCount(flag: string, text: string | undefined): number | undefined {
-  if (text === undefined) return undefined;
-  if (!/^\d+$/.test(text.trim())) throw new UsageError(`--${flag} takes a whole number, not '${text}'`);
-  return Number(text);
-}
-
-function parseOnOff(flag: string, text: string | undefined): boolean | undefined {
-  if (text === undefined) return undefined;
-  if (/^(on|true|yes|1)$/i.test(text)) return true;
-  if (/^(off|false|no|0)$/i.test(text)) return false;
-  throw new UsageError(`--${flag} takes on or off, not '${text}'`);
-}
-
-function oneOf<T extends string>(flag: string, text: string | undefined, allowed: readonly T[]): T | undefined {
-  if (text === undefined) return undefined;
-  if (!(allowed as readonly string[]).includes(text)) {
-    throw new UsageError(`--${flag} takes one of ${allowed.join(', ')}, not '${text}'`);
-  }
-  return text as T;
-}
-
 function formatDuration(ms: number | undefined): string {
   if (ms === undefined) return '';
   const s = Math.floor(ms / 1000);
@@ -211,6 +143,10 @@ function table(rows: string[][]): string {
         .trimEnd(),
     )
     .join('\n');
+}
+
+function adapterText(n: NetworkAdapter): string {
+  return n.kind === 'bridge' ? `bridge ${n.bridge ?? ''} ${n.mac}` : `nat ${n.mac}`;
 }
 
 function summaryLine(vm: VmSummary): string {
@@ -238,8 +174,13 @@ function showText(vm: VmDetails): string {
       ? 'none'
       : c.disks.map((d) => `${d.slot}:${d.kind === 'virtual' ? d.path : d.deviceId}`).join(', '),
   ]);
-  lines.push(['Network', c.network.length === 0 ? 'none' : c.network.map((n) => `${n.kind} ${n.mac}`).join(', ')]);
-  lines.push(['Checkpoints', c.checkpoints.type]);
+  lines.push(['Network', c.network.length === 0 ? 'none' : c.network.map(adapterText).join(', ')]);
+  lines.push([
+    'Checkpoints',
+    c.checkpoints.type === 'production'
+      ? `production${c.checkpoints.standardFallback ? ' (standard when a production one is not possible)' : ' only'}`
+      : c.checkpoints.type,
+  ]);
   lines.push(['Automatic start', c.automaticStartAction]);
   lines.push(['Automatic stop', c.automaticStopAction]);
   if (c.testExitPort) lines.push(['Test-exit port', 'on']);
@@ -269,6 +210,7 @@ const settingOptions: Options = {
   'checkpoint-type': { type: 'string' },
   'automatic-start-action': { type: 'string' },
   'automatic-stop-action': { type: 'string' },
+  'standard-checkpoint-fallback': { type: 'string' },
 };
 
 function lifecycle(verb: string, summary: string, run: (m: VmManager, name: string) => Promise<VmSummary>): Command {
@@ -313,7 +255,8 @@ const commands: Record<string, Command> = {
     usage:
       "berth vm new --name NAME --kernel PATH [--memory MiB] [--cpus N] [--cmdline '...'] [--initrd PATH]\n" +
       '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port] [--no-com1] [--start] [--json]\n' +
-      '              [--disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...',
+      '              [--disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
+      '              [--nic nat[,mac=MAC] | bridge:NAME[,mac=MAC]]...',
     summary: 'create a VM (64 MiB and 1 processor unless told otherwise)',
     positionals: [],
     options: {
@@ -329,8 +272,9 @@ const commands: Record<string, Command> = {
       'no-com1': { type: 'boolean' },
       start: { type: 'boolean' },
       disk: { type: 'string', multiple: true },
+      nic: { type: 'string', multiple: true },
     },
-    run: async ({ manager, disks, values, print }) => {
+    run: async ({ manager, hardware, values, print }) => {
       const name = str(values, 'name');
       const kernelPath = filePath(values, 'kernel');
       if (name === undefined) throw new UsageError('--name is required');
@@ -343,27 +287,26 @@ const commands: Record<string, Command> = {
       const initrd = filePath(values, 'initrd');
       if (initrd !== undefined) boot.initrdPath = initrd;
       const diskSpecs = list(values, 'disk').map((d) => parseDiskSpec('--disk', d));
-      let vm: VmDetails | VmSummary = await manager.create({
-        name,
-        notes: str(values, 'notes') ?? '',
-        memory: { startupMiB: parseMiB('memory', str(values, 'memory')) ?? 64 },
-        processors: { count: parseCount('cpus', str(values, 'cpus')) ?? 1 },
-        boot,
-        com1: { enabled: values['no-com1'] !== true },
-        testExitPort: values['test-exit-port'] === true,
-      });
-      if (diskSpecs.length > 0) {
-        try {
-          vm = await disks.attach(vm.id, diskSpecs);
-        } catch (err) {
-          await manager.remove(vm.id, { deleteDisks: true }).catch(() => undefined);
-          throw err;
-        }
-      }
+      const network = list(values, 'nic').map((n) => parseNicSpec('--nic', n));
+      // One step: when a disk cannot be made or attached, no VM is left behind.
+      let vm: VmDetails | VmSummary = await hardware.createVm(
+        {
+          name,
+          notes: str(values, 'notes') ?? '',
+          memory: { startupMiB: parseMiB('memory', str(values, 'memory')) ?? 64 },
+          processors: { count: parseCount('cpus', str(values, 'cpus')) ?? 1 },
+          boot,
+          network,
+          com1: { enabled: values['no-com1'] !== true },
+          testExitPort: values['test-exit-port'] === true,
+        },
+        diskSpecs,
+      );
       print(`created '${vm.name}' (${vm.id})`);
       for (const d of (vm as VmDetails).config.disks) {
         print(`  slot ${d.slot}: ${d.kind === 'virtual' ? d.path : `passthrough ${d.deviceId}`}`);
       }
+      for (const n of (vm as VmDetails).config.network) print(`  network: ${adapterText(n)}`);
       if (values['start'] === true) {
         vm = { ...vm, ...(await manager.start(vm.id)) };
         print(summaryLine(vm));
@@ -379,17 +322,22 @@ const commands: Record<string, Command> = {
       '              [--automatic-start-action nothing|start|restart-if-running]\n' +
       '              [--automatic-stop-action turn-off|save|shut-down]\n' +
       '              [--add-disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
-      '              [--remove-disk SLOT]... [--json]',
+      '              [--remove-disk SLOT]... [--add-nic nat[,mac=MAC] | bridge:NAME[,mac=MAC]]...\n' +
+      '              [--remove-nic MAC|N]... [--standard-checkpoint-fallback on|off] [--json]',
     summary: 'change settings (hardware only while the VM is off)',
     positionals: ['NAME'],
     options: {
       ...settingOptions,
       'add-disk': { type: 'string', multiple: true },
       'remove-disk': { type: 'string', multiple: true },
+      'add-nic': { type: 'string', multiple: true },
+      'remove-nic': { type: 'string', multiple: true },
     },
-    run: async ({ manager, disks, args, values, print }) => {
+    run: async ({ manager, hardware, args, values, print }) => {
       const add = list(values, 'add-disk').map((d) => parseDiskSpec('--add-disk', d));
       const remove = list(values, 'remove-disk').map((d) => parseCount('remove-disk', d) ?? 0);
+      const addNics = list(values, 'add-nic').map((n) => parseNicSpec('--add-nic', n));
+      const removeNics = list(values, 'remove-nic');
       const given: Record<string, unknown> = {
         notes: str(values, 'notes'),
         memoryMiB: parseMiB('memory', str(values, 'memory')),
@@ -410,6 +358,10 @@ const commands: Record<string, Command> = {
           'start',
           'restart-if-running',
         ] as const),
+        standardCheckpointFallback: parseOnOff(
+          'standard-checkpoint-fallback',
+          str(values, 'standard-checkpoint-fallback'),
+        ),
         automaticStopAction: oneOf('automatic-stop-action', str(values, 'automatic-stop-action'), [
           'turn-off',
           'save',
@@ -417,13 +369,16 @@ const commands: Record<string, Command> = {
         ] as const),
       };
       const patch = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
-      if (Object.keys(patch).length === 0 && add.length === 0 && remove.length === 0) {
+      const hardwareChanges = add.length + remove.length + addNics.length + removeNics.length;
+      if (Object.keys(patch).length === 0 && hardwareChanges === 0) {
         throw new UsageError('nothing to change: give at least one setting');
       }
       const ref = args[0] ?? '';
       let vm = Object.keys(patch).length > 0 ? await manager.set(ref, patch) : await manager.show(ref);
-      if (remove.length > 0) vm = await disks.detach(vm.id, remove);
-      if (add.length > 0) vm = await disks.attach(vm.id, add);
+      if (remove.length > 0) vm = await hardware.detach(vm.id, remove);
+      if (add.length > 0) vm = await hardware.attach(vm.id, add);
+      if (removeNics.length > 0) vm = await hardware.removeAdapters(vm.id, removeNics);
+      if (addNics.length > 0) vm = await hardware.addAdapters(vm.id, addNics);
       print(`updated '${vm.name}'`);
       return vm;
     },
@@ -712,15 +667,30 @@ const hostCommands: Record<string, Command> = {
 const topCommands: Record<string, Command> = {
   export: {
     usage:
-      'berth export VM DESTINATION [--json]\n' +
+      'berth export VM DESTINATION [--checkpoint CHECKPOINT] [--json]\n' +
       '       berth export VM FILE --config-only [--format berth|libvirt]\n' +
       '       berth export VM FOLDER --config-only --format ovf',
-    summary: 'export a VM (config, disks, checkpoints) to DESTINATION/<name>/, or its configuration alone',
+    summary:
+      'export a VM (config, disks, checkpoints) to DESTINATION/<name>/, one checkpoint as a new VM ' +
+      '(its disks flattened at that point) to DESTINATION/<name>-<checkpoint>/, or the configuration alone',
     positionals: ['VM', 'DESTINATION'],
-    options: { 'config-only': { type: 'boolean' }, format: { type: 'string' } },
+    options: { 'config-only': { type: 'boolean' }, format: { type: 'string' }, checkpoint: { type: 'string' } },
     run: async (ctx) => {
       const [vm = '', dest = ''] = ctx.args;
       const format = oneOf('format', str(ctx.values, 'format'), ['berth', 'libvirt', 'ovf'] as const);
+      const checkpoint = str(ctx.values, 'checkpoint');
+      if (checkpoint !== undefined) {
+        if (ctx.values['config-only'] === true || format !== undefined) {
+          throw new UsageError(
+            '--checkpoint exports the checkpoint as a whole VM; it does not take --config-only or --format',
+          );
+        }
+        const r = await withProgress(ctx, 'exporting', (p) =>
+          exportCheckpoint(ctx.manager, vm, checkpoint, resolve(dest), p),
+        );
+        ctx.print(`exported checkpoint '${checkpoint}' of '${vm}' as a new VM to ${r.folder}`);
+        return r;
+      }
       if (ctx.values['config-only'] !== true) {
         if (format !== undefined) throw new UsageError('--format is for --config-only');
         const r = await withProgress(ctx, 'exporting', (p) => ctx.exports.exportVm(vm, resolve(dest), p));
@@ -920,6 +890,7 @@ export async function main(argv: string[]): Promise<number> {
     const result = await command.run({
       manager,
       disks: new DiskService(manager),
+      hardware: new HardwareService(manager),
       checkpoints: new CheckpointService(manager),
       exports: new ExportService(manager),
       values,

@@ -3,6 +3,7 @@
 import { availableParallelism, totalmem } from 'node:os';
 import { statSync } from 'node:fs';
 
+import { MAX_VIRTIO_DEVICES } from '../api/config';
 import { loadAddon, type RawCapabilities, type RawEvent, type RawMachine, type RawStats } from './addon';
 import { NativeError, toNativeError } from './errors';
 import { checkNics, type NicConfig } from './nics';
@@ -51,8 +52,8 @@ export interface DiskConfig {
   serial?: string;
 }
 
-// virtio-mmio devices a VM can have (the ISA IRQs they get).
-export const MAX_VIRTIO_DEVICES = 9;
+// virtio-mmio devices a VM can have: defined with the other device limits in app/api.
+export { MAX_VIRTIO_DEVICES };
 const DISK_FORMAT_HINTS = ['raw', 'qcow2', 'vhdx', 'vhd', 'host-device'];
 
 function checkDisks(disks: unknown, otherDevices: number): DiskConfig[] {

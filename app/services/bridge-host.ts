@@ -10,58 +10,26 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 
-import { BerthError, formatIssues, toErrorBody, type VmSummary } from '../api';
+import { BerthError, formatIssues, toErrorBody } from '../api';
 import {
   isMethod,
   METHODS,
   type BerthEvent,
-  type CheckpointList,
-  type CheckpointSummary,
-  type DiskCreateRequest,
-  type DiskEditRequest,
-  type DiskInspection,
-  type HostDisk,
-  type ImportRequest,
   type Method,
   type MethodResult,
   type Operation,
   type ParsedArgs,
   type Reply,
 } from '../api/bridge';
+import { storageBackend, type OperationContext, type StorageBackend } from './bridge-storage';
 import type { ConsoleSession, VmManager } from './manager';
 import { VmWatcher } from './events';
-
-// ---- long operations -----------------------------------------------------------------------
-
-export interface OperationContext {
-  // Units done and in all; reported to the windows at most every 100 ms (and at the end).
-  progress(done: number, total: number): void;
-  signal: AbortSignal;
-}
-
-// The services part B builds (disks, checkpoints, export/import) plug in here; whatever is
-// missing answers NOT_IMPLEMENTED.
-export interface StorageBackend {
-  hostDisks(): Promise<HostDisk[]>;
-  createDisk(request: DiskCreateRequest, ctx: OperationContext): Promise<unknown>;
-  inspectDisk(path: string): Promise<DiskInspection>;
-  minShrinkSize(path: string): Promise<number>;
-  editDisk(request: DiskEditRequest, ctx: OperationContext): Promise<unknown>;
-  // VM Settings: replaces the VM's disk and network lists (only while it is Off).
-  updateHardware(vm: string, patch: { disks?: unknown[]; network?: unknown[] }): Promise<void>;
-  listCheckpoints(vm: string): Promise<CheckpointList>;
-  createCheckpoint(vm: string, name?: string): Promise<CheckpointSummary>;
-  applyCheckpoint(vm: string, checkpointId: string): Promise<void>;
-  renameCheckpoint(vm: string, checkpointId: string, name: string): Promise<CheckpointSummary>;
-  deleteCheckpoint(vm: string, checkpointId: string, subtree: boolean, ctx: OperationContext): Promise<void>;
-  exportVm(vm: string, folder: string, checkpointId: string | undefined, ctx: OperationContext): Promise<unknown>;
-  importVm(request: ImportRequest, ctx: OperationContext): Promise<VmSummary>;
-}
 
 export interface BridgeHostOptions {
   manager: VmManager;
   transport: 'electron' | 'web';
-  storage?: Partial<StorageBackend>;
+  // The storage services; default: storageBackend(manager), the ones the CLI uses.
+  storage?: StorageBackend;
   // How often the service polls the workers for state and stats (default 1 s).
   watchIntervalMs?: number;
   version?: string;
@@ -96,10 +64,6 @@ type HandlerTable = { [M in Method]: Handler<M> };
 
 const KEEP_FINISHED_OPERATIONS = 50;
 
-function notImplemented(what: string): never {
-  throw new BerthError('NOT_IMPLEMENTED', `${what} is not available in this Berth yet`);
-}
-
 function httpSafe(err: unknown): Reply {
   return { ok: false, error: toErrorBody(err) };
 }
@@ -107,7 +71,7 @@ function httpSafe(err: unknown): Reply {
 export class BridgeHost {
   readonly watcher: VmWatcher;
   private readonly manager: VmManager;
-  private readonly storage: Partial<StorageBackend>;
+  private readonly storage: StorageBackend;
   private readonly clients = new Map<string, ClientRecord>();
   private readonly consoles = new Map<string, ConsoleRecord>();
   private readonly operations = new Map<string, OperationRecord>();
@@ -116,7 +80,7 @@ export class BridgeHost {
 
   constructor(private readonly options: BridgeHostOptions) {
     this.manager = options.manager;
-    this.storage = options.storage ?? {};
+    this.storage = options.storage ?? storageBackend(this.manager);
     this.watcher = new VmWatcher(this.manager, { intervalMs: options.watchIntervalMs ?? 1000 });
     this.watcher.on('vm', (vm) => this.broadcast({ topic: 'vm', payload: { vm } }));
     this.watcher.on('removed', (id) => this.broadcast({ topic: 'vm-removed', payload: { id } }));
@@ -171,7 +135,12 @@ export class BridgeHost {
   async invoke(method: unknown, args: unknown, clientId?: string): Promise<Reply> {
     if (this.closed) return httpSafe(new BerthError('INTERNAL', 'the Berth service is shutting down'));
     if (!isMethod(method)) {
-      return httpSafe(new BerthError('INVALID_CONFIG', `unknown method ${JSON.stringify(method)}`));
+      return httpSafe(
+        new BerthError(
+          'UNKNOWN_METHOD',
+          `unknown method ${JSON.stringify(method)}; the methods are: ${Object.keys(METHODS).join(', ')}`,
+        ),
+      );
     }
     const schema = METHODS[method].args;
     const parsed = schema.safeParse(args ?? {});
@@ -286,18 +255,13 @@ export class BridgeHost {
 
   // ---- the handlers ----
 
-  private need<K extends keyof StorageBackend>(key: K, what: string): NonNullable<StorageBackend[K]> {
-    const fn = this.storage[key];
-    if (!fn) notImplemented(what);
-    return (fn as (...a: unknown[]) => unknown).bind(this.storage) as NonNullable<StorageBackend[K]>;
-  }
-
   private async vmId(ref: string): Promise<string> {
     return (await this.manager.registry.resolve(ref)).id;
   }
 
   private makeHandlers(): HandlerTable {
     const m = this.manager;
+    const st = this.storage;
     // After an action, the windows see its effect at once (not at the next tick).
     const acted = async <T>(p: Promise<T>): Promise<T> => {
       try {
@@ -306,25 +270,6 @@ export class BridgeHost {
         void this.watcher.refresh();
       }
     };
-    const unavailable = (): string[] => {
-      const all: (keyof StorageBackend)[] = [
-        'hostDisks',
-        'createDisk',
-        'inspectDisk',
-        'minShrinkSize',
-        'editDisk',
-        'updateHardware',
-        'listCheckpoints',
-        'createCheckpoint',
-        'applyCheckpoint',
-        'renameCheckpoint',
-        'deleteCheckpoint',
-        'exportVm',
-        'importVm',
-      ];
-      return all.filter((k) => !this.storage[k]);
-    };
-
     return {
       'host.info': async () => ({
         hostname: hostname(),
@@ -333,23 +278,20 @@ export class BridgeHost {
         berthVersion: this.options.version ?? '0.1.0',
         dataRoot: m.root,
         transport: this.options.transport,
-        unavailable: unavailable(),
       }),
-      'host.disks': () => this.need('hostDisks', 'the host disk list')(),
+      'host.disks': () => st.hostDisks(),
 
       'vm.list': () => m.list(),
       'vm.get': ({ vm }) => m.show(vm),
-      'vm.create': ({ config }) => acted(m.create(config)),
+      'vm.create': ({ config, newDisks }) => acted(st.createVm(config, newDisks ?? [])),
       'vm.update': async ({ vm, patch }) => {
         const { name, disks, network, ...settings } = patch;
         return acted(
           (async () => {
-            const hw: { disks?: unknown[]; network?: unknown[] } = {};
+            const hw: Parameters<StorageBackend['updateHardware']>[1] = {};
             if (disks !== undefined) hw.disks = disks;
             if (network !== undefined) hw.network = network;
-            if (disks !== undefined || network !== undefined) {
-              await this.need('updateHardware', 'changing disks and network adapters')(vm, hw);
-            }
+            if (disks !== undefined || network !== undefined) await st.updateHardware(vm, hw);
             let details = await m.set(vm, settings);
             if (name !== undefined && name !== details.name) details = await m.rename(details.id, name);
             return details;
@@ -370,13 +312,14 @@ export class BridgeHost {
       'vm.reset': ({ vm }) => acted(m.reset(vm)),
       'vm.stats': ({ vm }) => m.stats(vm),
       'vm.export': async ({ vm, folder, checkpointId }) => {
-        const run = this.need('exportVm', 'export');
         const id = await this.vmId(vm);
-        return this.startOperation('vm.export', `Exporting ${vm}`, id, (ctx) => run(id, folder, checkpointId, ctx));
+        const title = checkpointId === undefined ? `Exporting ${vm}` : `Exporting a checkpoint of ${vm}`;
+        return this.startOperation('vm.export', title, id, (ctx) => st.exportVm(id, folder, checkpointId, ctx));
       },
       'vm.import': async (request) => {
-        const run = this.need('importVm', 'import');
-        return this.startOperation('vm.import', `Importing ${request.path}`, undefined, (ctx) => run(request, ctx));
+        return this.startOperation('vm.import', `Importing ${request.path}`, undefined, (ctx) =>
+          st.importVm(request, ctx),
+        );
       },
 
       'console.attach': async ({ vm, replay }, { clientId }) => {
@@ -441,15 +384,13 @@ export class BridgeHost {
       },
 
       'disk.create': async (request) => {
-        const run = this.need('createDisk', 'creating disks');
-        return this.startOperation('disk.create', `Creating ${request.path}`, undefined, (ctx) => run(request, ctx));
+        return this.startOperation('disk.create', `Creating ${request.path}`, undefined, (ctx) =>
+          st.createDisk(request, ctx),
+        );
       },
-      'disk.inspect': ({ path }) => this.need('inspectDisk', 'Inspect Disk')(path),
-      'disk.minShrinkSize': async ({ path }) => ({
-        sizeBytes: await this.need('minShrinkSize', 'shrinking disks')(path),
-      }),
+      'disk.inspect': ({ path }) => st.inspectDisk(path),
+      'disk.minShrinkSize': async ({ path }) => ({ sizeBytes: await st.minShrinkSize(path) }),
       'disk.edit': async (request) => {
-        const run = this.need('editDisk', 'Edit Disk');
         const verb = {
           compact: 'Compacting',
           convert: 'Converting',
@@ -458,35 +399,33 @@ export class BridgeHost {
           merge: 'Merging',
         };
         return this.startOperation('disk.edit', `${verb[request.action]} ${request.path}`, undefined, (ctx) =>
-          run(request, ctx),
+          st.editDisk(request, ctx),
         );
       },
 
-      'checkpoint.list': ({ vm }) => this.need('listCheckpoints', 'checkpoints')(vm),
+      'checkpoint.list': ({ vm }) => st.listCheckpoints(vm),
       'checkpoint.create': async ({ vm, name }) => {
-        const run = this.need('createCheckpoint', 'checkpoints');
-        const result = await acted(run(vm, name));
+        const result = await acted(st.createCheckpoint(vm, name));
         this.broadcast({ topic: 'checkpoints', payload: { vmId: await this.vmId(vm) } });
         return result;
       },
       'checkpoint.apply': async ({ vm, checkpointId }) => {
-        await acted(this.need('applyCheckpoint', 'checkpoints')(vm, checkpointId));
+        await acted(st.applyCheckpoint(vm, checkpointId));
         this.broadcast({ topic: 'checkpoints', payload: { vmId: await this.vmId(vm) } });
         return {};
       },
       'checkpoint.rename': async ({ vm, checkpointId, name }) => {
-        const result = await this.need('renameCheckpoint', 'checkpoints')(vm, checkpointId, name);
+        const result = await st.renameCheckpoint(vm, checkpointId, name);
         this.broadcast({ topic: 'checkpoints', payload: { vmId: await this.vmId(vm) } });
         return result;
       },
       'checkpoint.delete': async ({ vm, checkpointId, subtree }) => {
-        const run = this.need('deleteCheckpoint', 'checkpoints');
         const id = await this.vmId(vm);
         return this.startOperation(
           'checkpoint.delete',
           subtree ? `Deleting checkpoint subtree of ${vm}` : `Deleting a checkpoint of ${vm}`,
           id,
-          (ctx) => run(id, checkpointId, subtree ?? false, ctx),
+          (ctx) => st.deleteCheckpoint(id, checkpointId, subtree ?? false, ctx),
         );
       },
 

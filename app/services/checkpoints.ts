@@ -35,6 +35,7 @@ import {
   type CheckpointList,
   type CheckpointSummary,
   type VmConfig,
+  type VmState,
 } from '../api';
 import { createDisk, inspectDisk, mergeDisk, reconnectDisk } from '../native/disk';
 import { crashPoint } from './crash';
@@ -141,6 +142,7 @@ function summarize(tree: Tree): CheckpointSummary[] {
     isNowParent: tree.now === r.id,
     disks: r.disks,
     excludedSlots: r.excludedSlots,
+    type: r.type,
   }));
 }
 
@@ -208,25 +210,26 @@ export class CheckpointService {
   }
 
   // Runs fn under the VM's lock, after finishing any interrupted operation; refuses a VM
-  // that is not off.
+  // that is not off (why: the refusal's reason for this operation).
   private async offline<T>(
     ref: string,
     what: string,
     fn: (entry: VmEntry & { config: VmConfig }, config: VmConfig) => Promise<T>,
+    why: (config: VmConfig, state: VmState) => string = () =>
+      'checkpoints of running VMs need saved state, which comes later',
   ): Promise<T> {
     const entry = await this.manager.registry.resolve(ref);
     return this.manager.registry.withVmLock(entry, what, async () => {
       await fs.mkdir(entry.paths.checkpoints, { recursive: true, mode: 0o700 });
       await CheckpointService.recover(entry.paths);
+      const config = migrateConfig(JSON.parse(await fs.readFile(entry.paths.config, 'utf8')));
       const { state } = await this.manager.state(entry.id);
       if (state !== 'Off') {
         throw new BerthError(
           'INVALID_STATE',
-          `cannot ${what} of '${entry.config.name}': it is ${state}; stop the VM first ` +
-            '(checkpoints of running VMs need saved state, which comes later)',
+          `cannot ${what} of '${config.name}': it is ${state}; stop the VM first (${why(config, state)})`,
         );
       }
-      const config = migrateConfig(JSON.parse(await fs.readFile(entry.paths.config, 'utf8')));
       return fn(entry, config);
     });
   }
@@ -240,7 +243,8 @@ export class CheckpointService {
     return { vm: entry.config.name, now: tree.now, checkpoints: summarize(tree) };
   }
 
-  private static find(tree: Tree, vmName: string, ref: string): CheckpointRecord {
+  // A checkpoint by id, name or id prefix; refusals list the candidates.
+  static find(tree: Tree, vmName: string, ref: string): CheckpointRecord {
     const all = [...tree.records.values()];
     const exact = all.find((r) => r.id === ref) ?? all.filter((r) => r.name === ref);
     if (!Array.isArray(exact)) return exact;
@@ -260,14 +264,36 @@ export class CheckpointService {
     );
   }
 
+  // Hyper-V's rules: a production checkpoint of a VM that is off is taken (a powered-off
+  // disk is consistent); of a running VM it needs the guest to quiesce its disks, which
+  // Berth has no guest channel for, so it is refused, or falls back to a standard one when
+  // the VM's setting allows, and a standard checkpoint of a running VM needs saved memory
+  // state, which the VMM cannot write yet.
   async create(ref: string, options: { name?: string; excludePassthrough?: boolean } = {}): Promise<CheckpointSummary> {
-    return this.offline(ref, 'take a checkpoint', async (entry, config) => {
-      const id = await this.createLocked(entry.paths, config, options);
-      const tree = await readTree(entry.paths);
-      const s = summarize(tree).find((c) => c.id === id);
-      if (!s) throw new BerthError('INTERNAL', 'the new checkpoint vanished');
-      return s;
-    });
+    return this.offline(
+      ref,
+      'take a checkpoint',
+      async (entry, config) => {
+        const id = await this.createLocked(entry.paths, config, options);
+        const tree = await readTree(entry.paths);
+        const s = summarize(tree).find((c) => c.id === id);
+        if (!s) throw new BerthError('INTERNAL', 'the new checkpoint vanished');
+        return s;
+      },
+      (config) => {
+        const standard =
+          'a standard checkpoint of a running VM needs its saved memory state, which Berth cannot write yet';
+        if (config.checkpoints.type !== 'production') return standard;
+        const production =
+          "a production checkpoint of a running VM needs the guest's cooperation to make its disks consistent, " +
+          'and Berth has no channel to the guest for that yet';
+        if (config.checkpoints.standardFallback) return `${production}; ${standard}`;
+        return (
+          `${production}; creating a standard checkpoint instead is turned off for this VM ` +
+          `(berth vm set '${config.name}' --standard-checkpoint-fallback on)`
+        );
+      },
+    );
   }
 
   private async createLocked(
@@ -311,6 +337,8 @@ export class CheckpointService {
       config,
       disks: overlays.map((o) => ({ slot: o.slot, path: o.base })),
       excludedSlots: passthrough.map((d) => d.slot),
+      // Taken only while the VM is off: a consistent disk state, as a production one is.
+      type: config.checkpoints.type === 'production' ? 'production' : 'standard',
     };
     const next = structuredClone(config);
     for (const d of next.disks) {

@@ -1,19 +1,11 @@
-// Virtual disks (New Virtual Hard Disk, Inspect, Edit Disk) and the disks attached to VMs.
+// Virtual disks (New Virtual Hard Disk, Inspect, Edit Disk) and who uses each disk file.
 // Edits are refused when they would pull a file out from under someone: a disk a running
 // VM has open, or a file of a checkpoint chain, unless the operation only reads it
 // (inspect; convert to a new file; merge into a new file). Every refusal names the VM and
-// the checkpoint.
-import { promises as fs } from 'node:fs';
-import { join, resolve } from 'node:path';
+// the checkpoint. Disks on VM slots are in hardware.ts.
+import { resolve } from 'node:path';
 
-import {
-  BerthError,
-  type DiskAttachment,
-  type HostDisk,
-  type VirtualDiskFormat,
-  type VmConfig,
-  type VmDetails,
-} from '../api';
+import { BerthError, isErrorCode, type HostDisk, type VirtualDiskFormat } from '../api';
 import {
   compactDisk,
   convertDisk,
@@ -21,21 +13,18 @@ import {
   expandDisk,
   inspectDisk,
   mergeDisk,
+  minShrinkSize,
   reconnectDisk,
   shrinkDisk,
   type DiskInspection,
   type OperationOptions,
 } from '../native/disk';
+import { NativeError } from '../native/errors';
 import { listHostBlockDevices } from '../native/host-disks';
 import { checkpointFilesOf } from './checkpoints';
 import type { VmManager } from './manager';
 
-export type DiskSpec =
-  | { kind: 'new'; sizeBytes: number; format?: VirtualDiskFormat; slot?: number; readOnly?: boolean }
-  | { kind: 'file'; path: string; slot?: number; readOnly?: boolean }
-  | { kind: 'passthrough'; deviceId: string; slot?: number; readOnly?: boolean };
-
-interface Use {
+export interface Use {
   vm: string;
   // open: a running VM has it open; checkpoint: a checkpoint's file (or its chain);
   // attached: a VM that is off uses it as a disk; backing: the parent of a VM's disk.
@@ -43,18 +32,22 @@ interface Use {
   detail: string;
 }
 
-// Native disk errors become service errors that keep the native code in the message.
+// Native disk errors become service errors with the same code (DISK_CORRUPT stays
+// DISK_CORRUPT); a cancel is the services' CANCELLED, which ends an operation as cancelled.
 export async function diskCall<T>(fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {
-    const e = err as { name?: string; code?: string; message?: string };
-    if (e.name === 'NativeError') {
-      if (e.code === 'DISK_CANCELLED') throw new BerthError('CANCELLED', e.message ?? 'cancelled');
-      throw new BerthError('DISK', `${e.message ?? ''} (${e.code ?? ''})`);
+    if (err instanceof NativeError) {
+      throw new BerthError(err.code === 'DISK_CANCELLED' ? 'CANCELLED' : err.code, err.message);
     }
     throw err;
   }
+}
+
+// A backing chain that could not be followed, with the native code inspect reported.
+export function chainFailure(file: string, chainError: { code: string; message: string }): BerthError {
+  return new BerthError(isErrorCode(chainError.code) ? chainError.code : 'DISK_OPEN', `${file}: ${chainError.message}`);
 }
 
 export class DiskService {
@@ -96,7 +89,7 @@ export class DiskService {
     return out;
   }
 
-  private static refusal(file: string, verb: string, use: Use): BerthError {
+  static refusal(file: string, verb: string, use: Use): BerthError {
     switch (use.how) {
       case 'open':
         return new BerthError(
@@ -189,6 +182,11 @@ export class DiskService {
     return this.inspect(path);
   }
 
+  // The smallest size a shrink can reach (reads the whole image).
+  minShrinkSize(path: string, options: OperationOptions = {}): Promise<number> {
+    return diskCall(() => minShrinkSize(resolve(path), options));
+  }
+
   async compact(path: string, options: OperationOptions = {}): Promise<DiskInspection> {
     await this.guard(path, 'compact', ['open', 'checkpoint', 'backing']);
     await diskCall(() => compactDisk(resolve(path), options));
@@ -205,7 +203,7 @@ export class DiskService {
     if (target.into === 'parent') {
       const parent = (await this.inspect(child)).images[1]?.path;
       if (parent === undefined) {
-        throw new BerthError('DISK', `${child} is not a differencing disk: it has no parent to merge into`);
+        throw new BerthError('DISK_NO_BACKING', `${child} is not a differencing disk: it has no parent to merge into`);
       }
       await this.guard(child, 'merge', ['open', 'checkpoint', 'backing', 'attached']);
       await this.guard(parent, 'merge into', ['open', 'checkpoint', 'backing', 'attached']);
@@ -269,99 +267,5 @@ export class DiskService {
       );
     }
     return d;
-  }
-
-  // ---- disks on VM slots ---------------------------------------------------------------
-
-  // Adds disks to a VM that is off. New disks are created in the VM's disks/ folder.
-  async attach(ref: string, specs: DiskSpec[]): Promise<VmDetails> {
-    const entry = await this.manager.registry.resolve(ref);
-    const uses = await this.uses();
-    const others = (await this.manager.registry.list()).filter((e) => e.id !== entry.id && e.config);
-    const created: string[] = [];
-    try {
-      await this.manager.registry.update(entry.id, 'attach disks', async (c) => {
-        await this.assertOff(entry.id, c, 'add disks to');
-        for (const spec of specs) {
-          const slot = spec.slot ?? DiskService.freeSlot(c);
-          const clash = c.disks.find((d) => d.slot === slot);
-          if (clash) {
-            throw new BerthError(
-              'INVALID_STATE',
-              `slot ${slot} of '${c.name}' already holds ${clash.kind === 'virtual' ? clash.path : clash.deviceId}; ` +
-                `remove it first (--remove-disk ${slot}) or choose another slot`,
-            );
-          }
-          let disk: DiskAttachment;
-          if (spec.kind === 'new') {
-            const format = spec.format ?? 'qcow2';
-            const path = await DiskService.freeName(entry.paths.disks, `disk${slot}`, format);
-            await fs.mkdir(entry.paths.disks, { recursive: true, mode: 0o700 });
-            await diskCall(() => createDisk(path, { format, size: spec.sizeBytes }));
-            created.push(path);
-            disk = { slot, kind: 'virtual', path, readOnly: spec.readOnly ?? false };
-          } else if (spec.kind === 'file') {
-            const path = resolve(spec.path);
-            await diskCall(() => inspectDisk(path));
-            const use = (uses.get(path) ?? []).find((u) => u.vm !== c.name || u.how === 'checkpoint');
-            if (use) throw DiskService.refusal(path, 'attach', use);
-            disk = { slot, kind: 'virtual', path, readOnly: spec.readOnly ?? false };
-          } else {
-            const deviceId = this.checkPassthrough(spec.deviceId).stableId ?? spec.deviceId;
-            const taken = others.find((e) =>
-              e.config?.disks.some((d) => d.kind === 'passthrough' && d.deviceId === deviceId),
-            );
-            if (taken) {
-              throw new BerthError(
-                'IN_USE',
-                `${deviceId} is already mapped to VM '${taken.config?.name ?? taken.id}'; a passthrough disk belongs to one VM`,
-              );
-            }
-            disk = { slot, kind: 'passthrough', deviceId, readOnly: spec.readOnly ?? false };
-          }
-          c.disks.push(disk);
-        }
-        c.disks.sort((a, b) => a.slot - b.slot);
-        return c;
-      });
-    } catch (err) {
-      for (const f of created) await fs.rm(f, { force: true });
-      throw err;
-    }
-    return this.manager.show(entry.id);
-  }
-
-  // Takes disks off their slots (the files stay where they are).
-  async detach(ref: string, slots: number[]): Promise<VmDetails> {
-    const entry = await this.manager.registry.resolve(ref);
-    await this.manager.registry.update(entry.id, 'detach disks', async (c) => {
-      await this.assertOff(entry.id, c, 'remove disks from');
-      for (const slot of slots) {
-        if (!c.disks.some((d) => d.slot === slot)) {
-          throw new BerthError('NOT_FOUND', `'${c.name}' has no disk on slot ${slot}`);
-        }
-      }
-      c.disks = c.disks.filter((d) => !slots.includes(d.slot));
-      return c;
-    });
-    return this.manager.show(entry.id);
-  }
-
-  private async assertOff(id: string, c: VmConfig, verb: string): Promise<void> {
-    const { state } = await this.manager.state(id);
-    if (state !== 'Off' && state !== 'Failed') {
-      throw new BerthError('INVALID_STATE', `cannot ${verb} '${c.name}' while it is ${state}; turn it off first`);
-    }
-  }
-
-  private static freeSlot(c: VmConfig): number {
-    for (let s = 0; ; s++) if (!c.disks.some((d) => d.slot === s)) return s;
-  }
-
-  private static async freeName(dir: string, stem: string, ext: string): Promise<string> {
-    for (let i = 0; ; i++) {
-      const p = join(dir, `${stem}${i === 0 ? '' : `-${i}`}.${ext}`);
-      if (!(await fs.stat(p).catch(() => undefined))) return p;
-    }
   }
 }

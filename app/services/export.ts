@@ -27,7 +27,7 @@ import {
 } from '../api';
 import { convertDisk, inspectDisk, reconnectDisk, type DiskFormat } from '../native/disk';
 import { CheckpointService, readTree } from './checkpoints';
-import { diskCall } from './disks';
+import { chainFailure, diskCall } from './disks';
 import { atomicWriteJson } from './fsutil';
 import type { VmManager } from './manager';
 import { VmPaths } from './paths';
@@ -50,7 +50,7 @@ function xmlEscape(s: string): string {
   );
 }
 
-function fileSafe(name: string): string {
+export function fileSafe(name: string): string {
   return name.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^\.+/, '_') || 'vm';
 }
 
@@ -99,7 +99,7 @@ export class ExportService {
     const parent = new Map<string, string>();
     for (const r of roots) {
       const info = await diskCall(() => inspectDisk(r));
-      if (info.chainError) throw new BerthError('DISK', `${r}: ${info.chainError.message}`);
+      if (info.chainError) throw chainFailure(r, info.chainError);
       info.images.forEach((img, i) => {
         const p = resolve(img.path);
         if (!files.includes(p)) files.push(p);

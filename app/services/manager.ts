@@ -36,6 +36,7 @@ import {
   sameProcessAlive,
 } from './fsutil';
 import { CheckpointService } from './checkpoints';
+import type { VmPaths } from './paths';
 import { Registry, type VmEntry } from './registry';
 
 // A worker that has written its pid but not yet opened its socket is Starting for this long.
@@ -281,8 +282,15 @@ export class VmManager {
     return this.summary(entry, await this.probe(entry));
   }
 
-  async create(request: NewVmRequest): Promise<VmDetails> {
-    const config = await this.registry.create(request, checkBootFiles);
+  // fill: see Registry.create (the disk service makes a new VM's new disks there).
+  async create(
+    request: NewVmRequest,
+    fill?: (staging: VmPaths, final: VmPaths, config: VmConfig) => Promise<VmConfig>,
+  ): Promise<VmDetails> {
+    const config = await this.registry.create(
+      request,
+      fill ? { check: checkBootFiles, fill } : { check: checkBootFiles },
+    );
     return this.show(config.id);
   }
 
@@ -327,6 +335,9 @@ export class VmManager {
       if (patch.testExitPort !== undefined) c.testExitPort = patch.testExitPort;
       if (patch.com1 !== undefined) c.com1.enabled = patch.com1;
       if (patch.checkpointType !== undefined) c.checkpoints.type = patch.checkpointType;
+      if (patch.standardCheckpointFallback !== undefined) {
+        c.checkpoints.standardFallback = patch.standardCheckpointFallback;
+      }
       if (patch.automaticStartAction !== undefined) c.automaticStartAction = patch.automaticStartAction;
       if (patch.automaticStopAction !== undefined) c.automaticStopAction = patch.automaticStopAction;
       if (patch.kernelPath !== undefined || patch.initrdPath) await checkBootFiles(c);

@@ -143,29 +143,46 @@ export class Registry {
       throw new BerthError('NAME_IN_USE', `a VM named '${clash.config?.name ?? name}' already exists (${clash.id})`);
   }
 
-  async create(request: NewVmRequest, check?: (config: VmConfig) => Promise<void>): Promise<VmConfig> {
+  // Creates a VM. fill(staging, final, config) may put files into the staging folder (new
+  // disks) and return the configuration naming them at their final place; the folder is
+  // renamed into place only when everything worked, so a failed step leaves nothing behind.
+  async create(
+    request: NewVmRequest,
+    options: {
+      check?: (config: VmConfig) => Promise<void>;
+      fill?: (staging: VmPaths, final: VmPaths, config: VmConfig) => Promise<VmConfig>;
+    } = {},
+  ): Promise<VmConfig> {
     const id = randomUUID();
-    const config = parseConfig({
+    let config = parseConfig({
       ...request,
       schemaVersion: CONFIG_SCHEMA_VERSION,
       id,
       createdAt: new Date().toISOString(),
     });
-    await check?.(config);
+    await options.check?.(config);
     await this.ensureRoot();
-    return this.withRegistryLock('create VM', async () => {
-      await this.assertNameFree(config.name);
-      // Build the folder under a hidden name, then rename it into place: a lister never
-      // sees a VM without its config.
-      const staging = join(this.vmsDir, `.new-${id}`);
-      const paths = new VmPaths(staging);
+    // Refused before any disk is made; checked again under the lock.
+    await this.assertNameFree(config.name);
+    // Build the folder under a hidden name, then rename it into place: a lister never
+    // sees a VM without its config, nor one whose creation failed half-way.
+    const staging = join(this.vmsDir, `.new-${id}`);
+    const paths = new VmPaths(staging);
+    try {
       await fs.mkdir(staging, { mode: 0o700 });
       for (const dir of [paths.disks, paths.checkpoints, paths.state, paths.run]) await fs.mkdir(dir, { mode: 0o700 });
+      if (options.fill) config = parseConfig(await options.fill(paths, this.paths(id), config));
       await atomicWriteJson(paths.config, config);
-      await fs.rename(staging, this.paths(id).folder);
-      await fsyncDir(this.vmsDir);
-      return config;
-    });
+      return await this.withRegistryLock('create VM', async () => {
+        await this.assertNameFree(config.name);
+        await fs.rename(staging, this.paths(id).folder);
+        await fsyncDir(this.vmsDir);
+        return config;
+      });
+    } catch (err) {
+      await fs.rm(staging, { recursive: true, force: true });
+      throw err;
+    }
   }
 
   // Registers a VM with a given configuration (an import): the id and the name must be

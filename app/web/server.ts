@@ -31,6 +31,8 @@ import { BridgeHost, storageBackend, VmManager, type StorageBackend } from '../s
 
 export const DEFAULT_HOST = '127.0.0.1';
 const MAX_BODY_BYTES = 4 * 1024 * 1024;
+// How much of an oversized body is read (and dropped) before the connection is cut.
+const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
 const PING_MS = 15_000;
 
 export const CONTENT_SECURITY_POLICY = [
@@ -59,6 +61,8 @@ export interface WebServerOptions {
   staticRoot?: string;
   manager?: VmManager;
   root?: string;
+  // Replaces single storage services over the real ones (a spec's slow stand-in for disk
+  // creation); every other method still reaches the real service.
   storage?: Partial<StorageBackend>;
   watchIntervalMs?: number;
 }
@@ -100,9 +104,22 @@ const statusFor: Partial<Record<ErrorCode, number>> = {
   INVALID_STATE: 409,
   BUSY: 409,
   UNSUPPORTED: 422,
-  NOT_IMPLEMENTED: 501,
+  UNKNOWN_METHOD: 404,
+  METHOD_NOT_ALLOWED: 405,
+  TOO_LARGE: 413,
   WORKER_UNREACHABLE: 503,
 };
+
+// The HTTP status of a refusal: from the table, else disk refusals are the request's
+// (422; a missing file 404, a file in use 409), else 500.
+function statusOf(code: ErrorCode): number {
+  const known = statusFor[code];
+  if (known !== undefined) return known;
+  if (code === 'DISK_NOT_FOUND') return 404;
+  if (code === 'DISK_IN_USE' || code === 'IN_USE' || code === 'CONFLICT') return 409;
+  if (code.startsWith('DISK_')) return 422;
+  return 500;
+}
 
 const mimeTypes: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
@@ -141,6 +158,11 @@ function refuse(res: ServerResponse, status: number, code: ErrorCode, message: s
   sendJson(res, status, { ok: false, error } satisfies Reply);
 }
 
+function notAllowed(res: ServerResponse, req: IncomingMessage, path: string, allow: string): void {
+  res.setHeader('Allow', allow);
+  refuse(res, 405, 'METHOD_NOT_ALLOWED', `${path} does not take ${req.method ?? '?'}; it takes ${allow}`);
+}
+
 function sameToken(given: string | undefined, token: string): boolean {
   if (given === undefined) return false;
   const a = Buffer.from(given);
@@ -153,15 +175,30 @@ function header(req: IncomingMessage, name: string): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
+class BodyTooLarge extends BerthError {
+  constructor() {
+    super('TOO_LARGE', `the request body is over ${MAX_BODY_BYTES} bytes, the limit of one API request`);
+  }
+}
+
+// The body, or BodyTooLarge as soon as it is known to exceed the limit (from Content-Length,
+// or while reading). The rest of an oversized body is read and dropped, so the client gets
+// its answer instead of a reset connection; a body that goes on far past the limit is cut.
 function readBody(req: IncomingMessage): Promise<Buffer> {
   return new Promise((resolveBody, reject) => {
+    const declared = Number(header(req, 'content-length') ?? NaN);
     const chunks: Buffer[] = [];
     let size = 0;
+    let over = declared > MAX_BODY_BYTES;
+    if (over) reject(new BodyTooLarge());
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
+      if (size > MAX_DRAIN_BYTES) return void req.destroy();
+      if (over) return;
       if (size > MAX_BODY_BYTES) {
-        reject(new BerthError('USAGE', `request body over ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
+        over = true;
+        chunks.length = 0;
+        reject(new BodyTooLarge());
         return;
       }
       chunks.push(chunk);
@@ -184,8 +221,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   const staticRoot = resolve(options.staticRoot ?? defaultStaticRoot());
   const manager = options.manager ?? new VmManager(options.root === undefined ? {} : { root: options.root });
   const bridgeOptions: ConstructorParameters<typeof BridgeHost>[0] = { manager, transport: 'web' };
-  // The disk, checkpoint and export services; tests may pass their own.
-  bridgeOptions.storage = options.storage ?? storageBackend(manager);
+  bridgeOptions.storage = { ...storageBackend(manager), ...options.storage };
   if (options.watchIntervalMs !== undefined) bridgeOptions.watchIntervalMs = options.watchIntervalMs;
   const bridge = new BridgeHost(bridgeOptions);
   const streams = new Set<ServerResponse>();
@@ -216,7 +252,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       return;
     }
     if (path === HTTP.eventsPath) {
-      if (req.method !== 'GET') return refuse(res, 405, 'USAGE', `${path} takes GET`);
+      if (req.method !== 'GET') return notAllowed(res, req, path, 'GET');
       res.writeHead(200, {
         'Content-Type': 'text/event-stream; charset=utf-8',
         'Cache-Control': 'no-store',
@@ -239,7 +275,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       res.on('error', end);
       return;
     }
-    if (req.method !== 'POST') return refuse(res, 405, 'USAGE', `${path} takes POST`);
+    if (req.method !== 'POST') return notAllowed(res, req, path, 'POST');
     const type = (header(req, 'content-type') ?? '').split(';')[0]?.trim().toLowerCase();
     if (type !== 'application/json') {
       return refuse(res, 415, 'USAGE', 'API requests must be sent as Content-Type: application/json');
@@ -249,16 +285,20 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
       const body = await readBody(req);
       args = body.length === 0 ? {} : JSON.parse(body.toString('utf8'));
     } catch (err) {
-      return refuse(res, 400, 'USAGE', err instanceof BerthError ? err.message : 'the request body is not JSON');
+      if (err instanceof BodyTooLarge) {
+        res.setHeader('Connection', 'close');
+        return refuse(res, 413, err.code, err.message);
+      }
+      return refuse(res, 400, 'USAGE', 'the request body is not JSON');
     }
     const method = decodeURIComponent(path.slice(HTTP.apiPrefix.length));
     const clientId = header(req, HTTP.clientHeader);
     const reply = await bridge.invoke(method, args, clientId && bridge.hasClient(clientId) ? clientId : undefined);
-    sendJson(res, reply.ok ? 200 : (statusFor[reply.error.code] ?? 500), reply);
+    sendJson(res, reply.ok ? 200 : statusOf(reply.error.code), reply);
   };
 
   const serveStatic = async (req: IncomingMessage, res: ServerResponse, path: string): Promise<void> => {
-    if (req.method !== 'GET' && req.method !== 'HEAD') return refuse(res, 405, 'USAGE', 'static files take GET');
+    if (req.method !== 'GET' && req.method !== 'HEAD') return notAllowed(res, req, path, 'GET, HEAD');
     let rel = normalize(decodeURIComponent(path)).replace(/^([/\\])+/, '');
     if (rel === '' || rel === '.') rel = 'index.html';
     let file = resolve(staticRoot, rel);

@@ -49,12 +49,10 @@ export function App(props: { onListCommit?: () => void }) {
   const checkpoints = useCheckpoints(single?.id);
   useEffect(() => setCheckpointSel(null), [single?.id]);
 
-  const checkpointsAvailable = !host.data?.unavailable.includes('createCheckpoint');
   const subject = (vm: VmSummary): ActionSubject => ({
     state: vm.state,
     hasCurrentCheckpoint: vm.id === single?.id && (checkpoints.data?.now ?? null) !== null,
-    checkpointsDisabled:
-      !checkpointsAvailable || (vm.id === single?.id && details.data?.config.checkpoints.type === 'disabled'),
+    checkpointsDisabled: vm.id === single?.id && details.data?.config.checkpoints.type === 'disabled',
   });
   const vmActions: MenuItem[] = vmActionsFor(selected.map(subject));
   const cpSelected = checkpointSel !== null && checkpointSel !== NOW ? checkpointSel : null;
@@ -139,7 +137,6 @@ export function App(props: { onListCommit?: () => void }) {
   };
 
   const hostName = host.data?.hostname ?? 'localhost';
-  const unavailable = new Set(host.data?.unavailable ?? []);
   const hostActions: MenuItem[] = [
     {
       id: 'new',
@@ -147,13 +144,13 @@ export function App(props: { onListCommit?: () => void }) {
       enabled: true,
       children: [
         { id: 'new-vm', label: 'Virtual Machine...', enabled: true },
-        { id: 'new-disk', label: 'Hard Disk...', enabled: !unavailable.has('createDisk') },
+        { id: 'new-disk', label: 'Hard Disk...', enabled: true },
       ],
     },
-    { id: 'import', label: 'Import Virtual Machine...', enabled: !unavailable.has('importVm') },
-    { id: 'edit-disk', label: 'Edit Disk...', enabled: !unavailable.has('editDisk') },
-    { id: 'inspect-disk', label: 'Inspect Disk...', enabled: !unavailable.has('inspectDisk') },
-    { id: 'host-disks', label: 'Host Disks...', enabled: !unavailable.has('hostDisks') },
+    { id: 'import', label: 'Import Virtual Machine...', enabled: true },
+    { id: 'edit-disk', label: 'Edit Disk...', enabled: true },
+    { id: 'inspect-disk', label: 'Inspect Disk...', enabled: true },
+    { id: 'host-disks', label: 'Host Disks...', enabled: true },
     { id: 'refresh', label: 'Refresh', enabled: true },
   ];
   const runHostAction = (id: string) => {

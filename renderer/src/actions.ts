@@ -2,7 +2,7 @@
 // each is enabled. The lifecycle rules come from app/api (the same table the services and
 // the worker enforce), so a button is never enabled for a request the service would refuse
 // on state alone.
-import { allows } from '../../app/api/lifecycle';
+import { allows, NOT_YET } from '../../app/api/lifecycle';
 import type { VmState, VmSummary } from '../../app/api/vm';
 
 export type VmActionId =
@@ -49,7 +49,8 @@ export const VM_ACTIONS: readonly VmActionSpec[] = [
   { id: 'start', label: 'Start', multi: true, enabled: (v) => allows(v.state, 'start') },
   { id: 'turn-off', label: 'Turn Off...', multi: true, enabled: (v) => allows(v.state, 'turn-off') },
   { id: 'shut-down', label: 'Shut Down...', multi: true, enabled: (v) => allows(v.state, 'shut-down') },
-  { id: 'save', label: 'Save', multi: true, enabled: (v) => allows(v.state, 'save') },
+  // Greyed out while no VM can be saved (NOT_YET says why).
+  { id: 'save', label: 'Save', multi: true, enabled: (v) => allows(v.state, 'save') && NOT_YET.save === undefined },
   { id: 'pause', label: 'Pause', multi: true, enabled: (v) => allows(v.state, 'pause') },
   { id: 'resume', label: 'Resume', multi: true, enabled: (v) => allows(v.state, 'resume') },
   { id: 'reset', label: 'Reset', multi: true, enabled: (v) => allows(v.state, 'reset') },

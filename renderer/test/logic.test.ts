@@ -2,7 +2,7 @@
 import { describe, expect, it } from 'vitest';
 
 import { checkpointActionsFor, vmActionsFor } from '../src/actions';
-import { defaultNewVmForm, toRequest, validateNewVm } from '../src/dialogs/newVmForm';
+import { defaultNewVmForm, toNewDisks, toRequest, validateNewVm } from '../src/dialogs/newVmForm';
 import { settingsPatch } from '../src/dialogs/Settings';
 import { clickRow, emptySelection, keyMove } from '../src/selection';
 import { compareVms, nextSort, sortVms } from '../src/sort';
@@ -33,7 +33,7 @@ describe('action enablement', () => {
     expect(e['shut-down']).toBe(true);
     expect(e.pause).toBe(true);
     expect(e.reset).toBe(true);
-    expect(e.save).toBe(true);
+    expect(e.save).toBe(false); // no VM can be saved yet: greyed out rather than refused
     expect(e.delete).toBe(false);
     expect(e.revert).toBe(false); // checkpoints are taken and applied while Off
     expect(e.checkpoint).toBe(false);
@@ -164,8 +164,23 @@ describe('New Virtual Machine wizard validation', () => {
       validateNewVm({ ...defaultNewVmForm, kernelPath: '/k', disk: 'new', newDiskSizeGiB: 0 }).disk.join(),
     ).toMatch(/Size/);
     expect(
+      validateNewVm({ ...defaultNewVmForm, kernelPath: '/k', disk: 'new', newDiskSizeGiB: 0.0001 }).disk.join(),
+    ).toMatch(/Size \(GB\): must be between 1 and 65536/);
+    expect(
       validateNewVm({ ...defaultNewVmForm, kernelPath: '/k', disk: 'new', newDiskName: 'a/b' }).disk.join(),
     ).toMatch(/file name/);
+  });
+  it('sends the new disk with the VM, sized in whole MiB', () => {
+    expect(toNewDisks({ ...defaultNewVmForm, disk: 'none' })).toEqual([]);
+    expect(
+      toNewDisks({
+        ...defaultNewVmForm,
+        disk: 'new',
+        newDiskName: ' d.vhdx ',
+        newDiskFormat: 'vhdx',
+        newDiskSizeGiB: 1.5,
+      }),
+    ).toEqual([{ name: 'd.vhdx', format: 'vhdx', sizeBytes: 1536 * 1024 * 1024 }]);
   });
   it('builds the request the service takes', () => {
     const r = toRequest({
@@ -201,6 +216,7 @@ describe('VM Settings patch', () => {
       testExitPort: false,
       com1: true,
       checkpointType: 'standard' as const,
+      standardCheckpointFallback: true,
       automaticStartAction: 'nothing' as const,
       automaticStopAction: 'turn-off' as const,
       disks: [],
@@ -213,6 +229,10 @@ describe('VM Settings patch', () => {
     });
     expect(settingsPatch(base, { ...base, network: [{ kind: 'nat', mac: '02:00:00:00:00:01' }] })).toEqual({
       network: [{ kind: 'nat', mac: '02:00:00:00:00:01' }],
+    });
+    expect(settingsPatch(base, { ...base, checkpointType: 'production', standardCheckpointFallback: false })).toEqual({
+      checkpointType: 'production',
+      standardCheckpointFallback: false,
     });
   });
 });

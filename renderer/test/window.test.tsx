@@ -23,7 +23,6 @@ const hostInfo = {
   berthVersion: '0.1.0',
   dataRoot: '/tmp/berth',
   transport: 'web' as const,
-  unavailable: [],
 };
 
 let container: HTMLDivElement;

@@ -51,7 +51,6 @@ const answers: Record<string, () => unknown> = {
     berthVersion: '0.1.0',
     dataRoot: '/tmp/bench',
     transport: 'web',
-    unavailable: [],
   }),
   'vm.list': () => vms,
   'operation.list': () => [],
@@ -84,7 +83,7 @@ const server = createServer((req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end(
       JSON.stringify(
-        answer ? { ok: true, result: answer() } : { ok: false, error: { code: 'NOT_IMPLEMENTED', message: method } },
+        answer ? { ok: true, result: answer() } : { ok: false, error: { code: 'UNKNOWN_METHOD', message: method } },
       ),
     );
     return;

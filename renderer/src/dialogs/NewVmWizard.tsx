@@ -5,8 +5,8 @@ import { useMemo, useState } from 'react';
 
 import { DISK_FORMATS } from '../../../app/api/bridge';
 import { call, useApi, useHost } from '../context';
-import { errorText, OperationProgress, Row, useLongOperation, Wizard } from './common';
-import { defaultNewVmForm, toRequest, validateNewVm, type NewVmForm } from './newVmForm';
+import { errorText, Row, Wizard } from './common';
+import { defaultNewVmForm, toNewDisks, toRequest, validateNewVm, type NewVmForm } from './newVmForm';
 
 export function NewVmWizard({ onClose }: { onClose: () => void }) {
   const api = useApi();
@@ -15,40 +15,28 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
   const [form, setForm] = useState<NewVmForm>(defaultNewVmForm);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
-  const long = useLongOperation();
   const errors = useMemo(() => validateNewVm(form), [form]);
   const set = <K extends keyof NewVmForm>(k: K, v: NewVmForm[K]) => setForm((f) => ({ ...f, [k]: v }));
   const num = (s: string) => (s.trim() === '' ? NaN : Number(s));
 
+  // One request: the VM and its new disk are made together, and when the disk cannot be
+  // made no VM is left behind (the error says what failed).
   const finish = async () => {
     setBusy(true);
     setError(undefined);
+    let created: string | undefined;
     try {
-      const vm = await call(api, client, 'vm.create', { config: toRequest(form) });
-      if (form.disk === 'new') {
-        const path = `${vm.folder}/disks/${form.newDiskName.trim()}`;
-        const started = api.invoke('disk.create', {
-          path,
-          format: form.newDiskFormat,
-          sizeBytes: Math.round(form.newDiskSizeGiB * 1024 ** 3),
-        });
-        // A refused request rejects as it did before; only a failed or cancelled creation
-        // gets the note that the VM itself exists.
-        await started;
-        await long.start(started).catch((e: unknown) => {
-          throw new Error(`The virtual machine was created, but its disk was not: ${errorText(e)}`);
-        });
-        await call(api, client, 'vm.update', {
-          vm: vm.id,
-          patch: { disks: [{ slot: 0, kind: 'virtual', path, readOnly: false }] },
-        });
-      }
+      const vm = await call(api, client, 'vm.create', { config: toRequest(form), newDisks: toNewDisks(form) });
+      created = vm.name;
       if (form.startAfter) await call(api, client, 'vm.start', { vm: vm.id });
       onClose();
     } catch (e) {
-      setError(errorText(e));
+      setError(
+        created === undefined
+          ? errorText(e)
+          : `The virtual machine '${created}' was created, but it did not start: ${errorText(e)}`,
+      );
       setBusy(false);
-      long.reset();
     }
   };
 
@@ -279,7 +267,6 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
             <input type="checkbox" checked={form.startAfter} onChange={(e) => set('startAfter', e.target.checked)} />{' '}
             Start the virtual machine after it is created
           </label>
-          {long.operationId ? <OperationProgress operationId={long.operationId} onEnd={long.onEnd} /> : null}
         </>
       ),
     },

@@ -23,6 +23,7 @@ interface Draft {
   testExitPort: boolean;
   com1: boolean;
   checkpointType: VmConfig['checkpoints']['type'];
+  standardCheckpointFallback: boolean;
   automaticStartAction: VmConfig['automaticStartAction'];
   automaticStopAction: VmConfig['automaticStopAction'];
   disks: DiskAttachment[];
@@ -43,6 +44,7 @@ function draftOf(c: VmConfig): Draft {
     testExitPort: c.testExitPort,
     com1: c.com1.enabled,
     checkpointType: c.checkpoints.type,
+    standardCheckpointFallback: c.checkpoints.standardFallback,
     automaticStartAction: c.automaticStartAction,
     automaticStopAction: c.automaticStopAction,
     disks: c.disks,
@@ -64,6 +66,9 @@ export function settingsPatch(before: Draft, after: Draft): VmUpdatePatch {
   if (after.testExitPort !== before.testExitPort) p.testExitPort = after.testExitPort;
   if (after.com1 !== before.com1) p.com1 = after.com1;
   if (after.checkpointType !== before.checkpointType) p.checkpointType = after.checkpointType;
+  if (after.standardCheckpointFallback !== before.standardCheckpointFallback) {
+    p.standardCheckpointFallback = after.standardCheckpointFallback;
+  }
   if (after.automaticStartAction !== before.automaticStartAction) p.automaticStartAction = after.automaticStartAction;
   if (after.automaticStopAction !== before.automaticStopAction) p.automaticStopAction = after.automaticStopAction;
   if (JSON.stringify(after.disks) !== JSON.stringify(before.disks)) p.disks = after.disks;
@@ -372,6 +377,21 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
                   {t === 'disabled' ? 'Disable checkpoints' : `${t[0]?.toUpperCase()}${t.slice(1)} checkpoints`}
                 </label>
               ))}
+              {draft.checkpointType === 'production' ? (
+                <label className="check indent">
+                  <input
+                    type="checkbox"
+                    checked={draft.standardCheckpointFallback}
+                    onChange={(e) => set('standardCheckpointFallback', e.target.checked)}
+                  />{' '}
+                  Create standard checkpoints if it&apos;s not possible to create a production checkpoint
+                </label>
+              ) : null}
+              <p className="hint">
+                Production checkpoints are taken of a virtual machine that is off (its disks are then consistent). Of a
+                running virtual machine Berth cannot take one yet: it has no way to ask the guest to make its disks
+                consistent, nor to save its memory for a standard checkpoint.
+              </p>
             </fieldset>
           ) : null}
           {page === 'auto' ? (

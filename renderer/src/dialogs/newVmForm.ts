@@ -2,7 +2,7 @@
 // Validation uses the contract's own schema (NewVmRequest), so the wizard refuses exactly
 // what the service would, and each problem is shown on the page that owns the field.
 import { NewVmRequest, type NewVmRequest as NewVmRequestInput } from '../../../app/api/config';
-import type { DiskFormat } from '../../../app/api/bridge';
+import type { DiskFormat, NewDiskRequest } from '../../../app/api/bridge';
 
 export interface NewVmForm {
   name: string;
@@ -42,7 +42,19 @@ export const defaultNewVmForm: NewVmForm = {
 
 export type NewVmStep = 'name' | 'memory' | 'processors' | 'networking' | 'disk' | 'boot';
 
-// The request for vm.create (a new disk is created afterwards, inside the VM's folder).
+// The new disk vm.create makes in the VM's folder, with the VM (sizes in whole MiB).
+export function toNewDisks(form: NewVmForm): NewDiskRequest[] {
+  if (form.disk !== 'new') return [];
+  return [
+    {
+      name: form.newDiskName.trim(),
+      format: form.newDiskFormat,
+      sizeBytes: Math.round(form.newDiskSizeGiB * 1024) * 1024 * 1024,
+    },
+  ];
+}
+
+// The request for vm.create (a new disk travels beside it: toNewDisks).
 export function toRequest(form: NewVmForm): NewVmRequestInput {
   const boot: NewVmRequestInput['boot'] = {
     kind: form.bootKind,
@@ -103,7 +115,7 @@ export function validateNewVm(form: NewVmForm): Record<NewVmStep, string[]> {
     if (form.newDiskName.trim() === '' || form.newDiskName.includes('/')) {
       out.disk.push('Name: must be a file name (no folders)');
     }
-    if (!(form.newDiskSizeGiB > 0) || form.newDiskSizeGiB > 64 * 1024)
+    if (!(form.newDiskSizeGiB >= 1) || form.newDiskSizeGiB > 64 * 1024)
       out.disk.push('Size (GB): must be between 1 and 65536');
   }
   if (form.disk === 'existing' && form.existingDiskPath.trim() === '')

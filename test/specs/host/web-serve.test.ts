@@ -137,8 +137,9 @@ describe('berth serve: refusals', () => {
     assert.equal(extra.status, 400);
     assert.match(errorOf(extra).message, /sneaky/);
     const unknown = await api('vm.destroyEverything', t);
-    assert.equal(unknown.status, 400);
-    assert.match(errorOf(unknown).message, /unknown method "vm.destroyEverything"/);
+    assert.equal(unknown.status, 404);
+    assert.equal(errorOf(unknown).code, 'UNKNOWN_METHOD');
+    assert.match(errorOf(unknown).message, /unknown method "vm.destroyEverything"; the methods are: host.info, /);
     const notJson = await api('vm.list', t, '{');
     assert.equal(notJson.status, 400);
     const form = await raw(server, {
@@ -148,14 +149,44 @@ describe('berth serve: refusals', () => {
       body: 'a=1',
     });
     assert.equal(form.status, 415);
-    const get = await raw(server, { path: '/api/vm.list', headers: t });
-    assert.equal(get.status, 405);
+    // A method the path does not take: 405 saying which it takes, for every HTTP method.
+    for (const method of ['GET', 'PUT', 'DELETE', 'PATCH']) {
+      const wrong = await raw(server, { method, path: '/api/vm.list', headers: t });
+      assert.equal(wrong.status, 405, method);
+      assert.deepEqual(errorOf(wrong), {
+        code: 'METHOD_NOT_ALLOWED',
+        message: `/api/vm.list does not take ${method}; it takes POST`,
+      });
+      assert.equal(wrong.headers['allow'], 'POST');
+    }
+    const postEvents = await raw(server, { method: 'POST', path: '/api/events', headers: { ...json, ...t } });
+    assert.equal(postEvents.status, 405);
+    assert.equal(errorOf(postEvents).code, 'METHOD_NOT_ALLOWED');
+    const putPage = await raw(server, { method: 'PUT', path: '/' });
+    assert.equal(putPage.status, 405);
+    assert.equal(errorOf(putPage).code, 'METHOD_NOT_ALLOWED');
     const missing = await api('vm.get', t, '{"vm": "nope"}');
     assert.equal(missing.status, 404);
     assert.equal(errorOf(missing).code, 'NOT_FOUND');
-    const later = await api('disk.minShrinkSize', t, '{"path": "/nope.qcow2"}');
-    assert.equal(later.status, 501);
-    assert.equal(errorOf(later).code, 'NOT_IMPLEMENTED');
+    // A disk error keeps the disk layer's own code.
+    const noDisk = await api('disk.minShrinkSize', t, JSON.stringify({ path: join(home, 'nope.qcow2') }));
+    assert.equal(noDisk.status, 404);
+    assert.equal(errorOf(noDisk).code, 'DISK_NOT_FOUND');
+    assert.match(errorOf(noDisk).message, /nope\.qcow2/);
+  });
+
+  it('answers a request body over 4 MiB with TOO_LARGE, declared or not', async () => {
+    const t = { 'x-berth-token': server.token };
+    const big = JSON.stringify({ path: 'x'.repeat(6 * 1024 * 1024) });
+    const declared = await api('disk.inspect', { ...t, 'content-length': String(Buffer.byteLength(big)) }, big);
+    assert.equal(declared.status, 413);
+    assert.equal(errorOf(declared).code, 'TOO_LARGE');
+    assert.match(errorOf(declared).message, /over 4194304 bytes/);
+    const chunked = await api('disk.inspect', { ...t, 'transfer-encoding': 'chunked' }, big);
+    assert.equal(chunked.status, 413);
+    assert.equal(errorOf(chunked).code, 'TOO_LARGE');
+    // The server still answers afterwards.
+    assert.equal((await api('vm.list', t)).status, 200);
   });
 
   it('reaches the storage services: checkpoints, host disks, Inspect Disk', async () => {
