@@ -20,7 +20,7 @@
 // the commit removes them (roll back). 'commit' journals carry the disk steps and every
 // metadata file's final content, all idempotent: a crash after that point is rolled
 // forward. Any later operation on the VM (and starting it) first finishes a leftover
-// journal. BERTH_TEST_CRASH_AT names the steps (see crash.ts).
+// journal. crashPoint() names the steps (see crash.ts).
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';

@@ -1,8 +1,16 @@
-// Fault injection for the crash-safety tests: BERTH_TEST_CRASH_AT=<step name> makes the
-// process kill itself with SIGKILL when it reaches that step (no cleanup, no flush), as a
-// power cut or `kill -9` would. Unset in normal use, where this does nothing.
-export const CRASH_ENV = 'BERTH_TEST_CRASH_AT';
+// Named steps of the crash-safe checkpoint operations (checkpoints.ts), where the
+// crash-safety specs stop a process as a power cut or `kill -9` would. The product never
+// stops there: only a hook installed in code does anything (the specs' own entry point,
+// test/support/crash-cli.ts, installs one), so no setting or environment variable of a
+// user's can reach it.
+export type CrashHook = (step: string) => void;
+
+let hook: CrashHook | undefined;
+
+export function installCrashHook(h: CrashHook | undefined): void {
+  hook = h;
+}
 
 export function crashPoint(step: string): void {
-  if (process.env[CRASH_ENV] === step) process.kill(process.pid, 'SIGKILL');
+  hook?.(step);
 }

@@ -12,5 +12,4 @@ export { DiskService } from './disks';
 export { HardwareService, type DiskSpec, type HardwarePatch } from './hardware';
 export { ExportService, type ProgressOptions } from './export';
 export { exportCheckpoint } from './export-checkpoint';
-export { CRASH_ENV } from './crash';
 export { storageBackend, type OperationContext, type StorageBackend } from './bridge-storage';

@@ -9,6 +9,8 @@ import { VmManager } from '../../app/services';
 import { repoRoot } from './guest';
 
 export const cliPath = join(repoRoot, 'dist', 'app', 'cli', 'main.js');
+// The CLI with the checkpoint crash hook installed: crash-cli.js STEP ARGS...
+export const crashCliPath = join(__dirname, 'crash-cli.js');
 export const supportDir = __dirname;
 
 // Short paths: the control socket's path must fit in a Unix socket address.

@@ -14,7 +14,11 @@ export interface Ran {
 }
 
 // home is read at each call, so specs can create their BERTH_HOME in before().
-export function cliRunner(home: () => string): {
+// entry: the script to run (the CLI; the crash specs' crash-cli.js STEP first).
+export function cliRunner(
+  home: () => string,
+  entry = cliPath,
+): {
   run: (args: string[], env?: Record<string, string>) => Promise<Ran>;
   ok: (...args: string[]) => Promise<Json>;
   refused: (...args: string[]) => Promise<string>;
@@ -23,7 +27,7 @@ export function cliRunner(home: () => string): {
     new Promise((resolve) => {
       execFile(
         process.execPath,
-        [cliPath, ...args],
+        [entry, ...args],
         { env: { ...process.env, BERTH_HOME: home(), ...env } },
         (err, stdout, stderr) => {
           const e = err as (Error & { code?: number; signal?: string }) | null;

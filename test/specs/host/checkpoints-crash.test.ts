@@ -1,6 +1,7 @@
 // Checkpoint trees through the `berth` command line, without starting a VM: deletes that
-// keep every other view, and the crash tests: the CLI kills itself (SIGKILL, via
-// BERTH_TEST_CRASH_AT) at every step of create, apply, delete and the merge inside delete;
+// keep every other view, and the crash tests: the CLI kills itself (SIGKILL, through the
+// crash hook test/support/crash-cli.ts installs) at every step of create, apply, delete and
+// the merge inside delete;
 // the next command finds the journal, and the VM opens with a consistent tree whose disks
 // qemu-img passes and whose data reads back.
 import assert from 'node:assert/strict';
@@ -12,6 +13,7 @@ import { testGuestPath } from '../../support/guest';
 import { cleanBerthHome, makeBerthHome } from '../../support/berth-home';
 import { checkpointKit } from '../../support/checkpoints';
 import { cliRunner } from '../../support/cli';
+import { crashCliPath } from '../../support/berth-home';
 
 describe('checkpoint trees and crashes', () => {
   let home: string;
@@ -23,6 +25,7 @@ describe('checkpoint trees and crashes', () => {
   after(() => cleanBerthHome(home));
 
   const { run: berth, ok, refused } = cliRunner(() => home);
+  const { run: crashing } = cliRunner(() => home, crashCliPath);
   const { newVm, topOf, qemuWrite, qemuReads, assertConsistent } = checkpointKit(ok, () => kernel);
 
   it('deletes keep every other view: a file with two children is kept, a single child is merged, a subtree goes', async () => {
@@ -61,10 +64,20 @@ describe('checkpoint trees and crashes', () => {
 
   // ---- SIGKILL at every step -----------------------------------------------------------
   const crashAt = async (step: string, args: string[]): Promise<void> => {
-    const r = await berth(args, { BERTH_TEST_CRASH_AT: step });
+    const r = await crashing([step, ...args]);
     assert.equal(r.signal, 'SIGKILL', `${step}: the process should have killed itself (${r.stdout} ${r.stderr})`);
   };
   let n = 0;
+
+  it('the product has no crash switch: the old environment variable does nothing', async () => {
+    await newVm('no-switch');
+    const r = await berth(['checkpoint', 'create', 'no-switch', '--name', 'x', '--json'], {
+      BERTH_TEST_CRASH_AT: 'create:journaled',
+    });
+    assert.equal(r.signal, null);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { name: string }).name, 'x');
+  });
 
   for (const step of [
     'create:journaled',
