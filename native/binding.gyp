@@ -25,6 +25,7 @@
       "type": "executable",
       "sources": [
         "<!@(node -p \"require('./binding/sources.js').filter((f) => !f.startsWith('binding/')).join(' ')\")",
+        "<!@(node -p \"require('./binding/sources.js').worker.join(' ')\")",
         "runner/main.cc"
       ],
       "include_dirs": ["."],

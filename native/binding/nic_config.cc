@@ -4,29 +4,14 @@
 
 #include <string>
 
+#include "devices/net/nic_check.h"
+
 namespace {
 
 Napi::Error invalid(Napi::Env env, const std::string& message) {
   Napi::Error err = Napi::Error::New(env, message);
   err.Set("code", Napi::String::New(env, "INVALID_ARGUMENT"));
   return err;
-}
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-bool parse_mac(const std::string& s, std::array<uint8_t, 6>& out) {
-  if (s.size() != 17) return false;
-  for (size_t i = 0; i < 6; ++i) {
-    int hi = hex_digit(s[3 * i]), lo = hex_digit(s[3 * i + 1]);
-    if (hi < 0 || lo < 0 || (i < 5 && s[3 * i + 2] != ':')) return false;
-    out[i] = static_cast<uint8_t>(hi * 16 + lo);
-  }
-  return true;
 }
 
 }  // namespace
@@ -54,9 +39,9 @@ std::vector<berth::devices::net::NicConfig> parseNicConfigs(Napi::Env env, Napi:
     else if (kind == "tap") nic.kind = NicConfig::Kind::kTap;
     else throw invalid(env, where + ".kind must be 'nat' or 'tap'");
     std::string mac = text(n, where, "mac", false);
-    if (!parse_mac(mac, nic.mac)) throw invalid(env, where + ".mac must look like 52:54:00:12:34:56, not " + mac);
-    if (nic.mac[0] & 1) throw invalid(env, where + ".mac " + mac + " is a multicast address");
-    if (nic.mac == std::array<uint8_t, 6>{}) throw invalid(env, where + ".mac must not be all zeros");
+    if (!berth::devices::net::parse_mac(mac, nic.mac)) {
+      throw invalid(env, where + ".mac must look like 52:54:00:12:34:56, not " + mac);
+    }
     Napi::Value restricted = n.Get("restricted");
     if (!restricted.IsUndefined() && !restricted.IsBoolean()) throw invalid(env, where + ".restricted must be a boolean");
     nic.restricted = restricted.IsBoolean() && restricted.As<Napi::Boolean>().Value();
@@ -95,12 +80,7 @@ std::vector<berth::devices::net::NicConfig> parseNicConfigs(Napi::Env env, Napi:
         nic.port_forwards.push_back(std::move(pf));
       }
     }
-    if (nic.kind == NicConfig::Kind::kTap && (!nic.port_forwards.empty() || nic.restricted)) {
-      throw invalid(env, where + ": portForwards and restricted apply to NAT only, not to a tap device");
-    }
-    if (nic.kind == NicConfig::Kind::kNat && (!nic.tap_name.empty() || !nic.bridge.empty())) {
-      throw invalid(env, where + ": tapName and bridge apply to a tap device only");
-    }
+    if (auto problem = berth::devices::net::nic_problem(nic)) throw invalid(env, where + ": " + *problem);
     out.push_back(std::move(nic));
   }
   return out;

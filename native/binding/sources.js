@@ -5,7 +5,7 @@ const path = require('node:path');
 
 const root = path.join(__dirname, '..');
 const folders = ['common', 'hv/host', 'hv/kvm', 'vmm', 'devices', 'devices/net', 'devices/virtio', 'boot', 'machine', 'binding', 'disk', 'disk/operations', 'disk/vhd', 'disk/vhdx', 'disk/qcow2'];
-module.exports = folders.flatMap((folder) => {
+const list = (folder) => {
   const dir = path.join(root, folder);
   if (!fs.existsSync(dir)) return [];
   return fs
@@ -13,4 +13,7 @@ module.exports = folders.flatMap((folder) => {
     .filter((f) => f.endsWith('.cc'))
     .sort()
     .map((f) => `${folder}/${f}`);
-});
+};
+module.exports = folders.flatMap(list);
+// The worker's control socket and protocol: part of berth-vmm only, not of the addon.
+module.exports.worker = list('worker');

@@ -31,6 +31,7 @@
 #include "common/error.h"
 #include "common/unique_fd.h"
 #include "machine/machine.h"
+#include "worker/worker.h"
 
 namespace {
 
@@ -56,6 +57,12 @@ constexpr const char* kUsage =
     "  --no-reboot        stop the VM when the guest resets instead of rebooting it\n"
     "  --help             print this help and exit\n"
     "Options also take the form --name=VALUE.\n"
+    "\n"
+    "berth-vmm worker --spec PATH --socket PATH --pid-file PATH --exit-record PATH\n"
+    "                 --start-error PATH\n"
+    "  runs as a VM's worker for the Berth services: builds the machine described in the\n"
+    "  spec file, serves the control protocol on the socket, writes the pid file, the exit\n"
+    "  record when the VM ends (status 0) or the start error when it cannot start (1).\n"
     "\n"
     "stdin is forwarded to the guest console (when it is a terminal: no line editing or\n"
     "echo; Ctrl-C still stops the VM); end of input just stops forwarding.\n"
@@ -321,6 +328,31 @@ int run(const Options& o) {
   return exit_status(info, stop_signal);
 }
 
+// berth-vmm worker --spec P --socket P --pid-file P --exit-record P --start-error P
+berth::worker::RunFiles parse_worker_args(int argc, char** argv) {
+  berth::worker::RunFiles files;
+  std::pair<const char*, std::string*> options[] = {{"--spec", &files.spec},
+                                                    {"--socket", &files.socket},
+                                                    {"--pid-file", &files.pid},
+                                                    {"--exit-record", &files.last_exit},
+                                                    {"--start-error", &files.start_error}};
+  for (int i = 2; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    bool known = false;
+    for (auto& [name, target] : options) {
+      if (arg != name) continue;
+      if (i + 1 >= argc || argv[i + 1][0] == '\0') throw UsageError{std::string(name) + " needs a path"};
+      *target = argv[++i];
+      known = true;
+    }
+    if (!known) throw UsageError{"unknown worker argument '" + std::string(arg) + "' (see --help)"};
+  }
+  for (auto& [name, target] : options) {
+    if (target->empty()) throw UsageError{std::string("the worker needs ") + name + " PATH (see --help)"};
+  }
+  return files;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -333,6 +365,7 @@ int main(int argc, char** argv) {
     }
   }
   try {
+    if (argc >= 2 && std::string_view(argv[1]) == "worker") return berth::worker::run_worker(parse_worker_args(argc, argv));
     Options o = parse_args(argc, argv);
     if (o.help) {
       write_all(STDOUT_FILENO, std::span(reinterpret_cast<const uint8_t*>(kUsage), std::strlen(kUsage)));

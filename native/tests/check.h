@@ -63,6 +63,14 @@ struct Registrar {
                               " != " + std::to_string(vb_));                    \
   } while (0)
 
+#define CHECK_STR(a, b)                                                               \
+  do {                                                                                \
+    std::string va_ = (a);                                                            \
+    std::string vb_ = (b);                                                            \
+    if (va_ != vb_)                                                                   \
+      ::berth::test::fail(__FILE__, __LINE__, "CHECK_STR(" #a "): '" + va_ + "' != '" + vb_ + "'"); \
+  } while (0)
+
 // Asserts that expr throws berth::Error with the given code and a message containing
 // the given text.
 #define CHECK_THROWS_CODE(expr, code_, text_)                                      \

@@ -18,7 +18,9 @@ const allowed = {
   boot: ['vmm', 'hv', 'common'],
   disk: ['common'],
   machine: ['vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
-  runner: ['machine', 'vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
+  // the per-VM worker: control socket, protocol, machine spec (part of berth-vmm)
+  worker: ['machine', 'devices', 'common'],
+  runner: ['worker', 'machine', 'vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
   binding: ['machine', 'vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
   // tests and fuzz harnesses may include anything
 };
