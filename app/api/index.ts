@@ -8,3 +8,4 @@ export * as protocol from './protocol';
 export * from './lifecycle';
 export * from './layout';
 export * from './storage';
+export * from './worker-spec';

@@ -16,6 +16,8 @@ export const RUN_FILES = {
   lock: 'lock',
   // Written by a manager while it spawns the worker.
   starting: 'starting.json',
+  // The machine the worker runs (WorkerSpec), written by the manager that starts it.
+  spec: 'machine.json',
   // Written by the worker as it starts; removed when it ends cleanly.
   pid: 'worker.pid',
   // The control socket (mode 0600).

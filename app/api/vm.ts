@@ -22,7 +22,17 @@ export const LastExit = z.strictObject({
 });
 export type LastExit = z.infer<typeof LastExit>;
 
-export const VcpuStats = z.strictObject({ id: z.int(), cpuTimeMs: z.number() });
+// Why the vCPU left guest mode, counted since start: port I/O, MMIO, HLT, a host request
+// (pause, signal), the guest's shutdown, anything else.
+export const VcpuExits = z.strictObject({
+  io: z.int(),
+  mmio: z.int(),
+  halt: z.int(),
+  interrupted: z.int(),
+  shutdown: z.int(),
+  other: z.int(),
+});
+export const VcpuStats = z.strictObject({ id: z.int(), cpuTimeMs: z.number(), exits: VcpuExits });
 
 export const VmStats = z.strictObject({
   // Share of the assigned vCPUs' capacity used since the previous sample (0..100).

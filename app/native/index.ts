@@ -36,3 +36,4 @@ export type {
 export type { NicConfig, PortForward } from './nics';
 export { NativeError, NATIVE_ERROR_CODES, type NativeErrorCode } from './errors';
 export { addonPath } from './addon';
+export { vmmPath } from './vmm';

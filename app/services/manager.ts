@@ -1,12 +1,12 @@
 // The management service (Hyper-V's VMMS), usable from any process: the CLI, the window,
-// `berth serve`. It owns no VM: starting one spawns a detached worker (app/worker) that
-// serves run/control.sock; every question about a running VM goes to that socket, so any
+// `berth serve`. It owns no VM: starting one spawns a detached worker (berth-vmm worker,
+// native/worker) that serves run/control.sock; every question about a running VM goes to that socket, so any
 // number of manager processes see the same VMs, and VMs outlive the manager that started
 // them.
 import { spawn } from 'node:child_process';
-import { closeSync, promises as fs, openSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, promises as fs, openSync, writeSync } from 'node:fs';
 import { constants } from 'node:os';
-import { join, resolve as resolvePath } from 'node:path';
+import { resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
@@ -38,6 +38,8 @@ import {
 import { CheckpointService } from './checkpoints';
 import type { VmPaths } from './paths';
 import { Registry, type VmEntry } from './registry';
+import { toWorkerSpec } from './worker-spec';
+import { vmmPath } from '../native/vmm';
 
 // A worker that has written its pid but not yet opened its socket is Starting for this long.
 const STARTUP_GRACE_MS = 30_000;
@@ -47,15 +49,30 @@ const STOP_TIMEOUT_MS = 15_000;
 // The shell that runs the worker and records how it ended ("<pid> <status>"; a status above
 // 128 is 128 + the signal number), which nobody else could learn once the manager is gone.
 const WRAPPER = [
-  '"$1" "$2" "$3" </dev/null &',
+  'status_file="$1"; shift',
+  '"$@" </dev/null &',
   'pid=$!',
   'wait "$pid"',
   'status=$?',
-  'printf \'%s %s\\n\' "$pid" "$status" > "$3/run/worker.status.tmp" && mv -f "$3/run/worker.status.tmp" "$3/run/worker.status"',
+  'printf \'%s %s\\n\' "$pid" "$status" > "$status_file.tmp" && mv -f "$status_file.tmp" "$status_file"',
 ].join('\n');
 
-export function workerScriptPath(): string {
-  return join(__dirname, '..', 'worker', 'main.js');
+// The worker's command line: the machine spec to run and the run files it keeps, whose
+// names are defined once (RUN_FILES).
+function workerArgs(p: VmEntry['paths']): string[] {
+  return [
+    'worker',
+    '--spec',
+    p.runFile('spec'),
+    '--socket',
+    p.runFile('socket'),
+    '--pid-file',
+    p.runFile('pid'),
+    '--exit-record',
+    p.runFile('lastExit'),
+    '--start-error',
+    p.runFile('startError'),
+  ];
 }
 
 interface Probe {
@@ -125,6 +142,25 @@ async function checkBootFiles(config: VmConfig): Promise<void> {
     const stat = await fs.stat(path).catch(() => undefined);
     if (!stat) throw new ConfigError([`${field}: ${path} does not exist`]);
     if (!stat.isFile()) throw new ConfigError([`${field}: ${path} is not a file`]);
+  }
+}
+
+// The boot files must still exist when the VM starts; the worker would say only that it
+// could not read them.
+async function checkStartFiles(config: VmConfig, folder: string): Promise<void> {
+  if (config.boot.kind === 'firmware') return;
+  for (const [label, path] of [
+    ['kernel', config.boot.kernelPath],
+    ['initrd', config.boot.initrdPath],
+  ] as const) {
+    if (path === undefined) continue;
+    const stat = await fs.stat(resolvePath(folder, path)).catch(() => undefined);
+    if (!stat || !stat.isFile()) {
+      throw new BerthError(
+        'START_FAILED',
+        `cannot start '${config.name}': ${label} ${path} ${stat ? 'is not a regular file' : 'does not exist'}`,
+      );
+    }
   }
 }
 
@@ -380,30 +416,34 @@ export class VmManager {
       assertTransition(name, current.state, 'start');
       // A checkpoint operation a crash interrupted is finished (or undone) first.
       await CheckpointService.recover(p);
-      await checkDiskFiles(migrateConfig(JSON.parse(await fs.readFile(p.config, 'utf8'))), p.folder);
+      const config = migrateConfig(JSON.parse(await fs.readFile(p.config, 'utf8')));
+      await checkStartFiles(config, p.folder);
+      await checkDiskFiles(config, p.folder);
+      const vmm = vmmPath();
+      if (!existsSync(vmm)) {
+        throw new BerthError(
+          'START_FAILED',
+          `cannot start '${name}': berth-vmm is missing at ${vmm}; run 'npm run build'`,
+        );
+      }
       checkSocketPath(p.runFile('socket'));
       await fs.mkdir(p.run, { recursive: true, mode: 0o700 });
       for (const f of ['pid', 'socket', 'status', 'lastExit', 'startError', 'failed'] as const) {
         await removeIfExists(p.runFile(f));
       }
+      await atomicWriteJson(p.runFile('spec'), toWorkerSpec(config));
       await atomicWriteJson(p.runFile('starting'), { pid: process.pid, procStart: processStartTime(process.pid) });
       try {
         const log = openSync(p.runFile('log'), 'a', 0o600);
         writeSync(log, `\n${new Date().toISOString()} starting '${name}' for process ${process.pid}\n`);
         let wrapperExited = false;
         try {
-          const child = spawn(
-            '/bin/sh',
-            ['-c', WRAPPER, 'berth-worker', process.execPath, workerScriptPath(), p.folder],
-            {
-              detached: true,
-              stdio: ['ignore', log, log],
-              // Relative paths in the configuration are relative to the VM's folder.
-              cwd: p.folder,
-              // Under Electron, process.execPath is the app: make it behave as Node.
-              env: { ...process.env, ELECTRON_RUN_AS_NODE: '1' },
-            },
-          );
+          const child = spawn('/bin/sh', ['-c', WRAPPER, 'berth-worker', p.runFile('status'), vmm, ...workerArgs(p)], {
+            detached: true,
+            stdio: ['ignore', log, log],
+            // Relative paths in the configuration are relative to the VM's folder.
+            cwd: p.folder,
+          });
           child.on('exit', () => (wrapperExited = true));
           child.on('error', () => (wrapperExited = true));
           child.unref();

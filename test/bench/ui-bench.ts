@@ -28,7 +28,7 @@ function stats(i: number, tick: number): VmStats {
     residentBytes: (64 + (i % 32)) << 20,
     uptimeMs: (3600 + i * 17 + tick) * 1000,
     vcpuCount: 1 + (i % 4),
-    vcpus: [{ id: 0, cpuTimeMs: tick * 10 }],
+    vcpus: [{ id: 0, cpuTimeMs: tick * 10, exits: { io: 0, mmio: 0, halt: 0, interrupted: 0, shutdown: 0, other: 0 } }],
     resets: 0,
   };
 }

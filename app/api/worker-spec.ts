@@ -1,0 +1,52 @@
+// What the services hand the per-VM worker (berth-vmm worker): run/machine.json, the machine
+// to build, fully resolved from the VM's configuration at start (disks in slot order with
+// passthrough devices resolved to their /dev path, adapters with their MACs). The worker
+// (native/worker/machine_spec.cc) refuses anything else, naming the field.
+import { z } from 'zod';
+
+export const WORKER_SPEC_VERSION = 1;
+
+const filePath = z
+  .string()
+  .min(1)
+  .refine((p) => !p.includes('\0'), 'must not contain NUL characters');
+
+export const WorkerDisk = z.strictObject({
+  path: filePath,
+  readOnly: z.boolean(),
+  format: z.enum(['raw', 'qcow2', 'vhdx', 'vhd', 'host-device']).optional(),
+  // What the guest reads as the disk's serial (VIRTIO_BLK_T_GET_ID): "berth-slot-N".
+  serial: z.string().max(20),
+});
+
+export const WorkerPortForward = z.strictObject({
+  protocol: z.enum(['tcp', 'udp']),
+  hostAddress: z.ipv4(),
+  hostPort: z.int().min(1).max(65535),
+  guestPort: z.int().min(1).max(65535),
+});
+
+export const WorkerNic = z.strictObject({
+  kind: z.enum(['nat', 'tap']),
+  mac: z.string().regex(/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/),
+  restricted: z.boolean(),
+  portForwards: z.array(WorkerPortForward),
+  // tap only: the device to open (created when absent) and the bridge it joins.
+  tapName: z.string().min(1).optional(),
+  bridge: z.string().min(1).optional(),
+});
+
+export const WorkerSpec = z.strictObject({
+  specVersion: z.literal(WORKER_SPEC_VERSION),
+  vmId: z.uuid(),
+  name: z.string().min(1),
+  memoryMiB: z.int().min(2),
+  vcpus: z.int().min(1),
+  boot: z.strictObject({ kernelPath: filePath, initrdPath: filePath.optional(), cmdline: z.string() }),
+  testExitPort: z.boolean(),
+  // COM1's output reaches console clients (false: the guest's serial port goes nowhere).
+  com1: z.boolean(),
+  disks: z.array(WorkerDisk),
+  nics: z.array(WorkerNic),
+});
+export type WorkerSpec = z.infer<typeof WorkerSpec>;
