@@ -1,7 +1,6 @@
 // Berth the way a user starts a VM: the management services (app/services, what `berth vm
-// start`, `berth serve` and the window call) spawn the real worker (app/worker/main.js,
-// behind the /bin/sh wrapper that records its exit status), which runs the VM through the
-// addon. bench:vmm times this path from VmManager.start() until the guest has ended (the
+// start`, `berth serve` and the window call) spawn the real worker (berth-vmm worker, behind
+// the /bin/sh wrapper that records its exit status), which runs the VM. bench:vmm times this path from VmManager.start() until the guest has ended (the
 // worker exited, its shell recorded that and was reaped), and reads the worker's memory
 // while the guest idles.
 import { existsSync, readFileSync } from 'node:fs';
@@ -24,6 +23,7 @@ export interface ServicesRun {
 
 export interface WorkerMemory extends ProcMemory {
   wrapperKiB: number; // the /bin/sh that waits for the worker
+  firstByteMs: number; // from start() until the first console byte reached this process
 }
 
 const TIMEOUT_MS = 180_000;
@@ -119,6 +119,8 @@ export class ServicesBench {
   // scrollback), reads the worker's memory, and turns the VM off.
   async idleMemory(cmdline: string, needle: string): Promise<WorkerMemory> {
     const { name, run } = this.vm(cmdline);
+    const t0 = performance.now();
+    let firstByteMs = NaN;
     const started = await this.manager.start(name, { timeoutMs: TIMEOUT_MS });
     const pid = started.workerPid;
     if (pid === undefined) throw new Error(`'${cmdline}': start() named no worker process`);
@@ -127,6 +129,7 @@ export class ServicesBench {
     const found = new Promise<void>((resolve) => (resolveSeen = resolve));
     const session = await this.manager.attachConsole(name, {
       onData: (bytes) => {
+        if (Number.isNaN(firstByteMs)) firstByteMs = performance.now() - t0;
         seen += bytes.toString('latin1');
         if (seen.includes(needle)) resolveSeen();
       },
@@ -139,7 +142,7 @@ export class ServicesBench {
           timer = setTimeout(() => reject(new Error(`no '${needle}' on the console within 60 s`)), 60_000);
         }),
       ]);
-      return { ...procMemory(pid, this.memoryMiB), wrapperKiB: residentKiB(parentPid(pid)) };
+      return { ...procMemory(pid, this.memoryMiB), wrapperKiB: residentKiB(parentPid(pid)), firstByteMs };
     } finally {
       clearTimeout(timer);
       await session.detach();

@@ -16,7 +16,6 @@ import { ServicesBench, type WorkerMemory } from './services-runner';
 const ROOT = join(__dirname, '..', '..', '..');
 const GUEST = join(ROOT, 'build', 'guest', 'berth-test-guest.elf');
 const RUNNER = join(ROOT, 'native', 'build', 'Release', 'berth-vmm');
-const WORKER = join(ROOT, 'dist', 'app', 'worker', 'main.js');
 const HELPER_SRC = join(ROOT, 'test', 'bench', 'rusage-run.c');
 const HELPER = join(__dirname, 'rusage-run');
 // Inside the lab an exit costs tens of microseconds (far more when other lab VMs share the
@@ -82,7 +81,7 @@ function prepare(): void {
   if (!findInPath(QEMU_BIN)) {
     fail(`${QEMU_BIN} is not installed: this benchmark compares Berth with QEMU (apt install qemu-system-x86)`);
   }
-  for (const f of [RUNNER, WORKER]) if (!existsSync(f)) fail(`${f} is missing: run 'npm run build'`);
+  for (const f of [RUNNER]) if (!existsSync(f)) fail(`${f} is missing: run 'npm run build'`);
   if (!existsSync(GUEST)) {
     process.stdout.write('building the test guest (make -C test/guest)\n');
     const r = spawnSync('make', ['-C', join(ROOT, 'test', 'guest')], { stdio: 'inherit' });
@@ -126,14 +125,16 @@ async function runOnce(vmm: VmmId, services: ServicesBench, cmdline: string, exp
 
 // Starts the `echo` scenario (the same boot path as hello, then it waits for input) and,
 // once the guest printed `echo: ready`, reads the VMM's memory; then kills it.
-function idleProcessMemory(vmm: 'native' | 'qemu'): Promise<ProcMemory> {
+function idleProcessMemory(vmm: 'native' | 'qemu'): Promise<ProcMemory & { firstByteMs: number }> {
   const [cmd, ...args] = command(vmm, 'echo');
+  const t0 = performance.now();
+  let firstByteMs = NaN;
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'ignore'] });
   return new Promise((resolve, reject) => {
     let seen = '';
     let done = false;
     const timer = setTimeout(() => finish(new Error('no "echo: ready" within 60 s')), 60_000);
-    const finish = (err: Error | undefined, value?: ProcMemory): void => {
+    const finish = (err: Error | undefined, value?: ProcMemory & { firstByteMs: number }): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
@@ -142,10 +143,11 @@ function idleProcessMemory(vmm: 'native' | 'qemu'): Promise<ProcMemory> {
     };
     child.on('error', (err) => finish(err));
     child.stdout.on('data', (chunk: Buffer) => {
+      if (Number.isNaN(firstByteMs)) firstByteMs = performance.now() - t0;
       seen += chunk.toString();
       if (done || !seen.includes('echo: ready') || child.pid === undefined) return;
       try {
-        finish(undefined, procMemory(child.pid, MEMORY_MIB));
+        finish(undefined, { ...procMemory(child.pid, MEMORY_MIB), firstByteMs });
       } catch (err) {
         finish(err as Error);
       }
@@ -153,7 +155,10 @@ function idleProcessMemory(vmm: 'native' | 'qemu'): Promise<ProcMemory> {
   });
 }
 
-async function idleMemory(vmm: VmmId, services: ServicesBench): Promise<ProcMemory & { wrapperKiB?: number }> {
+async function idleMemory(
+  vmm: VmmId,
+  services: ServicesBench,
+): Promise<ProcMemory & { wrapperKiB?: number; firstByteMs: number }> {
   return vmm === 'services' ? services.idleMemory('echo', 'echo: ready') : idleProcessMemory(vmm);
 }
 
@@ -183,12 +188,13 @@ interface Summary {
   huge: number; // KiB
   overhead: number; // KiB: idle RSS - guest RAM touched
   peakOverhead: number; // KiB: peak RSS - guest RAM touched
+  firstByte: number; // ms: start until the first console byte (echo)
 }
 
 async function measure(services: ServicesBench): Promise<Record<VmmId, Summary>> {
   const hello: Record<VmmId, Run[]> = { native: [], services: [], qemu: [] };
   const ioloop: Record<VmmId, Run[]> = { native: [], services: [], qemu: [] };
-  const mem: Record<VmmId, ProcMemory[]> = { native: [], services: [], qemu: [] };
+  const mem: Record<VmmId, (ProcMemory & { firstByteMs: number })[]> = { native: [], services: [], qemu: [] };
   for (const vmm of VMMS) await runOnce(vmm, services, HELLO, HELLO_LINE); // warm-up: caches, first-run costs
   for (let rep = 0; rep < REPS; rep++) {
     const order = VMMS.map((_, i) => VMMS[(i + rep) % VMMS.length] ?? 'native');
@@ -212,6 +218,7 @@ async function measure(services: ServicesBench): Promise<Record<VmmId, Summary>>
       guest: m('guestKiB'),
       huge: m('hugeKiB'),
       overhead: median(mem[v].map((x) => x.rssKiB - x.guestKiB)),
+      firstByte: median(mem[v].map((x) => x.firstByteMs)),
       peakOverhead: median(mem[v].map((x) => x.hwmKiB - x.guestKiB)),
     };
   };
@@ -238,6 +245,7 @@ function report(m: Record<VmmId, Summary>, started: number): void {
     ]);
   };
   ratioRow('(a) start -> guest exit (hello)', 'start', fmtMs, 0.5);
+  ratioRow('(a2) start -> first console byte (echo)', 'firstByte', fmtMs, 0.5);
   ratioRow(`(b) wall time, ioloop ${IOLOOP}`, 'loop', fmtMs, 0.9);
   rows.push([
     '(c) RSS - guest RAM touched, idle (echo)',
@@ -280,14 +288,17 @@ function report(m: Record<VmmId, Summary>, started: number): void {
       '  interleaved (order rotated each round); memory in the first ' + `${MEMORY_REPS} rounds.`,
       '- Native runner and QEMU: each run goes through test/bench/rusage-run (fork, exec, wait4): wall',
       "  time is fork to reaping (process start-up and teardown included), CPU time the child's own.",
-      '- Services + worker: the path `berth vm start` takes. VmManager.start() (app/services) spawns',
-      '  /bin/sh -> node app/worker/main.js, which loads the addon and runs the VM; wall time is from the',
+      '- Services + worker: the path `berth vm start` takes. VmManager.start() (app/services) writes',
+      '  the machine spec and spawns /bin/sh -> berth-vmm worker, which runs the VM; wall time is from the',
       "  start() call until the guest has ended (the worker exited and its shell, this process's child,",
       "  was reaped). CPU time is the shell's and the worker's (this process's reaped children, 10 ms",
       "  ticks). The manager's own work runs in this (already started) process, as in `berth serve`.",
       `- (b) runs '${LOOP}': ${IOLOOP} outb to port 0x80, each a VM exit to the VMM; per-exit figures`,
       '  subtract the hello run. System CPU is the host kernel (KVM exits, ioctl entry/return); user',
       '  CPU is the VMM itself.',
+      '- (a2): native runner and QEMU from spawn to the first byte on their stdout; services from the',
+      '  start() call until the first console byte reached this process (start() returns once the VM',
+      '  runs, then the console is attached and the scrollback replayed), in the echo runs.',
       "- Memory is read the same way for every VMM while the 'echo' scenario (same boot path as hello)",
       `  waits for input: VmRSS and VmHWM from /proc/<pid>/status, and the Rss of the anonymous mapping`,
       `  backing the ${MEMORY_MIB} MiB guest RAM from /proc/<pid>/smaps (what the guest costs in host RAM;`,
