@@ -46,7 +46,8 @@
 // - Resizes, backing changes, refcount-table growth, new refcount blocks and
 //   preallocation write through, with the same ordering, after writing back the cache.
 // - qcow2::testing::crash_after_writes (disk/qcow2/testing.h) injects power loss for the
-//   crash-consistency tests.
+//   crash-consistency tests. It exists only in test builds (BERTH_TEST_HOOKS, set by
+//   native/tests/Makefile); the addon and berth-vmm compile the hooks to nothing.
 #include <zlib.h>
 
 #include <algorithm>
@@ -64,9 +65,13 @@
 #include "common/error.h"
 #include "disk/aligned_io.h"
 #include "disk/driver.h"
+#ifdef BERTH_TEST_HOOKS
 #include "disk/qcow2/testing.h"
+#endif
 
-// ---- fault injection (tests only) ------------------------------------------------------
+// ---- fault injection (test builds only) -------------------------------------------------
+
+#ifdef BERTH_TEST_HOOKS
 
 namespace berth::disk::qcow2::testing {
 namespace {
@@ -151,6 +156,16 @@ void after_sync(int undo_fd) {
 }
 
 }  // namespace berth::disk::qcow2::testing
+
+#else
+// Production builds: no process-wide state, nothing on the write path.
+namespace berth::disk::qcow2::testing {
+inline void before_write(int, uint64_t, uint64_t) {}
+inline void before_sync() {}
+inline void after_sync(int) {}
+inline size_t cache_tables(size_t normal) { return normal; }
+}  // namespace berth::disk::qcow2::testing
+#endif
 
 namespace berth::disk {
 namespace {

@@ -1,6 +1,11 @@
 // Fault injection for the qcow2 driver's crash-consistency tests. Not for production use:
-// the state is process-wide and unsynchronized.
+// the state is process-wide and unsynchronized, so it exists only in test builds
+// (BERTH_TEST_HOOKS, set by native/tests/Makefile); the addon and berth-vmm have none.
 #pragma once
+
+#ifndef BERTH_TEST_HOOKS
+#error "disk/qcow2/testing.h is for test builds only (define BERTH_TEST_HOOKS)"
+#endif
 
 #include <cstddef>
 #include <cstdint>

@@ -32,9 +32,11 @@ namespace berth::disk::vhdx {
 
 static_assert(std::endian::native == std::endian::little, "VHDX fields are little-endian");
 
+#ifdef BERTH_TEST_HOOKS
 namespace testing {
 bool fault_stop_after_log_write = false;
 }
+#endif
 
 uint32_t crc32c(std::span<const uint8_t> data, uint32_t crc) {
   static const auto table = [] {
@@ -1042,11 +1044,13 @@ void VhdxDevice::log_and_apply(const std::vector<std::pair<uint64_t, std::vector
     std::vector<std::pair<uint64_t, std::vector<uint8_t>>> part(
         sectors.begin() + i, sectors.begin() + std::min<size_t>(sectors.size(), i + max_sectors));
     write_log_entry(part);
+#ifdef BERTH_TEST_HOOKS
     if (testing::fault_stop_after_log_write) {
       testing::fault_stop_after_log_write = false;
       broken_ = true;
       throw Error("DISK_IO", "test fault injection: stopped " + path() + " after writing a log entry");
     }
+#endif
     for (const auto& [off, data] : part) file_.write_all(off, data);
     file_.sync();
   }
