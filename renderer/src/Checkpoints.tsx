@@ -13,20 +13,23 @@ interface Flat {
   label: string;
   depth: number;
   now: boolean;
+  // What the tooltip says: "Production checkpoint" or "Standard checkpoint".
+  title: string;
 }
 
 function flatten(nodes: CheckpointNode[], depth: number, out: Flat[]): void {
   for (const n of nodes) {
-    out.push({ id: n.checkpoint.id, label: n.checkpoint.name, depth, now: false });
+    const title = `${n.checkpoint.type === 'production' ? 'Production' : 'Standard'} checkpoint, ${n.checkpoint.createdAt}`;
+    out.push({ id: n.checkpoint.id, label: n.checkpoint.name, depth, now: false, title });
     flatten(n.children, depth + 1, out);
-    if (n.current) out.push({ id: NOW, label: 'Now', depth: depth + 1, now: true });
+    if (n.current) out.push({ id: NOW, label: 'Now', depth: depth + 1, now: true, title: 'Now' });
   }
 }
 
 export function flattenCheckpoints(tree: CheckpointList): Flat[] {
   const out: Flat[] = [];
   flatten(buildCheckpointTree(tree), 0, out);
-  if (tree.now === null) out.push({ id: NOW, label: 'Now', depth: 0, now: true });
+  if (tree.now === null) out.push({ id: NOW, label: 'Now', depth: 0, now: true, title: 'Now' });
   return out;
 }
 
@@ -82,6 +85,7 @@ export function CheckpointsPane(props: {
           aria-selected={selected === f.id}
           className={`cp-item${selected === f.id ? ' selected' : ''}${f.now ? ' now' : ''}`}
           style={{ paddingLeft: 6 + f.depth * 16 }}
+          title={f.title}
           onMouseDown={() => onSelect(f.id)}
           onDoubleClick={() => f.id !== NOW && props.onApply(f.id)}
           onContextMenu={(e) => onContext(e, f.id)}

@@ -2,11 +2,12 @@
 import { describe, expect, it } from 'vitest';
 
 import { checkpointActionsFor, vmActionsFor } from '../src/actions';
+import { flattenCheckpoints } from '../src/Checkpoints';
 import { defaultNewVmForm, toNewDisks, toRequest, validateNewVm } from '../src/dialogs/newVmForm';
 import { settingsPatch } from '../src/dialogs/Settings';
 import { clickRow, emptySelection, keyMove } from '../src/selection';
 import { compareVms, nextSort, sortVms } from '../src/sort';
-import { must, stats, vm } from './fixtures';
+import { must, stats, uuid, vm } from './fixtures';
 
 const enabled = (states: Parameters<typeof vmActionsFor>[0]) =>
   Object.fromEntries(vmActionsFor(states).map((a) => [a.id, a.enabled]));
@@ -234,5 +235,31 @@ describe('VM Settings patch', () => {
       checkpointType: 'production',
       standardCheckpointFallback: false,
     });
+  });
+});
+
+describe('checkpoint tree', () => {
+  it('says whether each checkpoint is a production or a standard one', () => {
+    const cp = (n: number, type: 'production' | 'standard', parent: string | null) => ({
+      id: uuid(n),
+      name: `c${n}`,
+      parent,
+      createdAt: '2026-01-01T00:00:00.000Z',
+      children: [],
+      isNowParent: false,
+      disks: [],
+      excludedSlots: [],
+      type,
+    });
+    const flat = flattenCheckpoints({
+      vm: 'v',
+      now: uuid(2),
+      checkpoints: [cp(1, 'production', null), cp(2, 'standard', uuid(1))],
+    });
+    expect(flat.map((f) => [f.label, f.title])).toEqual([
+      ['c1', 'Production checkpoint, 2026-01-01T00:00:00.000Z'],
+      ['c2', 'Standard checkpoint, 2026-01-01T00:00:00.000Z'],
+      ['Now', 'Now'],
+    ]);
   });
 });
