@@ -1,0 +1,370 @@
+// `berth vm ...`: create, change, show, remove, rename VMs, the lifecycle actions and the
+// console.
+
+import { BerthError, toErrorBody, type NetworkAdapter, type VmDetails, type VmSummary } from '../api';
+import { VmManager } from '../services';
+import {
+  filePath,
+  list,
+  oneOf,
+  parseCount,
+  parseDiskSpec,
+  parseMiB,
+  parseNicSpec,
+  parseOnOff,
+  str,
+  UsageError,
+} from './parse';
+import { formatDuration, table, type Command, type Context, type Options } from './command';
+
+function adapterText(n: NetworkAdapter): string {
+  return n.kind === 'bridge' ? `bridge ${n.bridge ?? ''} ${n.mac}` : `nat ${n.mac}`;
+}
+
+function summaryLine(vm: VmSummary): string {
+  return `'${vm.name}' is ${vm.state}${vm.stateReason ? ` (${vm.stateReason})` : ''}`;
+}
+
+function showText(vm: VmDetails): string {
+  const c = vm.config;
+  const lines: [string, string][] = [
+    ['Name', c.name],
+    ['Id', c.id],
+    ['State', vm.state + (vm.stateReason ? ` (${vm.stateReason})` : '')],
+    ['Memory', `${c.memory.startupMiB} MiB`],
+    ['Processors', String(c.processors.count)],
+  ];
+  if (c.boot.kind !== 'firmware') {
+    lines.push(['Boot', `${c.boot.kind} ${c.boot.kernelPath}`]);
+    if (c.boot.initrdPath) lines.push(['Initrd', c.boot.initrdPath]);
+    lines.push(['Command line', c.boot.cmdline]);
+  }
+  lines.push(['COM1', c.com1.enabled ? 'on' : 'off']);
+  lines.push([
+    'Disks',
+    c.disks.length === 0
+      ? 'none'
+      : c.disks.map((d) => `${d.slot}:${d.kind === 'virtual' ? d.path : d.deviceId}`).join(', '),
+  ]);
+  lines.push(['Network', c.network.length === 0 ? 'none' : c.network.map(adapterText).join(', ')]);
+  lines.push([
+    'Checkpoints',
+    c.checkpoints.type === 'production'
+      ? `production${c.checkpoints.standardFallback ? ' (standard when a production one is not possible)' : ' only'}`
+      : c.checkpoints.type,
+  ]);
+  lines.push(['Automatic start', c.automaticStartAction]);
+  lines.push(['Automatic stop', c.automaticStopAction]);
+  if (c.testExitPort) lines.push(['Test-exit port', 'on']);
+  if (vm.workerPid !== undefined) lines.push(['Worker', `pid ${vm.workerPid}`]);
+  if (vm.stats) {
+    lines.push(['CPU usage', `${vm.stats.cpuUsagePercent}%`]);
+    lines.push(['Uptime', formatDuration(vm.stats.uptimeMs)]);
+  }
+  if (vm.lastExit) lines.push(['Last exit', `${vm.lastExit.reason} code ${vm.lastExit.code} at ${vm.lastExit.at}`]);
+  if (c.notes) lines.push(['Notes', c.notes]);
+  lines.push(['Folder', vm.folder]);
+  const w = Math.max(...lines.map(([k]) => k.length));
+  return lines.map(([k, v]) => `${`${k}:`.padEnd(w + 2)}${v}`).join('\n');
+}
+
+const settingOptions: Options = {
+  memory: { type: 'string' },
+  cpus: { type: 'string' },
+  kernel: { type: 'string' },
+  initrd: { type: 'string' },
+  'no-initrd': { type: 'boolean' },
+  cmdline: { type: 'string' },
+  boot: { type: 'string' },
+  notes: { type: 'string' },
+  'test-exit-port': { type: 'string' },
+  com1: { type: 'string' },
+  'checkpoint-type': { type: 'string' },
+  'automatic-start-action': { type: 'string' },
+  'automatic-stop-action': { type: 'string' },
+  'standard-checkpoint-fallback': { type: 'string' },
+};
+
+function lifecycle(verb: string, summary: string, run: (m: VmManager, name: string) => Promise<VmSummary>): Command {
+  return {
+    usage: `berth vm ${verb} NAME [--json]`,
+    summary,
+    positionals: ['NAME'],
+    run: async ({ manager, args, print }) => {
+      const vm = await run(manager, args[0] ?? '');
+      print(summaryLine(vm));
+      return vm;
+    },
+  };
+}
+
+export const vmCommands: Record<string, Command> = {
+  list: {
+    usage: 'berth vm list [--json]',
+    summary: 'list the VMs with their state',
+    positionals: [],
+    run: async ({ manager, print }) => {
+      const vms = await manager.list();
+      if (vms.length === 0) print("no VMs yet; create one with 'berth vm new --name NAME --kernel PATH'");
+      else {
+        const rows = [['NAME', 'STATE', 'CPU', 'MEMORY', 'UPTIME', 'ID']];
+        for (const vm of vms) {
+          rows.push([
+            vm.name,
+            vm.state,
+            vm.stats ? `${vm.stats.cpuUsagePercent}%` : '',
+            `${vm.memoryMiB} MiB`,
+            formatDuration(vm.stats?.uptimeMs),
+            vm.id,
+          ]);
+        }
+        print(table(rows));
+      }
+      return { vms };
+    },
+  },
+  new: {
+    usage:
+      "berth vm new --name NAME --kernel PATH [--memory MiB] [--cpus N] [--cmdline '...'] [--initrd PATH]\n" +
+      '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port] [--no-com1] [--start] [--json]\n' +
+      '              [--disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
+      '              [--nic nat[,mac=MAC] | bridge:NAME[,mac=MAC]]...',
+    summary: 'create a VM (64 MiB and 1 processor unless told otherwise)',
+    positionals: [],
+    options: {
+      name: { type: 'string' },
+      memory: { type: 'string' },
+      cpus: { type: 'string' },
+      kernel: { type: 'string' },
+      initrd: { type: 'string' },
+      cmdline: { type: 'string' },
+      boot: { type: 'string' },
+      notes: { type: 'string' },
+      'test-exit-port': { type: 'boolean' },
+      'no-com1': { type: 'boolean' },
+      start: { type: 'boolean' },
+      disk: { type: 'string', multiple: true },
+      nic: { type: 'string', multiple: true },
+    },
+    run: async ({ manager, hardware, values, print }) => {
+      const name = str(values, 'name');
+      const kernelPath = filePath(values, 'kernel');
+      if (name === undefined) throw new UsageError('--name is required');
+      if (kernelPath === undefined) throw new UsageError('--kernel is required (the kernel or PVH image to boot)');
+      const boot: { kind: 'pvh' | 'linux'; kernelPath: string; cmdline: string; initrdPath?: string } = {
+        kind: oneOf('boot', str(values, 'boot'), ['pvh', 'linux'] as const) ?? 'pvh',
+        kernelPath,
+        cmdline: str(values, 'cmdline') ?? '',
+      };
+      const initrd = filePath(values, 'initrd');
+      if (initrd !== undefined) boot.initrdPath = initrd;
+      const diskSpecs = list(values, 'disk').map((d) => parseDiskSpec('--disk', d));
+      const network = list(values, 'nic').map((n) => parseNicSpec('--nic', n));
+      // One step: when a disk cannot be made or attached, no VM is left behind.
+      let vm: VmDetails | VmSummary = await hardware.createVm(
+        {
+          name,
+          notes: str(values, 'notes') ?? '',
+          memory: { startupMiB: parseMiB('memory', str(values, 'memory')) ?? 64 },
+          processors: { count: parseCount('cpus', str(values, 'cpus')) ?? 1 },
+          boot,
+          network,
+          com1: { enabled: values['no-com1'] !== true },
+          testExitPort: values['test-exit-port'] === true,
+        },
+        diskSpecs,
+      );
+      print(`created '${vm.name}' (${vm.id})`);
+      for (const d of (vm as VmDetails).config.disks) {
+        print(`  slot ${d.slot}: ${d.kind === 'virtual' ? d.path : `passthrough ${d.deviceId}`}`);
+      }
+      for (const n of (vm as VmDetails).config.network) print(`  network: ${adapterText(n)}`);
+      if (values['start'] === true) {
+        vm = { ...vm, ...(await manager.start(vm.id)) };
+        print(summaryLine(vm));
+      }
+      return vm;
+    },
+  },
+  set: {
+    usage:
+      'berth vm set NAME [--memory MiB] [--cpus N] [--kernel PATH] [--initrd PATH | --no-initrd] [--cmdline S]\n' +
+      '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port on|off] [--com1 on|off]\n' +
+      '              [--checkpoint-type standard|production|disabled]\n' +
+      '              [--automatic-start-action nothing|start|restart-if-running]\n' +
+      '              [--automatic-stop-action turn-off|save|shut-down]\n' +
+      '              [--add-disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
+      '              [--remove-disk SLOT]... [--add-nic nat[,mac=MAC] | bridge:NAME[,mac=MAC]]...\n' +
+      '              [--remove-nic MAC|N]... [--standard-checkpoint-fallback on|off] [--json]',
+    summary: 'change settings (hardware only while the VM is off)',
+    positionals: ['NAME'],
+    options: {
+      ...settingOptions,
+      'add-disk': { type: 'string', multiple: true },
+      'remove-disk': { type: 'string', multiple: true },
+      'add-nic': { type: 'string', multiple: true },
+      'remove-nic': { type: 'string', multiple: true },
+    },
+    run: async ({ manager, hardware, args, values, print }) => {
+      const add = list(values, 'add-disk').map((d) => parseDiskSpec('--add-disk', d));
+      const remove = list(values, 'remove-disk').map((d) => parseCount('remove-disk', d) ?? 0);
+      const addNics = list(values, 'add-nic').map((n) => parseNicSpec('--add-nic', n));
+      const removeNics = list(values, 'remove-nic');
+      const given: Record<string, unknown> = {
+        notes: str(values, 'notes'),
+        memoryMiB: parseMiB('memory', str(values, 'memory')),
+        processorCount: parseCount('cpus', str(values, 'cpus')),
+        kernelPath: filePath(values, 'kernel'),
+        initrdPath: values['no-initrd'] === true ? null : filePath(values, 'initrd'),
+        cmdline: str(values, 'cmdline'),
+        bootKind: oneOf('boot', str(values, 'boot'), ['pvh', 'linux'] as const),
+        testExitPort: parseOnOff('test-exit-port', str(values, 'test-exit-port')),
+        com1: parseOnOff('com1', str(values, 'com1')),
+        checkpointType: oneOf('checkpoint-type', str(values, 'checkpoint-type'), [
+          'standard',
+          'production',
+          'disabled',
+        ] as const),
+        automaticStartAction: oneOf('automatic-start-action', str(values, 'automatic-start-action'), [
+          'nothing',
+          'start',
+          'restart-if-running',
+        ] as const),
+        standardCheckpointFallback: parseOnOff(
+          'standard-checkpoint-fallback',
+          str(values, 'standard-checkpoint-fallback'),
+        ),
+        automaticStopAction: oneOf('automatic-stop-action', str(values, 'automatic-stop-action'), [
+          'turn-off',
+          'save',
+          'shut-down',
+        ] as const),
+      };
+      const patch = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined));
+      const hardwareChanges = add.length + remove.length + addNics.length + removeNics.length;
+      if (Object.keys(patch).length === 0 && hardwareChanges === 0) {
+        throw new UsageError('nothing to change: give at least one setting');
+      }
+      const ref = args[0] ?? '';
+      let vm = Object.keys(patch).length > 0 ? await manager.set(ref, patch) : await manager.show(ref);
+      if (remove.length > 0) vm = await hardware.detach(vm.id, remove);
+      if (add.length > 0) vm = await hardware.attach(vm.id, add);
+      if (removeNics.length > 0) vm = await hardware.removeAdapters(vm.id, removeNics);
+      if (addNics.length > 0) vm = await hardware.addAdapters(vm.id, addNics);
+      print(`updated '${vm.name}'`);
+      return vm;
+    },
+  },
+  show: {
+    usage: 'berth vm show NAME [--json]',
+    summary: 'show a VM: settings, state, statistics',
+    positionals: ['NAME'],
+    run: async ({ manager, args, print }) => {
+      const vm = await manager.show(args[0] ?? '');
+      print(showText(vm));
+      return vm;
+    },
+  },
+  start: lifecycle('start', 'start a VM in its own worker process', (m, n) => m.start(n)),
+  stop: lifecycle('stop', 'ask the guest to shut down (see turn-off)', (m, n) => m.shutDown(n)),
+  'turn-off': lifecycle('turn-off', 'turn a VM off at once, like pulling the power cord', (m, n) => m.turnOff(n)),
+  pause: lifecycle('pause', 'pause a running VM', (m, n) => m.pause(n)),
+  resume: lifecycle('resume', 'resume a paused VM', (m, n) => m.resume(n)),
+  reset: lifecycle('reset', 'reset a running VM (a hard reboot)', (m, n) => m.reset(n)),
+  save: lifecycle('save', 'save the memory state (not available yet)', (m, n) => m.save(n)),
+  remove: {
+    usage: 'berth vm remove NAME [--delete-disks] [--json]',
+    summary: "delete a VM that is off, with its folder (--delete-disks also for disks in the folder's disks/)",
+    positionals: ['NAME'],
+    options: { 'delete-disks': { type: 'boolean' } },
+    run: async ({ manager, args, values, print }) => {
+      const vm = await manager.state(args[0] ?? '');
+      await manager.remove(vm.id, { deleteDisks: values['delete-disks'] === true });
+      print(`removed '${vm.name}'`);
+      return { removed: { id: vm.id, name: vm.name } };
+    },
+  },
+  rename: {
+    usage: 'berth vm rename NAME NEW-NAME [--json]',
+    summary: 'rename a VM',
+    positionals: ['NAME', 'NEW-NAME'],
+    run: async ({ manager, args, print }) => {
+      const vm = await manager.rename(args[0] ?? '', args[1] ?? '');
+      print(`renamed to '${vm.name}'`);
+      return vm;
+    },
+  },
+  console: {
+    usage: 'berth vm console NAME [--no-replay] [--json]',
+    summary: 'attach to COM1: type to the guest, Ctrl-] detaches',
+    positionals: ['NAME'],
+    options: { 'no-replay': { type: 'boolean' } },
+    run: (ctx) => attachConsole(ctx),
+  },
+};
+
+const DETACH = 0x1d; // Ctrl-]
+
+async function attachConsole({ manager, args, values, json }: Context): Promise<unknown> {
+  const name = args[0] ?? '';
+  const stdin = process.stdin;
+  let finish: (result: unknown) => void = () => undefined;
+  const done = new Promise<unknown>((resolve) => (finish = resolve));
+  const emit = (doc: unknown): void => void process.stdout.write(`${JSON.stringify(doc)}\n`);
+  const session = await manager.attachConsole(name, {
+    replay: values['no-replay'] !== true,
+    onData: (bytes) =>
+      json ? emit({ event: 'console', data: bytes.toString('base64') }) : process.stdout.write(bytes),
+    onEnd: ({ exit, error }) => {
+      if (exit) {
+        if (!json) process.stderr.write(`\r\n[berth: '${name}' stopped: ${exit.reason} code ${exit.code}]\r\n`);
+        finish({ ended: { exit } });
+      } else {
+        const body = toErrorBody(
+          error ?? new BerthError('WORKER_UNREACHABLE', 'the worker closed the console; run berth vm show'),
+        );
+        if (!json) process.stderr.write(`\r\n[berth: the console ended: ${body.message}]\r\n`);
+        finish({ error: body });
+      }
+    },
+  });
+  if (!json) {
+    process.stderr.write(`[berth: connected to '${name}'; Ctrl-] detaches]\r\n`);
+  }
+  const raw = stdin.isTTY === true;
+  if (raw) stdin.setRawMode(true);
+  // Input is sent in order; detaching waits for what was typed before it.
+  let queue = Promise.resolve();
+  const send = (bytes: Buffer): void => {
+    if (bytes.length === 0) return;
+    queue = queue.then(() => session.write(bytes)).catch(() => undefined);
+  };
+  let detaching = false;
+  const detach = (): void => {
+    if (detaching) return;
+    detaching = true;
+    void queue.then(async () => {
+      await session.detach();
+      if (!json) process.stderr.write(`\r\n[berth: detached from '${name}'; it keeps running]\r\n`);
+      finish({ detached: true });
+    });
+  };
+  const onInput = (chunk: Buffer): void => {
+    const at = chunk.indexOf(DETACH);
+    if (at < 0) return send(chunk);
+    send(chunk.subarray(0, at));
+    stdin.off('data', onInput);
+    detach();
+  };
+  stdin.on('data', onInput);
+  stdin.on('end', () => detach());
+  const result = await done;
+  if (raw) stdin.setRawMode(false);
+  stdin.pause();
+  stdin.off('data', onInput);
+  if (result && typeof result === 'object' && 'error' in result) {
+    const body = (result as { error: { code: 'WORKER_UNREACHABLE'; message: string } }).error;
+    throw new BerthError(body.code, body.message);
+  }
+  return json ? undefined : result;
+}
