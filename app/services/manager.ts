@@ -476,7 +476,19 @@ export class VmManager {
               `cannot start '${name}': ${f.message ?? 'unknown error'}`,
             );
           }
+          // A guest that ends at once (a test guest, a kernel that powers off) can finish
+          // before the VM was seen running: it did start, and its exit record says how it ended.
+          const ended = LastExit.safeParse(await readJsonIfExists(p.runFile('lastExit')).catch(() => undefined));
+          if (ended.success) {
+            return this.summary(entry, {
+              state: 'Off',
+              reason: `last run: ${describeExit(ended.data)}`,
+              lastExit: ended.data,
+            });
+          }
           if (wrapperExited) {
+            // Not "being started by" this very process: the start is over.
+            await removeIfExists(p.runFile('starting'));
             const probe = await this.probe(entry);
             throw new BerthError(
               'START_FAILED',
