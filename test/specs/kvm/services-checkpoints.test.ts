@@ -63,7 +63,7 @@ describe('checkpoints on the real KVM', () => {
     try {
       assert.match(
         await refused('checkpoint', 'create', 'busy'),
-        /cannot take a checkpoint of 'busy': it is Running; stop the VM first \(checkpoints of running VMs need saved state, which comes later\)/,
+        /cannot take a checkpoint of 'busy': it is Running; stop the VM first \(a standard checkpoint of a running VM needs its saved memory state, which Berth cannot write yet\)/,
       );
     } finally {
       await ok('vm', 'turn-off', 'busy');
