@@ -279,6 +279,22 @@ describe('VMs in detached workers', () => {
     await waitUntil('exit 7', async () => (await manager.state('exiter')).lastExit?.code === 7);
   });
 
+  it('a NAT adapter reaches the running VM: the guest driver finds the card and gets a DHCP lease', async () => {
+    const mac = '52:54:00:ab:cd:ef';
+    await manager.create({
+      name: 'netted',
+      memory: { startupMiB: 32 },
+      boot: { kind: 'pvh', kernelPath, cmdline: 'virtio-net dhcp' },
+      network: [{ kind: 'nat', mac }],
+      testExitPort: true,
+    });
+    await manager.start('netted').catch(() => undefined); // it may end before the start is confirmed
+    await waitUntil('the guest to end', async () => (await manager.state('netted')).state === 'Off', 40_000);
+    const off = await manager.state('netted');
+    const log = readFileSync(join((await manager.show('netted')).folder, 'run', RUN_FILES.log), 'utf8');
+    assert.deepEqual([off.lastExit?.reason, off.lastExit?.code], ['guest-exit', 0], log.slice(-800));
+  });
+
   it('a VM that cannot start reports why, and stays Off', async () => {
     const copy = join(root, 'doomed.elf');
     copyFileSync(kernelPath, copy);
