@@ -133,15 +133,31 @@ function idleProcessMemory(vmm: 'native' | 'qemu'): Promise<ProcMemory & { first
   return new Promise((resolve, reject) => {
     let seen = '';
     let done = false;
-    const timer = setTimeout(() => finish(new Error('no "echo: ready" within 60 s')), 60_000);
+    let closed = false;
+    child.once('close', () => (closed = true));
+    const timer = setTimeout(() => finish(new Error(`${LABEL[vmm]}: no "echo: ready" within 60 s`)), 60_000);
+    // Settles once the child is gone: at once if it already ended (a VMM that failed before
+    // its banner), and never waiting without limit for one the kernel cannot kill.
     const finish = (err: Error | undefined, value?: ProcMemory & { firstByteMs: number }): void => {
       if (done) return;
       done = true;
       clearTimeout(timer);
+      const settle = (): void => (err || !value ? reject(err) : resolve(value));
+      if (closed) return settle();
       child.kill('SIGKILL');
-      child.once('close', () => (err || !value ? reject(err) : resolve(value)));
+      const stuck = setTimeout(() => {
+        err = new Error(`${LABEL[vmm]} (pid ${child.pid}) did not end within 10 s of SIGKILL`);
+        settle();
+      }, 10_000);
+      child.once('close', () => {
+        clearTimeout(stuck);
+        settle();
+      });
     };
     child.on('error', (err) => finish(err));
+    child.once('close', (code) =>
+      finish(new Error(`${LABEL[vmm]} ended (status ${code}) before "echo: ready": ${seen}`)),
+    );
     child.stdout.on('data', (chunk: Buffer) => {
       if (Number.isNaN(firstByteMs)) firstByteMs = performance.now() - t0;
       seen += chunk.toString();
