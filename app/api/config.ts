@@ -17,6 +17,8 @@ export const MAX_DISKS = MAX_VIRTIO_DEVICES;
 export const MAX_NETWORK_ADAPTERS = 8;
 // Slot numbers (the guest reads the slot as the disk's serial, berth-slot-N).
 export const MAX_DISK_SLOTS = 64;
+// Host port forwards per NAT adapter.
+export const MAX_PORT_FORWARDS = 32;
 export const MAX_MEMORY_MIB = 1024 * 1024; // 1 TiB; the host's own limit is checked at start
 export const MAX_PROCESSORS = 256;
 
@@ -101,13 +103,41 @@ export const MacAddress = z
   .refine((m) => (parseInt(m.slice(0, 2), 16) & 1) === 0, 'must be a unicast address (first byte even)')
   .transform((m) => m.toLowerCase());
 
+// A NAT adapter's host port forward: connections to hostAddress:hostPort on the host reach
+// the guest's DHCP address (10.0.2.15) on guestPort.
+export const PortForward = z.strictObject({
+  protocol: z.enum(['tcp', 'udp']).default('tcp'),
+  hostAddress: z.ipv4().default('127.0.0.1'),
+  hostPort: z.int().min(1).max(65535),
+  guestPort: z.int().min(1).max(65535),
+});
+export type PortForward = z.infer<typeof PortForward>;
+
 export const NetworkAdapter = z
   .strictObject({
     kind: z.enum(['nat', 'bridge']),
     mac: MacAddress.default(randomMac),
     bridge: z.string().min(1).optional(),
+    // NAT only: no connections from the guest to the outside (forwards still work).
+    restricted: z.boolean().optional(),
+    portForwards: z.array(PortForward).max(MAX_PORT_FORWARDS).optional(),
   })
   .superRefine((a, ctx) => {
+    if (a.kind === 'bridge' && (a.restricted !== undefined || a.portForwards !== undefined)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [a.restricted !== undefined ? 'restricted' : 'portForwards'],
+        message: "is only for kind 'nat' (a bridged adapter is on the host's network)",
+      });
+    }
+    const seen = new Set<string>();
+    (a.portForwards ?? []).forEach((f, i) => {
+      const key = `${f.protocol} ${f.hostAddress}:${f.hostPort}`;
+      if (seen.has(key)) {
+        ctx.addIssue({ code: 'custom', path: ['portForwards', i, 'hostPort'], message: `${key} is forwarded twice` });
+      }
+      seen.add(key);
+    });
     if (a.kind === 'bridge' && a.bridge === undefined) {
       ctx.addIssue({
         code: 'custom',

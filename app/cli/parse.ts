@@ -113,11 +113,25 @@ export function parseNicSpec(flag: string, text: string): NetworkAdapter {
   } else {
     throw new UsageError(`${flag} takes nat or bridge:NAME (optionally ,mac=02:00:00:12:34:56), not '${text}'`);
   }
+  const forwards: Record<string, unknown>[] = [];
   for (const o of opts) {
-    const m = /^mac=(.+)$/.exec(o);
-    if (!m) throw new UsageError(`${flag}: unknown option '${o}' in '${text}' (only mac=MAC)`);
-    raw['mac'] = m[1];
+    const mac = /^mac=(.+)$/.exec(o);
+    // forward=[tcp|udp:][ADDRESS:]HOSTPORT:GUESTPORT
+    const fwd = /^forward=(?:(tcp|udp):)?(?:(\d+\.\d+\.\d+\.\d+):)?(\d+):(\d+)$/.exec(o);
+    if (mac) raw['mac'] = mac[1];
+    else if (fwd) {
+      const f: Record<string, unknown> = { hostPort: Number(fwd[3]), guestPort: Number(fwd[4]) };
+      if (fwd[1]) f['protocol'] = fwd[1];
+      if (fwd[2]) f['hostAddress'] = fwd[2];
+      forwards.push(f);
+    } else if (o === 'restricted') raw['restricted'] = true;
+    else {
+      throw new UsageError(
+        `${flag}: unknown option '${o}' in '${text}' (mac=MAC, restricted, forward=[tcp|udp:][ADDRESS:]HOSTPORT:GUESTPORT)`,
+      );
+    }
   }
+  if (forwards.length > 0) raw['portForwards'] = forwards;
   const parsed = NetworkAdapter.safeParse(raw);
   if (!parsed.success)
     throw new UsageError(`${flag} ${text}: ${formatIssues(parsed.error.issues, raw, 'adapter').join('; ')}`);

@@ -128,7 +128,8 @@ export const vmCommands: Record<string, Command> = {
       "berth vm new --name NAME --kernel PATH [--memory MiB] [--cpus N] [--cmdline '...'] [--initrd PATH]\n" +
       '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port] [--no-com1] [--start] [--json]\n' +
       '              [--disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
-      '              [--nic nat[,mac=MAC] | bridge:NAME[,mac=MAC]]...',
+      '              [--nic nat[,mac=MAC][,restricted][,forward=[tcp|udp:][ADDRESS:]HOSTPORT:GUESTPORT]...\n' +
+      '               | bridge:NAME[,mac=MAC]]...',
     summary: 'create a VM (64 MiB and 1 processor unless told otherwise)',
     positionals: [],
     options: {
@@ -194,7 +195,8 @@ export const vmCommands: Record<string, Command> = {
       '              [--automatic-start-action nothing|start|restart-if-running]\n' +
       '              [--automatic-stop-action turn-off|save|shut-down]\n' +
       '              [--add-disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
-      '              [--remove-disk SLOT]... [--add-nic nat[,mac=MAC] | bridge:NAME[,mac=MAC]]...\n' +
+      '              [--remove-disk SLOT]... [--add-nic nat[,mac=MAC][,restricted][,forward=...]...\n' +
+      '               | bridge:NAME[,mac=MAC]]...\n' +
       '              [--remove-nic MAC|N]... [--standard-checkpoint-fallback on|off] [--json]',
     summary: 'change settings (hardware only while the VM is off)',
     positionals: ['NAME'],

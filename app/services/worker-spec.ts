@@ -29,7 +29,12 @@ function disks(config: VmConfig): WorkerSpec['disks'] {
 function nics(config: VmConfig): WorkerSpec['nics'] {
   return config.network.map((n) =>
     n.kind === 'nat'
-      ? { kind: 'nat', mac: n.mac, restricted: false, portForwards: [] }
+      ? {
+          kind: 'nat',
+          mac: n.mac,
+          restricted: n.restricted ?? false,
+          portForwards: (n.portForwards ?? []).map((f) => ({ ...f })),
+        }
       : { kind: 'tap', mac: n.mac, restricted: false, portForwards: [], ...(n.bridge ? { bridge: n.bridge } : {}) },
   );
 }

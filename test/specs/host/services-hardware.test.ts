@@ -69,6 +69,31 @@ describe('VM hardware from the command line', () => {
     const usage = await run(['vm', 'set', 'nics', '--add-nic', 'wifi', '--json']);
     assert.equal(usage.code, 2);
     assert.match(usage.stdout, /--add-nic takes nat or bridge:NAME/);
+
+    // NAT port forwards and restricted mode, as the worker will get them.
+    const forwarded = await ok(
+      'vm',
+      'set',
+      'nics',
+      '--add-nic',
+      'nat,restricted,forward=2222:22,forward=udp:127.0.0.2:5353:53',
+    );
+    assert.deepEqual((network(forwarded).at(-1) as { restricted?: boolean; portForwards?: unknown[] }).portForwards, [
+      { protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 2222, guestPort: 22 },
+      { protocol: 'udp', hostAddress: '127.0.0.2', hostPort: 5353, guestPort: 53 },
+    ]);
+    assert.equal((network(forwarded).at(-1) as { restricted?: boolean }).restricted, true);
+    const twice = await run(['vm', 'set', 'nics', '--add-nic', 'nat,forward=80:8080,forward=80:8081', '--json']);
+    assert.equal(twice.code, 2);
+    assert.match(twice.stdout, /tcp 127\.0\.0\.1:80 is forwarded twice/);
+    const bridged = await run(['vm', 'set', 'nics', '--add-nic', 'bridge:br0,forward=80:80', '--json']);
+    assert.equal(bridged.code, 2);
+    assert.match(bridged.stdout, /portForwards: is only for kind 'nat'/);
+    const badPort = await run(['vm', 'set', 'nics', '--add-nic', 'nat,forward=70000:22', '--json']);
+    assert.equal(badPort.code, 2);
+    assert.match(badPort.stdout, /hostPort: must be at most 65535/);
+    const unknown = await run(['vm', 'set', 'nics', '--add-nic', 'nat,forward=ssh', '--json']);
+    assert.match(unknown.stdout, /unknown option 'forward=ssh'.*forward=\[tcp\|udp:\]/);
   });
 
   it('refuses more disks and adapters than a VM can have, naming the limit, before making any file', async () => {

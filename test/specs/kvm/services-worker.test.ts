@@ -11,7 +11,10 @@ import { promisify } from 'node:util';
 
 import { BerthError, RUN_FILES, type VmSummary } from '../../../app/api';
 import { VmManager, type ConsoleSession } from '../../../app/services';
+import { cliRunner } from '../../support/cli';
 import { testGuestPath } from '../../support/guest';
+import { freePort } from '../../support/ports';
+import { talk } from '../../support/tcp';
 import { TextSink, cleanBerthHome, makeBerthHome, supportDir, waitUntil } from '../../support/berth-home';
 
 const run = promisify(execFile);
@@ -293,6 +296,37 @@ describe('VMs in detached workers', () => {
     const off = await manager.state('netted');
     const log = readFileSync(join((await manager.show('netted')).folder, 'run', RUN_FILES.log), 'utf8');
     assert.deepEqual([off.lastExit?.reason, off.lastExit?.code], ['guest-exit', 0], log.slice(-800));
+  });
+
+  it('a VM made from the command line with a NAT port forward answers over TCP through it', async () => {
+    const { ok } = cliRunner(() => root);
+    const hostPort = await freePort();
+    await ok(
+      'vm',
+      'new',
+      '--name',
+      'served',
+      '--kernel',
+      kernelPath,
+      '--memory',
+      '32',
+      '--test-exit-port',
+      '--cmdline',
+      'virtio-net echo-server 7777',
+      '--nic',
+      `nat,forward=tcp:127.0.0.1:${hostPort}:7777`,
+    );
+    await ok('vm', 'start', 'served');
+    const { sink, session } = await attach('served');
+    await sink.waitFor('virtio-net: listening on 10.0.2.15:7777\n', 40_000);
+    assert.equal(await talk(hostPort, ['hello ', 'berth\n'], 12), 'HELLO BERTH\n');
+    await sink.waitFor('connection closed after 12 bytes');
+    await session.detach().catch(() => undefined); // the guest ends after the connection
+    await waitUntil('the guest to end', async () => (await manager.state('served')).state === 'Off', 40_000);
+    assert.deepEqual(
+      [(await manager.state('served')).lastExit?.reason, (await manager.state('served')).lastExit?.code],
+      ['guest-exit', 0],
+    );
   });
 
   it('a VM that cannot start reports why, and stays Off', async () => {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
+import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 
@@ -13,33 +13,10 @@ import { Machine, NativeError, type NicConfig } from '../../../app/native';
 import { repoRoot, testGuestPath } from '../../support/guest';
 import { runGuest } from '../../support/run-guest';
 import { freePort } from '../../support/ports';
+import { talk } from '../../support/tcp';
 
 const MAC = '52:54:00:12:34:56';
 const LEASE = 'virtio-net: mac 52:54:00:12:34:56\nvirtio-net: dhcp lease 10.0.2.15 gateway 10.0.2.2 dns 10.0.2.3\n';
-
-// Connects to the forwarded port, sends `chunks` with a pause between them, reads until
-// `expect.length` bytes came back, then closes; resolves with what was read.
-function talk(port: number, chunks: string[], expectLength: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const socket = connect(port, '127.0.0.1');
-    let got = '';
-    socket.setEncoding('latin1');
-    socket.once('error', reject);
-    socket.on('data', (data: string) => {
-      got += data;
-      if (got.length >= expectLength) socket.end();
-    });
-    socket.once('close', () => resolve(got));
-    socket.once('connect', () => {
-      void (async () => {
-        for (const chunk of chunks) {
-          socket.write(chunk);
-          await new Promise((r) => setTimeout(r, 100));
-        }
-      })();
-    });
-  });
-}
 
 async function echoThroughGuest(nic: Omit<NicConfig, 'portForwards'>) {
   const hostPort = await freePort();
