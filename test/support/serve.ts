@@ -27,7 +27,11 @@ function firstLine(
     );
     onData((text) => {
       out += text;
-      const line = out.split('\n').find((l) => l.startsWith('{'));
+      // Complete lines only: output from the lab arrives in chunks that can end mid-line.
+      const line = out
+        .split('\n')
+        .slice(0, -1)
+        .find((l) => l.startsWith('{'));
       if (!line) return;
       clearTimeout(timer);
       try {
