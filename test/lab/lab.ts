@@ -57,8 +57,11 @@ export function labMode(): 'auto' | 'always' | 'never' {
   return v === 'always' || v === 'never' ? v : 'auto';
 }
 
-// True when this process can open /dev/kvm read-write (what the VMM needs).
+// True when this process can open /dev/kvm read-write (what the VMM needs) and it is the
+// hardware-assisted KVM: the /dev/kvm of kvm-pvm (a paravirtualized guest's own KVM) opens
+// and creates VMs, but fails in guest kernels' real-mode and early boot code.
 export function hostHasKvm(): boolean {
+  if (existsSync('/sys/module/kvm_pvm')) return false;
   try {
     closeSync(openSync('/dev/kvm', constants.O_RDWR));
     return true;

@@ -7,6 +7,7 @@
 // Under CI (CI=true) a skipped test fails the run: a missing prerequisite must be installed.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,6 +16,8 @@ const lab = await import(join(root, 'dist', 'test', 'lab', 'lab.js'));
 const kvmHere = lab.kvmHere();
 const nativeTests = join(root, 'native', 'build', 'tests', 'native-tests');
 const ci = process.env['CI'] === 'true';
+// Builds use every core: nothing else runs beside them.
+const jobs = `-j${availableParallelism()}`;
 
 function prefixed(prefix, chunk) {
   const text = chunk.toString();
@@ -136,10 +139,10 @@ const specs = (dir) => ['--test', '--test-reporter=tap', '--test-timeout=600000'
 // (the lab has no network, so anything fetched is fetched here).
 const ready =
   (await stage('test guest build', 'this host', none, () =>
-    run('make', ['-s', '-C', 'test/guest', `OUT=${join(root, 'build', 'guest')}`]),
+    run('make', ['-s', jobs, '-C', 'test/guest', `OUT=${join(root, 'build', 'guest')}`]),
   )) &&
   (await stage('native unit tests: build (ASan + UBSan)', 'this host', none, () =>
-    run('make', ['-s', '-C', 'native/tests', `OUT=${join(root, 'native', 'build', 'tests')}`, nativeTests]),
+    run('make', ['-s', jobs, '-C', 'native/tests', `OUT=${join(root, 'native', 'build', 'tests')}`, nativeTests]),
   )) &&
   (await stage('Linux boot files (Debian cloud kernel, initramfs)', 'this host', none, () =>
     run(process.execPath, [join('dist', 'test', 'linux-boot', 'prepare.js')]),
@@ -155,7 +158,7 @@ if (ready) {
     );
     if (existsSync(join(root, 'native', 'fuzz', 'Makefile'))) {
       await stage('native fuzzing (bounded, ASan + UBSan)', 'this host', plainCounts, () =>
-        run('make', ['-s', '-C', 'native/fuzz', 'ci']),
+        run('make', ['-s', jobs, '-C', 'native/fuzz', 'ci']),
       );
     }
     await stage('renderer component tests (vitest + happy-dom)', 'this host', vitestCounts, () =>
