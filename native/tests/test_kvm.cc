@@ -1,7 +1,9 @@
 // The KVM backend on this machine's real /dev/kvm: a few bytes of real-mode code.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstring>
+#include <string>
 
 #include "hv/hv.h"
 #include "hv/kvm/kvm.h"
@@ -21,6 +23,20 @@ TEST_KVM(kvm_probe_reports_capabilities) {
 
 TEST(kvm_probe_explains_missing_device) {
   CHECK_THROWS_CODE(hv::kvm::open_kvm("/nonexistent/kvm"), "HV_NOT_FOUND", "modprobe kvm_intel");
+}
+
+TEST(kvm_probe_tells_kvm_pvm_from_hardware_kvm) {
+  // A /sys/module of our own: kvm-pvm alone is refused, beside kvm_amd or kvm_intel it is not.
+  char dir[] = "/tmp/berth-sys-module-XXXXXX";
+  CHECK(mkdtemp(dir) != nullptr);
+  const std::string root = dir;
+  CHECK(!hv::kvm::only_kvm_pvm_loaded(root));
+  CHECK(mkdir((root + "/kvm").c_str(), 0700) == 0);
+  CHECK(mkdir((root + "/kvm_pvm").c_str(), 0700) == 0);
+  CHECK(hv::kvm::only_kvm_pvm_loaded(root));
+  CHECK(mkdir((root + "/kvm_amd").c_str(), 0700) == 0);
+  CHECK(!hv::kvm::only_kvm_pvm_loaded(root));
+  for (const char* m : {"/kvm_amd", "/kvm_pvm", "/kvm", ""}) rmdir((root + m).c_str());
 }
 
 TEST(kvm_probe_explains_a_device_that_is_not_kvm) {

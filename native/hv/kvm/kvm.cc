@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <string>
+#include <string_view>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -382,7 +384,22 @@ class KvmHypervisor final : public Hypervisor {
 
 }  // namespace
 
+bool only_kvm_pvm_loaded(const std::string& module_dir) {
+  auto loaded = [&](const char* module) { return access((module_dir + "/" + module).c_str(), F_OK) == 0; };
+  return loaded("kvm_pvm") && !loaded("kvm_intel") && !loaded("kvm_amd");
+}
+
 std::unique_ptr<Hypervisor> open_kvm(const char* device_path) {
+  // kvm-pvm (the KVM a paravirtualized guest may offer its own guests) also provides
+  // /dev/kvm, but runs only kernels built for PVM: firmware and ordinary kernels fail in
+  // their first real-mode instructions with an internal error. Refuse it, saying what it is.
+  if (std::string_view(device_path) == "/dev/kvm" && only_kvm_pvm_loaded("/sys/module")) {
+    throw Error("HV_NOT_FOUND",
+                "/dev/kvm here is kvm-pvm, the paravirtual KVM of a host that is itself a VM: it runs "
+                "only PVM guest kernels, not the firmware and operating systems Berth starts. Use a "
+                "host with hardware virtualization (kvm_intel or kvm_amd), or enable nested "
+                "virtualization for this VM on its host.");
+  }
   int fd = open(device_path, O_RDWR | O_CLOEXEC);
   if (fd < 0) {
     int err = errno;
