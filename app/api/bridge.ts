@@ -210,7 +210,8 @@ export const METHODS = {
   'vm.remove': def(z.strictObject({ vm: VmRef, deleteDisks: z.boolean().optional() }), empty),
   'vm.start': def(vmArgs, VmSummary),
   'vm.turnOff': def(vmArgs, VmSummary),
-  'vm.shutDown': def(vmArgs, VmSummary),
+  // Presses the power button and waits up to timeoutSeconds (default 120) for the power-off.
+  'vm.shutDown': def(z.strictObject({ vm: VmRef, timeoutSeconds: z.int().min(1).max(3600).optional() }), VmSummary),
   'vm.save': def(vmArgs, VmSummary),
   'vm.pause': def(vmArgs, VmSummary),
   'vm.resume': def(vmArgs, VmSummary),

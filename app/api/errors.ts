@@ -84,7 +84,8 @@ const SERVICE_ERROR_CODES = [
   'AMBIGUOUS', // a name or id prefix matches several VMs
   'NAME_IN_USE',
   'INVALID_STATE', // the lifecycle does not allow the operation now ("cannot pause 'x': it is Off")
-  'UNSUPPORTED', // reserved features (firmware boot, save, guest shutdown without a power button)
+  'UNSUPPORTED', // reserved features (firmware boot, save)
+  'SHUTDOWN_TIMEOUT', // the guest did not power off in time after the ACPI power button (it runs on)
   'BUSY', // another process holds the VM's lock for too long
   'START_FAILED', // the worker could not create or start the VM
   'WORKER_UNREACHABLE', // the worker process does not answer on its control socket

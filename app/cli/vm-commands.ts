@@ -2,7 +2,7 @@
 // console.
 
 import { BerthError, toErrorBody, type NetworkAdapter, type VmDetails, type VmSummary } from '../api';
-import { VmManager } from '../services';
+import { SHUT_DOWN_TIMEOUT_MS, VmManager } from '../services';
 import {
   filePath,
   list,
@@ -268,12 +268,27 @@ export const vmCommands: Record<string, Command> = {
     },
   },
   start: lifecycle('start', 'start a VM in its own worker process', (m, n) => m.start(n)),
-  stop: lifecycle('stop', 'ask the guest to shut down (see turn-off)', (m, n) => m.shutDown(n)),
+  stop: {
+    usage: 'berth vm stop NAME [--timeout SECONDS] [--json]',
+    summary: `shut a VM down: press its ACPI power button and wait for the guest to power off (${
+      SHUT_DOWN_TIMEOUT_MS / 1000
+    } s unless --timeout; see turn-off)`,
+    positionals: ['NAME'],
+    options: { timeout: { type: 'string' } },
+    run: async ({ manager, args, values, print }) => {
+      const seconds = parseCount('timeout', str(values, 'timeout'));
+      if (seconds !== undefined && (seconds < 1 || seconds > 3600)) {
+        throw new UsageError(`--timeout takes 1 to 3600 seconds, not ${seconds}`);
+      }
+      const vm = await manager.shutDown(args[0] ?? '', seconds === undefined ? undefined : seconds * 1000);
+      print(summaryLine(vm));
+      return vm;
+    },
+  },
   'turn-off': lifecycle('turn-off', 'turn a VM off at once, like pulling the power cord', (m, n) => m.turnOff(n)),
   pause: lifecycle('pause', 'pause a running VM', (m, n) => m.pause(n)),
   resume: lifecycle('resume', 'resume a paused VM', (m, n) => m.resume(n)),
   reset: lifecycle('reset', 'reset a running VM (a hard reboot)', (m, n) => m.reset(n)),
-  save: lifecycle('save', 'save the memory state (not available yet)', (m, n) => m.save(n)),
   remove: {
     usage: 'berth vm remove NAME [--delete-disks] [--json]',
     summary: "delete a VM that is off, with its folder (--delete-disks also for disks in the folder's disks/)",

@@ -305,7 +305,8 @@ export class BridgeHost {
       },
       'vm.start': ({ vm }) => acted(m.start(vm)),
       'vm.turnOff': ({ vm }) => acted(m.turnOff(vm)),
-      'vm.shutDown': ({ vm }) => acted(m.shutDown(vm)),
+      'vm.shutDown': ({ vm, timeoutSeconds }) =>
+        acted(m.shutDown(vm, timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000)),
       'vm.save': ({ vm }) => acted(m.save(vm)),
       'vm.pause': ({ vm }) => acted(m.pause(vm)),
       'vm.resume': ({ vm }) => acted(m.resume(vm)),

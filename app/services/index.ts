@@ -1,5 +1,5 @@
 // The management services: the VM registry on disk, the lifecycle, the workers.
-export { VmManager, type ConsoleHandlers, type ConsoleSession } from './manager';
+export { SHUT_DOWN_TIMEOUT_MS, VmManager, type ConsoleHandlers, type ConsoleSession } from './manager';
 export { Registry, type VmEntry } from './registry';
 export { ControlClient } from './control-client';
 export { FileLock, withLock } from './lock';

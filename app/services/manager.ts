@@ -45,6 +45,8 @@ import { vmmPath } from '../native/vmm';
 const STARTUP_GRACE_MS = 30_000;
 const DEFAULT_START_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
+// How long Shut Down waits for the guest to power off after the power button, by default.
+export const SHUT_DOWN_TIMEOUT_MS = 120_000;
 
 // The shell that runs the worker and records how it ended ("<pid> <status>"; a status above
 // 128 is 128 + the signal number), which nobody else could learn once the manager is gone.
@@ -524,11 +526,10 @@ export class VmManager {
     }
   }
 
-  private async simple(ref: string, action: 'pause' | 'resume' | 'reset' | 'shut-down'): Promise<VmSummary> {
+  private async simple(ref: string, action: 'pause' | 'resume' | 'reset'): Promise<VmSummary> {
     const { entry, client } = await this.running(ref, action);
     try {
-      const op = action === 'shut-down' ? 'shutdown' : action;
-      const { state } = await client.request({ op });
+      const { state } = await client.request({ op: action });
       return this.summary(entry, { state, workerPid: client.info.pid });
     } finally {
       client.close();
@@ -544,9 +545,36 @@ export class VmManager {
   reset(ref: string): Promise<VmSummary> {
     return this.simple(ref, 'reset');
   }
-  // Asks the guest to shut down (UNSUPPORTED until the VMM has an ACPI power button).
-  shutDown(ref: string): Promise<VmSummary> {
-    return this.simple(ref, 'shut-down');
+  // Presses the VM's ACPI power button and waits until the guest has powered off; a guest
+  // that does not within timeoutMs is left running and the caller is told to turn it off.
+  async shutDown(ref: string, timeoutMs = SHUT_DOWN_TIMEOUT_MS): Promise<VmSummary> {
+    const { entry, client } = await this.running(ref, 'shut-down');
+    const pid = client.info.pid;
+    const closed = new Promise<void>((resolve) => client.onClose(() => resolve()));
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await client.request({ op: 'shutdown' });
+      const ended = await Promise.race([
+        closed.then(() => true),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
+      ]);
+      if (!ended) {
+        const name = entry.config.name;
+        throw new BerthError(
+          'SHUTDOWN_TIMEOUT',
+          `'${name}' did not shut down within ${Math.round(timeoutMs / 1000)} s: its guest did not act on the ` +
+            `power button (it may not handle ACPI, or be busy or still starting); it is still running. ` +
+            `Turn it off instead (berth vm turn-off ${name}), or try again later`,
+        );
+      }
+    } finally {
+      clearTimeout(timer);
+      client.close();
+    }
+    // The socket closes as the worker ends; its exit record follows a moment later.
+    const deadline = Date.now() + STOP_TIMEOUT_MS;
+    while (sameProcessAlive(pid, null) && Date.now() < deadline) await sleep(20);
+    return this.summary(entry, await this.probe(entry));
   }
 
   async save(ref: string): Promise<VmSummary> {

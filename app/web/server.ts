@@ -103,6 +103,7 @@ const statusFor: Partial<Record<ErrorCode, number>> = {
   NAME_IN_USE: 409,
   INVALID_STATE: 409,
   BUSY: 409,
+  SHUTDOWN_TIMEOUT: 504,
   UNSUPPORTED: 422,
   UNKNOWN_METHOD: 404,
   METHOD_NOT_ALLOWED: 405,

@@ -125,6 +125,37 @@ std::vector<uint8_t> aml_isa_device(const char* name, const char* eisa_id, uint1
   return aml_package(0x82, body, true);  // DeviceOp
 }
 
+// The power button of a hardware-reduced platform: Device (\_SB.PWRB) { _HID PNP0C0C },
+// and the Generic Event Device that signals it: Device (\_SB.GED_) { _HID "ACPI0013",
+// _CRS Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { kAcpiGedIrq },
+// Method (_EVT, 1) { Notify (\_SB.PWRB, 0x80) } }. Linux's GED driver runs _EVT on each
+// edge; its button driver turns Notify 0x80 into a KEY_POWER press user space acts on.
+std::vector<uint8_t> aml_power_button() {
+  const std::vector<uint8_t> pwrb_path{'\\', 0x2e, '_', 'S', 'B', '_', 'P', 'W', 'R', 'B'};
+  std::vector<uint8_t> button = pwrb_path;
+  append(button, aml_name("_HID", aml_dword(acpi_eisa_id("PNP0C0C"))));
+  append(button, aml_name("_UID", {0x00}));  // Zero
+  std::vector<uint8_t> out = aml_package(0x82, button, true);
+
+  std::vector<uint8_t> ged{'\\', 0x2e, '_', 'S', 'B', '_', 'G', 'E', 'D', '_'};
+  append(ged, aml_name("_HID", {0x0d, 'A', 'C', 'P', 'I', '0', '0', '1', '3', 0x00}));  // String
+  append(ged, aml_name("_UID", {0x00}));
+  const uint32_t irq = kAcpiGedIrq;
+  // Extended Interrupt descriptor: consumer, edge, active high, exclusive; one interrupt.
+  std::vector<uint8_t> res{0x89, 0x06, 0x00, 0x03, 0x01, static_cast<uint8_t>(irq), static_cast<uint8_t>(irq >> 8),
+                           static_cast<uint8_t>(irq >> 16), static_cast<uint8_t>(irq >> 24), 0x79, 0x00};
+  std::vector<uint8_t> buffer{0x0a, static_cast<uint8_t>(res.size())};  // BufferSize
+  append(buffer, res);
+  append(ged, aml_name("_CRS", aml_package(0x11, buffer)));
+  std::vector<uint8_t> evt{'_', 'E', 'V', 'T', 0x01};  // one argument, not serialized
+  evt.push_back(0x86);                                  // Notify
+  append(evt, pwrb_path);
+  append(evt, {0x0a, 0x80});  // ByteConst 0x80: "the button was pressed"
+  append(ged, aml_package(0x14, evt));  // MethodOp
+  append(out, aml_package(0x82, ged, true));
+  return out;
+}
+
 Table dsdt() {
   Table t;
   t.header("DSDT", 2);
@@ -138,6 +169,7 @@ Table dsdt() {
   std::vector<uint8_t> devices;
   append(devices, aml_isa_device("COM1", "PNP0501", kAcpiCom1Port, 8, kAcpiCom1Irq));
   append(devices, aml_isa_device("RTC_", "PNP0B00", kAcpiRtcPort, 2, -1));  // no alarm interrupt
+  append(devices, aml_power_button());
   for (uint8_t b : devices) t.u8(b);
   t.finish();
   return t;

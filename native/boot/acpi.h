@@ -1,6 +1,6 @@
 // ACPI tables for guests that read them instead of (or besides) the MP table: RSDP, XSDT,
 // a hardware-reduced FADT whose sleep control register powers the VM off, a DSDT naming
-// \_S5, COM1 and the RTC, and a MADT listing every vCPU and the IOAPIC. Linux kernels
+// \_S5, COM1, the RTC and the power button behind a Generic Event Device, and a MADT listing every vCPU and the IOAPIC. Linux kernels
 // built without MP-table support (Debian's cloud kernel, for one) find CPUs and the IOAPIC
 // only here.
 #pragma once
@@ -21,6 +21,9 @@ constexpr uint16_t kAcpiSleepStatusPort = 0x601;
 constexpr uint16_t kAcpiCom1Port = 0x3f8;
 constexpr uint8_t kAcpiCom1Irq = 4;
 constexpr uint16_t kAcpiRtcPort = 0x70;
+// The Generic Event Device's interrupt (ISA IRQ 13 is free: no FPU error line here). One
+// edge on it makes the GED run _EVT, which notifies the power button (PNP0C0C).
+constexpr uint32_t kAcpiGedIrq = 13;
 // SLP_TYP value the DSDT's \_S5 object gives for "soft off".
 constexpr uint8_t kAcpiS5SleepType = 5;
 

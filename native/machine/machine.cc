@@ -348,6 +348,17 @@ void Machine::reset() {
   events_.on_reset("host");
 }
 
+void Machine::press_power_button() {
+  std::lock_guard<std::mutex> lock(control_mu_);
+  if (state_ != MachineState::kRunning) {
+    throw Error("VM_STATE", std::string("the power button works only while the VM runs: it is ") + state_name(state_));
+  }
+  std::shared_lock<std::shared_mutex> vm_lock(vm_mu_);
+  if (!vm_) return;  // between a guest's reset and its new VM: the press is lost, as on hardware
+  vm_->set_irq_line(boot::kAcpiGedIrq, true);
+  vm_->set_irq_line(boot::kAcpiGedIrq, false);
+}
+
 void Machine::reboot() {
   for (auto& v : virtio_) v->transport->reset();  // before the memory its queues point into
   memory_.clear();

@@ -129,6 +129,9 @@ class Machine {
   void stop();
   // Host-initiated reset: reboots the VM in place.
   void reset();
+  // Presses the ACPI power button (one edge on the GED's interrupt): a guest that handles
+  // it shuts down and powers off; one that does not carries on. Only while running.
+  void press_power_button();
   // Blocks until the VM has stopped; returns why.
   ExitInfo wait();
 

@@ -124,3 +124,46 @@ TEST(acpi_dsdt_describes_com1_with_its_interrupt_and_the_rtc) {
   CHECK(rtc_dev.find(std::string("\x47\x01\x70\x00\x70\x00\x01\x02\x79\x00", 10)) != std::string::npos);
   CHECK(rtc_dev.find('\x22') == std::string::npos);
 }
+
+// The power button the services press for Shut Down: Device (\_SB.PWRB) with _HID PNP0C0C,
+// and the Generic Event Device whose one edge-triggered interrupt runs _EVT, which notifies
+// the button with 0x80 ("pressed").
+TEST(acpi_dsdt_has_a_power_button_behind_a_generic_event_device) {
+  vmm::GuestMemory mem(64ull << 20);
+  boot::write_acpi_tables(mem, 1);
+  uint64_t xsdt = mem.read_obj<uint64_t>(boot::kAcpiAddr + 24);
+  uint64_t fadt = mem.read_obj<uint64_t>(xsdt + 36);
+  uint64_t dsdt = mem.read_obj<uint64_t>(fadt + 140);
+  uint32_t dlen = mem.read_obj<uint32_t>(dsdt + 4);
+  CHECK_EQ(sum(mem, dsdt, dlen), 0);
+  auto aml = mem.slice(dsdt + 36, dlen - 36);
+  std::string s(aml.begin(), aml.end());
+
+  // Device (\_SB.PWRB) { Name (_HID, EisaId ("PNP0C0C")) Name (_UID, Zero) }, whole.
+  size_t button = s.find("\\._SB_PWRB\x08_HID");
+  CHECK(button != std::string::npos);
+  CHECK_EQ(static_cast<uint8_t>(s[button - 3]), 0x5b);
+  CHECK_EQ(static_cast<uint8_t>(s[button - 2]), 0x82);
+  const size_t button_len = static_cast<uint8_t>(s[button - 1]);
+  CHECK(s.substr(button, button_len - 1) ==
+        std::string("\\._SB_PWRB\x08_HID\x0c\x41\xd0\x0c\x0c\x08_UID\x00", 26));
+
+  // Device (\_SB.GED_): the string _HID, the interrupt and the method, in one package.
+  // Its body is over 63 bytes, so its PkgLength takes two bytes: low nibble, then the rest.
+  size_t ged = s.find("\\._SB_GED_");
+  CHECK(ged != std::string::npos);
+  CHECK_EQ(static_cast<uint8_t>(s[ged - 3]), 0x82);
+  const uint8_t lead = static_cast<uint8_t>(s[ged - 2]);
+  CHECK_EQ(lead >> 6, 1);
+  const size_t ged_len = (lead & 0x0fu) | (size_t{static_cast<uint8_t>(s[ged - 1])} << 4);
+  CHECK_EQ(ged - 2 + ged_len, s.size());  // the last object of the DSDT
+  const std::string dev = s.substr(ged, ged_len - 2);
+  CHECK(dev.find(std::string("_HID\x0d" "ACPI0013\x00", 14)) != std::string::npos);
+  // Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) { 13 }, then the end tag.
+  const std::string irq{'\x89', '\x06', '\x00', '\x03', '\x01', static_cast<char>(boot::kAcpiGedIrq), '\0', '\0', '\0',
+                        '\x79', '\x00'};
+  CHECK(dev.find("_CRS\x11") != std::string::npos);
+  CHECK(dev.find(irq) != std::string::npos);
+  // Method (_EVT, 1) { Notify (\_SB.PWRB, 0x80) }
+  CHECK(dev.find(std::string("\x14\x13_EVT\x01\x86\\._SB_PWRB\x0a\x80", 20)) != std::string::npos);
+}

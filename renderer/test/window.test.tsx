@@ -204,6 +204,41 @@ describe('the window', () => {
     expect(section?.querySelector('[role="alert"]')?.textContent).toMatch(/cannot pause 'web1'/);
   });
 
+  it('Shut Down: a guest that does not respond is named, and the dialog offers Turn Off for it', async () => {
+    const message =
+      "'web1' did not shut down within 120 s: its guest did not act on the power button (it may not handle ACPI, or be busy or still starting); it is still running. Turn it off instead (berth vm turn-off web1), or try again later";
+    const api = new FakeApi({
+      'host.info': () => hostInfo,
+      'vm.list': () => [vm(1, 'Running', { name: 'web1' })],
+      'vm.get': () => {
+        throw new BridgeError('NOT_FOUND', 'nope');
+      },
+      'checkpoint.list': ({ vm: id }) => ({ vm: id, now: null, checkpoints: [] }),
+      'vm.shutDown': () => {
+        throw new BridgeError('SHUTDOWN_TIMEOUT', message);
+      },
+      'vm.turnOff': () => vm(1, 'Off', { name: 'web1' }),
+    });
+    await mount(api);
+    await act(async () => must(rows()[0]).dispatchEvent(new MouseEvent('mousedown', { bubbles: true, button: 0 })));
+    await settle();
+    await act(async () => must(action('shut-down')).click());
+    await settle();
+    const dialog = () => must(document.querySelector<HTMLElement>('[role="dialog"]'), 'the dialog');
+    const button = (label: string) =>
+      [...dialog().querySelectorAll<HTMLButtonElement>('button')].find((b) => b.textContent === label);
+    await act(async () => must(button('Shut Down'), 'Shut Down').click());
+    await settle();
+    expect(dialog().querySelector('[role="alert"]')?.textContent).toContain(message);
+    expect(button('Shut Down')).toBeUndefined();
+    await act(async () => must(button('Turn Off'), 'Turn Off').click());
+    await settle();
+    expect(
+      api.calls.map((c) => c.method).filter((m) => m.startsWith('vm.') && m !== 'vm.list' && m !== 'vm.get'),
+    ).toEqual(['vm.shutDown', 'vm.turnOff']);
+    expect(document.querySelector('[role="dialog"]')).toBeNull();
+  });
+
   it('keyboard: arrows move the selection, Ctrl+A selects all, the context menu lists the actions', async () => {
     const api = new FakeApi({
       'host.info': () => hostInfo,

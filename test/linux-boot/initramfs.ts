@@ -1,10 +1,21 @@
 // A busybox-static initramfs, written as a cpio "newc" archive by this code (no cpio tool):
-// /init mounts proc, sys and devtmpfs, prints a marker on /dev/console and powers off.
+// /init mounts proc, sys and devtmpfs, prints a marker on /dev/console and powers off; with
+// berth.wait on the command line it waits instead for the ACPI power button (the kernel's
+// button and evdev modules, busybox acpid), which powers it off.
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 import { log, run } from './kernel';
 
 export const INITRAMFS_MARKER = 'BERTH-INITRAMFS-OK';
+// Printed once acpid listens for the power button (berth.wait), and when the button is pressed.
+export const INITRAMFS_WAITING = 'BERTH-INITRAMFS-WAITING';
+export const INITRAMFS_POWER_BUTTON = 'BERTH-INITRAMFS-POWER-BUTTON';
+
+// The kernel modules the power button needs: evdev (so acpid can read the key) and button.
+export interface InitramfsModules {
+  evdev: Buffer;
+  button: Buffer;
+}
 
 export interface CpioEntry {
   name: string;
@@ -95,6 +106,14 @@ export function initScript(): string {
     '/bin/busybox mount -t devtmpfs devtmpfs /dev',
     "token=$(/bin/busybox sed -n 's/.*berth\\.check=\\([^ ]*\\).*/\\1/p' /proc/cmdline)",
     `echo "${INITRAMFS_MARKER} $token kernel=$(/bin/busybox uname -r) uptime=$(/bin/busybox cut -d' ' -f1 /proc/uptime)" > /dev/console`,
+    "if /bin/busybox grep -q 'berth\\.wait' /proc/cmdline; then",
+    '  /bin/busybox insmod /lib/modules/evdev.ko && /bin/busybox insmod /lib/modules/button.ko &&',
+    '    /bin/busybox acpid -f -c /etc/acpi -l /tmp/acpid.log -p /tmp/acpid.pid &',
+    // acpid opens the input devices at start: wait until it has them.
+    '  while ! /bin/busybox grep -q . /tmp/acpid.pid 2>/dev/null; do /bin/busybox usleep 100000; done',
+    `  echo "${INITRAMFS_WAITING}" > /dev/console`,
+    '  while :; do /bin/busybox sleep 3600; done',
+    'fi',
     '/bin/busybox poweroff -f',
     // Reached only if the power-off call returns.
     'echo "BERTH-INITRAMFS-POWEROFF-RETURNED" > /dev/console',
@@ -103,8 +122,13 @@ export function initScript(): string {
   ].join('\n');
 }
 
-// The archive's bytes (the same for the same busybox).
-export function initramfsBytes(): Buffer {
+// What busybox acpid runs for the power button (its built-in map: PWRF -> PWRF/00000080).
+function powerButtonScript(): string {
+  return ['#!/bin/sh', `echo "${INITRAMFS_POWER_BUTTON}" > /dev/console`, '/bin/busybox poweroff -f', ''].join('\n');
+}
+
+// The archive's bytes (the same for the same busybox and modules).
+export function initramfsBytes(modules: InitramfsModules): Buffer {
   const busybox = staticBusybox();
   const entries: CpioEntry[] = [
     { name: '.', mode: S_IFDIR | 0o755 },
@@ -118,13 +142,20 @@ export function initramfsBytes(): Buffer {
     { name: 'bin/busybox', mode: S_IFREG | 0o755, data: busybox },
     { name: 'bin/sh', mode: S_IFLNK | 0o777, data: Buffer.from('busybox') },
     { name: 'init', mode: S_IFREG | 0o755, data: Buffer.from(initScript()) },
+    { name: 'lib', mode: S_IFDIR | 0o755 },
+    { name: 'lib/modules', mode: S_IFDIR | 0o755 },
+    { name: 'lib/modules/evdev.ko', mode: S_IFREG | 0o644, data: modules.evdev },
+    { name: 'lib/modules/button.ko', mode: S_IFREG | 0o644, data: modules.button },
+    { name: 'etc/acpi', mode: S_IFDIR | 0o755 },
+    { name: 'etc/acpi/PWRF', mode: S_IFDIR | 0o755 },
+    { name: 'etc/acpi/PWRF/00000080', mode: S_IFREG | 0o755, data: Buffer.from(powerButtonScript()) },
   ];
   return cpioNewc(entries);
 }
 
 // Writes the archive unless the file already holds the same bytes; true when it wrote.
-export function buildInitramfs(out: string): boolean {
-  const archive = initramfsBytes();
+export function buildInitramfs(out: string, modules: InitramfsModules): boolean {
+  const archive = initramfsBytes(modules);
   if (existsSync(out) && readFileSync(out).equals(archive)) return false;
   writeFileSync(`${out}.tmp`, archive);
   renameSync(`${out}.tmp`, out);

@@ -87,6 +87,39 @@ export function fetchCloudKernel(cacheDir: string, keep: boolean, fresh: boolean
   return { packageName: pkg, bzImage: out };
 }
 
+// Kernel modules (paths under lib/modules/RELEASE/kernel/) read out of the kernel's .deb in
+// cacheDir, downloaded again when it is gone.
+export function cloudKernelModules<K extends string>(
+  cacheDir: string,
+  release: string,
+  paths: Record<K, string>,
+): Record<K, Buffer> {
+  const pkg = `linux-image-${release}`;
+  const find = (): string | undefined =>
+    readdirSync(cacheDir).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
+  let deb = find();
+  if (!deb) {
+    log(`downloading ${pkg} for its modules`);
+    run('apt-get', ['download', pkg], { cwd: cacheDir });
+    deb = find();
+    if (!deb) throw new Error(`apt-get download ${pkg} left no .deb in ${cacheDir}`);
+  }
+  const tree = join(cacheDir, 'modules-pkg');
+  rmSync(tree, { recursive: true, force: true });
+  run('dpkg-deb', ['-x', join(cacheDir, deb), tree]);
+  try {
+    const out = {} as Record<K, Buffer>;
+    for (const [key, p] of Object.entries(paths) as [K, string][]) {
+      const file = join(tree, 'lib', 'modules', release, 'kernel', p);
+      if (!existsSync(file)) throw new Error(`${deb} has no lib/modules/${release}/kernel/${p}`);
+      out[key] = readFileSync(file);
+    }
+    return out;
+  } finally {
+    rmSync(tree, { recursive: true, force: true });
+  }
+}
+
 export interface SetupHeader {
   setupSects: number;
   protocol: number; // e.g. 0x20f

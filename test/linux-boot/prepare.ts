@@ -10,7 +10,7 @@ import { basename, join } from 'node:path';
 
 import { repoRoot } from '../support/guest';
 import { buildInitramfs } from './initramfs';
-import { extractVmlinux, fetchCloudKernel, log, maskPvhNote } from './kernel';
+import { cloudKernelModules, extractVmlinux, fetchCloudKernel, log, maskPvhNote } from './kernel';
 
 export const linuxBootDir = join(repoRoot, 'build', 'linux-boot');
 export const manifestPath = join(linuxBootDir, 'prepared.json');
@@ -50,12 +50,17 @@ export function prepareLinuxBoot(options: { fresh?: boolean } = {}): PreparedLin
     log(`using cached ${vmlinuxNoPvh}`);
   }
 
+  const release = basename(kernel.bzImage).slice('vmlinuz-'.length);
+  const modules = cloudKernelModules(linuxBootDir, release, {
+    evdev: 'drivers/input/evdev.ko',
+    button: 'drivers/acpi/button.ko',
+  });
   const initramfs = join(linuxBootDir, 'initramfs.cpio');
-  log(buildInitramfs(initramfs) ? `wrote ${initramfs}` : `using cached ${initramfs}`);
+  log(buildInitramfs(initramfs, modules) ? `wrote ${initramfs}` : `using cached ${initramfs}`);
 
   const prepared: PreparedLinuxBoot = {
     packageName: kernel.packageName,
-    kernelRelease: basename(kernel.bzImage).slice('vmlinuz-'.length),
+    kernelRelease: release,
     bzImage: kernel.bzImage,
     vmlinux: vmlinuxPath,
     vmlinuxNoPvh,

@@ -2,6 +2,7 @@
 import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 
+import { isBridgeError } from '../../../app/api/bridge';
 import { call, useApi } from '../context';
 import { Dialog, ErrorBox, errorText, OperationProgress, useLongOperation } from './common';
 import { EditDiskWizard, HostDisksDialog, InspectDiskDialog, NewDiskWizard } from './DiskDialogs';
@@ -88,20 +89,26 @@ function PowerConfirm({
       ok: 'Delete',
     },
   }[spec.kind];
-  const run = async () => {
+  // VMs whose guest did not act on the power button: like Hyper-V, offer to turn them off.
+  const [unresponsive, setUnresponsive] = useState<VmRefs>([]);
+  const run = async (kind: typeof spec.kind, vms: VmRefs) => {
     setBusy(true);
     setError(undefined);
+    setUnresponsive([]);
     const failures: string[] = [];
-    for (const vm of spec.vms) {
+    const timedOut: VmRefs = [];
+    for (const vm of vms) {
       try {
-        if (spec.kind === 'turn-off') await call(api, client, 'vm.turnOff', { vm: vm.id });
-        else if (spec.kind === 'shut-down') await call(api, client, 'vm.shutDown', { vm: vm.id });
+        if (kind === 'turn-off') await call(api, client, 'vm.turnOff', { vm: vm.id });
+        else if (kind === 'shut-down') await call(api, client, 'vm.shutDown', { vm: vm.id });
         else await api.invoke('vm.remove', { vm: vm.id, deleteDisks });
       } catch (e) {
         failures.push(errorText(e));
+        if (isBridgeError(e) && e.code === 'SHUTDOWN_TIMEOUT') timedOut.push(vm);
       }
     }
     setBusy(false);
+    setUnresponsive(timedOut);
     if (failures.length > 0) setError(failures.join('\n'));
     else onClose();
   };
@@ -111,9 +118,20 @@ function PowerConfirm({
       onClose={onClose}
       footer={
         <>
-          <button type="button" className="primary" disabled={busy} onClick={() => void run()}>
-            {text.ok}
-          </button>
+          {unresponsive.length > 0 ? (
+            <button
+              type="button"
+              className="primary"
+              disabled={busy}
+              onClick={() => void run('turn-off', unresponsive)}
+            >
+              Turn Off
+            </button>
+          ) : (
+            <button type="button" className="primary" disabled={busy} onClick={() => void run(spec.kind, spec.vms)}>
+              {text.ok}
+            </button>
+          )}
           <button type="button" onClick={onClose}>
             Cancel
           </button>
@@ -121,6 +139,9 @@ function PowerConfirm({
       }
     >
       <p className="message">{text.message}</p>
+      {busy && spec.kind === 'shut-down' ? (
+        <p className="message">Waiting for the guest operating system to shut down...</p>
+      ) : null}
       {spec.kind === 'delete-vm' ? (
         <label className="check">
           <input type="checkbox" checked={deleteDisks} onChange={(e) => setDeleteDisks(e.target.checked)} /> Also delete
