@@ -45,6 +45,8 @@ export interface LabResult {
   consoleLog?: string;
   // Seconds from QEMU's start to the command's start (lab only).
   bootSeconds?: number;
+  // The last lines of the lab kernel's log of a run ended through options.signal.
+  consoleTail?: string;
   seconds: number;
 }
 
@@ -197,8 +199,9 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
   const bootSeconds = ready ? Number(ready[1]) : undefined;
   const status = /BERTH-LAB-STATUS (\d+)/.exec(log);
   if (options.signal?.aborted) {
+    const consoleTail = tail(consoleLog, 15);
     rmSync(runDir, { recursive: true, force: true });
-    return { status: 128 + osConstants.signals.SIGKILL, where: 'lab', seconds };
+    return { status: 128 + osConstants.signals.SIGKILL, where: 'lab', seconds, consoleTail };
   }
   if (timedOut) {
     throw new LabSetupError(
