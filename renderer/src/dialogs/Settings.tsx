@@ -10,6 +10,7 @@ import type { DiskAttachment, NetworkAdapter, VmConfig } from '../../../app/api/
 import { call, useApi, useHostDisks, useVmDetails } from '../context';
 import { formatBytes } from '../format';
 import { Dialog, ErrorBox, errorText, Row } from './common';
+import { NetworkAdapterPage } from './NetworkAdapterPage';
 
 interface Draft {
   name: string;
@@ -324,7 +325,7 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
             />
           ) : null}
           {page.startsWith('net-') ? (
-            <NetPage
+            <NetworkAdapterPage
               adapter={draft.network[Number(page.slice(4))]}
               disabled={running}
               onChange={(n) =>
@@ -534,53 +535,6 @@ function AddDiskPage({ disabled, onAdd }: { disabled: boolean; onAdd: (d: Omit<D
           }
         >
           Add
-        </button>
-      </div>
-    </fieldset>
-  );
-}
-
-function NetPage(props: {
-  adapter: NetworkAdapter | undefined;
-  disabled: boolean;
-  onChange: (n: NetworkAdapter) => void;
-  onRemove: () => void;
-}) {
-  const n = props.adapter;
-  if (!n) return null;
-  return (
-    <fieldset disabled={props.disabled}>
-      <legend>Network Adapter</legend>
-      <Row label="Connection:">
-        <select
-          value={n.kind}
-          onChange={(e) =>
-            props.onChange(
-              e.target.value === 'bridge'
-                ? { kind: 'bridge', mac: n.mac, bridge: n.bridge ?? 'br0' }
-                : { kind: 'nat', mac: n.mac },
-            )
-          }
-        >
-          <option value="nat">NAT (user mode)</option>
-          <option value="bridge">Host bridge</option>
-        </select>
-      </Row>
-      {n.kind === 'bridge' ? (
-        <Row label="Bridge:">
-          <input
-            type="text"
-            value={n.bridge ?? ''}
-            onChange={(e) => props.onChange({ ...n, bridge: e.target.value })}
-          />
-        </Row>
-      ) : null}
-      <Row label="MAC address:">
-        <input type="text" value={n.mac} onChange={(e) => props.onChange({ ...n, mac: e.target.value })} />
-      </Row>
-      <div className="button-row">
-        <button type="button" onClick={props.onRemove}>
-          Remove
         </button>
       </div>
     </fieldset>

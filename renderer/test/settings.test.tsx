@@ -1,0 +1,136 @@
+// Settings > Network Adapter as a user edits it: restricted mode and a host port forward on a
+// NAT adapter reach vm.update as the configuration the services check; a refusal is shown
+// and the dialog stays open with what was entered.
+import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
+import { act } from 'react';
+import { createRoot, type Root } from 'react-dom/client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+
+import { BridgeError, type MethodArgs } from '../../app/api/bridge';
+import { VmConfig } from '../../app/api/config';
+import type { VmDetails } from '../../app/api/vm';
+import { ApiContext } from '../src/context';
+import { SettingsDialog } from '../src/dialogs/Settings';
+import { FakeApi, must, uuid } from './fixtures';
+
+(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+
+const MAC = '02:00:00:12:34:56';
+const details: VmDetails = {
+  id: uuid(7),
+  name: 'web1',
+  state: 'Off',
+  memoryMiB: 64,
+  processorCount: 1,
+  folder: '/tmp/berth/vms/web1',
+  config: VmConfig.parse({
+    schemaVersion: 1,
+    id: uuid(7),
+    name: 'web1',
+    memory: { startupMiB: 64 },
+    boot: { kind: 'pvh', kernelPath: '/boot/vmlinux', cmdline: '' },
+    network: [{ kind: 'nat', mac: MAC }],
+  }),
+};
+
+let container: HTMLDivElement;
+let root: Root;
+beforeEach(() => {
+  container = document.createElement('div');
+  document.body.appendChild(container);
+  root = createRoot(container);
+});
+afterEach(() => {
+  act(() => root.unmount());
+  container.remove();
+});
+
+async function open(api: FakeApi, onClose: () => void): Promise<void> {
+  const client = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: Infinity } } });
+  await act(async () => {
+    root.render(
+      <ApiContext.Provider value={api}>
+        <QueryClientProvider client={client}>
+          <SettingsDialog vmId={details.id} onClose={onClose} />
+        </QueryClientProvider>
+      </ApiContext.Provider>,
+    );
+  });
+  await act(async () => new Promise((r) => setTimeout(r, 0)));
+}
+
+const buttonNamed = (text: string): HTMLButtonElement =>
+  must(
+    [...container.querySelectorAll<HTMLButtonElement>('button')].find((b) => b.textContent?.trim() === text),
+    `the button '${text}'`,
+  );
+const click = (el: HTMLElement) => act(async () => el.click());
+const type = (input: HTMLInputElement, value: string) =>
+  act(async () => {
+    const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value')?.set;
+    setter?.call(input, value);
+    input.dispatchEvent(new Event('input', { bubbles: true }));
+  });
+const field = (label: string): HTMLInputElement =>
+  must(container.querySelector<HTMLInputElement>(`input[aria-label="${label}"]`), `the field '${label}'`);
+
+async function addForward(): Promise<void> {
+  await click(buttonNamed('Network AdapterNAT'));
+  const restricted = must(
+    [...container.querySelectorAll<HTMLLabelElement>('label.check')].find((l) => l.textContent?.includes('Restricted')),
+  );
+  await click(must(restricted.querySelector('input')));
+  await click(buttonNamed('Add Port Forward'));
+  await type(field('Host port'), '2222');
+  await type(field('Guest port'), '22');
+}
+
+describe('Settings: network adapter', () => {
+  it('sends restricted mode and a port forward with the adapter, keeping its MAC', async () => {
+    let updated: MethodArgs<'vm.update'> | undefined;
+    const api = new FakeApi({
+      'vm.get': () => details,
+      'vm.update': (args) => {
+        updated = args;
+        return details;
+      },
+    });
+    let closed = false;
+    await open(api, () => (closed = true));
+    await addForward();
+    await click(buttonNamed('OK'));
+    expect(updated).toEqual({
+      vm: details.id,
+      patch: {
+        network: [
+          {
+            kind: 'nat',
+            mac: MAC,
+            restricted: true,
+            portForwards: [{ protocol: 'tcp', hostAddress: '127.0.0.1', hostPort: 2222, guestPort: 22 }],
+          },
+        ],
+      },
+    });
+    expect(closed).toBe(true);
+  });
+
+  it('shows why the services refused the forward and keeps what was entered', async () => {
+    const message = 'network.0.portForwards.0.hostPort: Too small: expected number to be >=1';
+    const api = new FakeApi({
+      'vm.get': () => details,
+      'vm.update': () => {
+        throw new BridgeError('INVALID_CONFIG', message);
+      },
+    });
+    let closed = false;
+    await open(api, () => (closed = true));
+    await addForward();
+    await type(field('Host port'), '');
+    await click(buttonNamed('OK'));
+    expect(container.querySelector('[role="alert"]')?.textContent).toContain(message);
+    expect(closed).toBe(false);
+    expect(field('Guest port').value).toBe('22');
+    expect(field('Host port').value).toBe('');
+  });
+});
