@@ -53,7 +53,8 @@ export interface LabResult {
 export const LAB_TIMEOUT_STATUS = 124;
 
 // BERTH_LAB=always sends commands to the lab even on a host with KVM (to test the lab);
-// BERTH_LAB=never refuses to start one.
+// BERTH_LAB=never refuses to start one. BERTH_LAB_CPU is QEMU's -cpu for the lab VM (default
+// max; it needs SVM with nested paging: max, EPYC-Rome and EPYC-Milan have it).
 export function labMode(): 'auto' | 'always' | 'never' {
   const v = process.env['BERTH_LAB'];
   return v === 'always' || v === 'never' ? v : 'auto';
@@ -147,7 +148,7 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
     `local,path=${path},mount_tag=${tag},security_model=none,multidevs=remap${extra}`,
   ];
   const args = [
-    ...['-accel', 'tcg,thread=multi,tb-size=512', '-machine', 'q35', '-cpu', 'max'],
+    ...['-accel', 'tcg,thread=multi,tb-size=512', '-machine', 'q35', '-cpu', process.env['BERTH_LAB_CPU'] ?? 'max'],
     ...['-smp', String(cpus), '-m', String(memory)],
     ...['-kernel', image.vmlinux, '-initrd', image.initramfs],
     ...['-append', `console=ttyS0 quiet loglevel=5 panic=-1 mitigations=off ${process.env['BERTH_LAB_APPEND'] ?? ''}`],

@@ -144,7 +144,8 @@ describe('berth vm (command line)', () => {
     child.stdout.on('data', out.push);
     child.stderr.on('data', err.push);
     const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
-    await err.waitFor("connected to 'cli1'; Ctrl-] detaches");
+    // The CLI's own start-up: seconds in the lab, more while CI loads the host.
+    await err.waitFor("connected to 'cli1'; Ctrl-] detaches", 60_000);
     await out.waitFor('echo: ready\n'); // the scrollback
     child.stdin.write('typed by a user');
     await out.waitFor('typed by a user');
@@ -161,7 +162,7 @@ describe('berth vm (command line)', () => {
     const jout = new TextSink();
     j.stdout.on('data', jout.push);
     const jexit = new Promise<number | null>((resolve) => j.on('close', (code) => resolve(code)));
-    await jout.waitFor('\n');
+    await jout.waitFor('\n', 60_000);
     j.stdin.end('\x1d');
     assert.equal(await jexit, 0);
     const first = JSON.parse(jout.text.split('\n')[0] ?? '') as { event: string; data: string };

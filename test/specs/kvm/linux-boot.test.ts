@@ -15,12 +15,32 @@ import {
   LINUX_BOOT_PATHS,
   markerLine,
   type LinuxBootPath,
+  type LinuxBootResult,
 } from '../../linux-boot/boot';
 import { linuxBootDir, loadPreparedLinuxBoot } from '../../linux-boot/prepare';
 
 // Measured in the lab (Berth under KVM under QEMU's emulator): 13-23 s a boot. The limit
 // leaves room for a loaded CI machine and still fails a hung boot well inside the test's own.
 const BOOT_LIMIT_MS = 150_000;
+
+// In the KVM lab a boot is tried twice: there, about one Linux boot in twenty fails for the
+// emulator beneath (QEMU's TCG emulating SVM: the kernel's xstate checks fail, the guest
+// triple-faults or stalls; QEMU as the VMM stalled there too; see test/linux-boot/README.md).
+// On a host's own KVM a boot has one attempt.
+const ATTEMPTS = process.env['BERTH_IN_LAB'] === '1' ? 2 : 1;
+
+// What is wrong with a boot, or undefined when it did all it should.
+function bootProblem(r: LinuxBootResult, path: LinuxBootPath, vcpus: number, token: string): string | undefined {
+  if (r.timedOut) return `the boot passed its ${BOOT_LIMIT_MS / 1000} s limit`;
+  if (r.protocol !== BOOT_PROTOCOL[path]) return `booted by the wrong path (${r.protocol})`;
+  if (!r.console.includes(markerLine(token))) return 'no initramfs marker with our token';
+  if (r.smpCpus !== vcpus) return `the kernel did not bring up ${vcpus} CPU(s)`;
+  if (r.exit.reason !== 'power-off' || r.exit.detail !== 'acpi')
+    return "the VM did not end by the guest's ACPI power-off";
+  if (/Kernel panic|BERTH-INITRAMFS-POWEROFF-RETURNED/.test(r.console))
+    return 'the kernel panicked or poweroff returned';
+  return undefined;
+}
 
 const LABEL: Record<LinuxBootPath, string> = {
   bzimage: 'bzImage (64-bit boot protocol)',
@@ -34,32 +54,31 @@ describe("Debian's cloud kernel boots through Berth with ACPI", () => {
       it(
         `${LABEL[path]}, ${vcpus} vCPU(s): /init's marker, ${vcpus} CPU(s) up, ACPI power-off`,
         {
-          timeout: BOOT_LIMIT_MS + 60_000,
+          timeout: ATTEMPTS * BOOT_LIMIT_MS + 60_000,
         },
         async (t) => {
           const prepared = loadPreparedLinuxBoot(); // fails naming the command that prepares it
-          const token = randomBytes(6).toString('hex');
-          const r = await bootLinux(prepared, path, {
-            vcpus,
-            memoryMiB: 256,
-            timeoutMs: BOOT_LIMIT_MS,
-            token,
-            consoleLog: join(linuxBootDir, `console-${path}-${vcpus}.log`),
-          });
-          const why = describeBoot(r);
-          assert.equal(r.timedOut, false, `the boot passed its ${BOOT_LIMIT_MS / 1000} s limit\n${why}`);
-          assert.equal(r.protocol, BOOT_PROTOCOL[path], `booted by the wrong path\n${why}`);
-          assert.ok(r.console.includes(markerLine(token)), `no initramfs marker with our token\n${why}`);
-          assert.equal(r.smpCpus, vcpus, `the kernel did not bring up ${vcpus} CPU(s)\n${why}`);
-          assert.deepEqual(
-            { reason: r.exit.reason, detail: r.exit.detail },
-            { reason: 'power-off', detail: 'acpi' },
-            `the VM did not end by the guest's ACPI power-off\n${why}`,
-          );
-          assert.doesNotMatch(r.console, /Kernel panic|BERTH-INITRAMFS-POWEROFF-RETURNED/, why);
-          t.diagnostic(
-            `${path} ${vcpus} vCPU: marker at ${r.markerSeconds?.toFixed(1) ?? '-'} s, power-off at ${r.seconds.toFixed(1)} s`,
-          );
+          for (let attempt = 1; ; attempt++) {
+            const token = randomBytes(6).toString('hex');
+            const r = await bootLinux(prepared, path, {
+              vcpus,
+              memoryMiB: 256,
+              timeoutMs: BOOT_LIMIT_MS,
+              token,
+              consoleLog: join(linuxBootDir, `console-${path}-${vcpus}.log`),
+            });
+            const problem = bootProblem(r, path, vcpus, token);
+            if (problem === undefined) {
+              t.diagnostic(
+                `${path} ${vcpus} vCPU: marker at ${r.markerSeconds?.toFixed(1) ?? '-'} s, power-off at ${r.seconds.toFixed(1)} s`,
+              );
+              return;
+            }
+            if (attempt >= ATTEMPTS) assert.fail(`${problem}\n${describeBoot(r)}`);
+            t.diagnostic(
+              `attempt ${attempt} failed in the KVM lab (${problem}); booting again:\n${describeBoot(r, 8)}`,
+            );
+          }
         },
       );
     }

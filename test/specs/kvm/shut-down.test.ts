@@ -24,8 +24,8 @@ describe('Shut Down presses the ACPI power button', () => {
 
   it(
     'a Linux guest with acpid powers off, and the VM is Off with the ACPI power-off as its exit',
-    { timeout: 300_000 },
-    async () => {
+    { timeout: 600_000 },
+    async (t) => {
       const prepared = loadPreparedLinuxBoot(); // fails naming the command that prepares it
       const token = randomBytes(6).toString('hex');
       await manager.create({
@@ -39,12 +39,28 @@ describe('Shut Down presses the ACPI power button', () => {
           cmdline: `console=ttyS0 panic=-1 berth.check=${token} berth.wait`,
         },
       });
-      await manager.start('linux');
-      const sink = new TextSink();
+      // In the KVM lab a Linux boot fails now and then for the emulator beneath (see
+      // linux-boot.test.ts): the boot, not the shut-down, is tried twice there.
+      const attempts = process.env['BERTH_IN_LAB'] === '1' ? 2 : 1;
+      let sink = new TextSink();
       let ended: unknown;
-      const session = await manager.attachConsole('linux', { onData: sink.push, onEnd: (info) => (ended = info) });
-      await sink.waitFor(markerLine(token), 150_000);
-      await sink.waitFor(INITRAMFS_WAITING, 60_000);
+      let session: Awaited<ReturnType<VmManager['attachConsole']>> | undefined;
+      for (let attempt = 1; ; attempt++) {
+        await manager.start('linux');
+        sink = new TextSink();
+        ended = undefined;
+        session = await manager.attachConsole('linux', { onData: sink.push, onEnd: (info) => (ended = info) });
+        try {
+          await sink.waitFor(markerLine(token), 150_000);
+          await sink.waitFor(INITRAMFS_WAITING, 60_000);
+          break;
+        } catch (err) {
+          if (attempt >= attempts) throw err;
+          t.diagnostic(`boot attempt ${attempt} failed in the KVM lab (${(err as Error).message}); booting again`);
+          await session.detach();
+          if ((await manager.show('linux')).state !== 'Off') await manager.turnOff('linux');
+        }
+      }
 
       const summary = await manager.shutDown('linux', 120_000);
       assert.equal(summary.state, 'Off');
