@@ -21,6 +21,7 @@ import {
   ExportManifest,
   formatIssues,
   migrateConfigDetailed,
+  randomMac,
   type ImportMode,
   type VmConfig,
   type VmDetails,
@@ -273,7 +274,19 @@ export class ExportService {
       target = (p) => join(finalPaths.disks, relative(join(realRoot, 'disks'), check(p, 'path')));
     }
     const withId = <T>(v: T): T => mapPaths(v, (s) => (s === imported.id ? id : s), new Set(['id']));
-    const config: VmConfig = withId(mapPaths({ ...imported, name }, target));
+    // A copy is a second machine: like Hyper-V, its adapters get new MAC addresses (the same
+    // new address for an adapter in the VM and in its checkpoints); register and restore keep them.
+    const macs = new Map<string, string>();
+    const newMacs = (network: VmConfig['network']): VmConfig['network'] =>
+      mode !== 'copy'
+        ? network
+        : network.map((n) => {
+            let mac = macs.get(n.mac);
+            if (mac === undefined) macs.set(n.mac, (mac = randomMac()));
+            return { ...n, mac };
+          });
+    const mapped: VmConfig = withId(mapPaths({ ...imported, name }, target));
+    const config: VmConfig = { ...mapped, network: newMacs(mapped.network) };
     await this.manager.registry.adopt(config, async (paths) => {
       if (mode !== 'register') {
         const realRoot = realpathSync(root);
@@ -296,7 +309,7 @@ export class ExportService {
       }
       for (const r of records) {
         const rec = withId(mapPaths(r, target));
-        rec.config = { ...rec.config, id };
+        rec.config = { ...rec.config, id, network: newMacs(rec.config.network) };
         await atomicWriteJson(join(paths.checkpoints, `${r.id}.json`), rec);
       }
       await atomicWriteJson(join(paths.checkpoints, 'tree.json'), {

@@ -46,6 +46,8 @@ describe('export and import', () => {
       'new:4M',
       '--disk',
       'new:4M:vhdx',
+      '--nic',
+      'nat,mac=02:00:00:aa:bb:01',
     );
     const disk = (vm['config'] as { disks: { path: string }[] }).disks[0]?.path ?? '';
     execFileSync('qemu-io', ['-c', 'write -P 0x5a 0 64k', disk]);
@@ -55,6 +57,11 @@ describe('export and import', () => {
     assert.ok(existsSync(join(exported, 'export.json')));
     const copy = await ok('import', exported, '--copy', '--name', 'exp2');
     assert.notEqual(copy['id'], vm['id']);
+    // A copy is another machine on the network: a new MAC address, as Hyper-V gives it.
+    const macOf = (v: Record<string, unknown>) => (v['config'] as { network: { mac: string }[] }).network[0]?.mac;
+    assert.match(macOf(copy) ?? '', /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/);
+    assert.notEqual(macOf(copy), '02:00:00:aa:bb:01');
+    assert.equal(macOf(await ok('vm', 'show', 'exp')), '02:00:00:aa:bb:01');
     const disks = (copy['config'] as { disks: { path: string }[] }).disks;
     assert.ok(
       disks.every((d) => d.path.startsWith(copy['folder'] as string)),
