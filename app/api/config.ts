@@ -166,6 +166,8 @@ export const CheckpointSettings = z.strictObject({
 
 export const AutomaticStartAction = z.enum(['nothing', 'start', 'restart-if-running']);
 export const AutomaticStopAction = z.enum(['turn-off', 'save', 'shut-down']);
+// Seconds `berth host startup` waits before starting the VM (to spread the host's load).
+export const AutomaticStartDelay = z.int().min(0).max(3600);
 
 // The fields of a configuration, without the checks that span several fields.
 export const VmConfigShape = z.strictObject({
@@ -181,6 +183,7 @@ export const VmConfigShape = z.strictObject({
   com1: Com1Settings.default({ enabled: true }),
   checkpoints: CheckpointSettings.default({ type: 'standard', standardFallback: true }),
   automaticStartAction: AutomaticStartAction.default('nothing'),
+  automaticStartDelaySeconds: AutomaticStartDelay.default(0),
   automaticStopAction: AutomaticStopAction.default('turn-off'),
   // The test-exit port (0xf4): lets a test guest end the VM with a code.
   testExitPort: z.boolean().default(false),

@@ -86,6 +86,7 @@ const SERVICE_ERROR_CODES = [
   'INVALID_STATE', // the lifecycle does not allow the operation now ("cannot pause 'x': it is Off")
   'UNSUPPORTED', // reserved features (firmware boot, save)
   'SHUTDOWN_TIMEOUT', // the guest did not power off in time after the ACPI power button (it runs on)
+  'SERVICE_MANAGER', // systemctl --user refused to (en|dis)able Berth's autostart unit (the message says how to)
   'BUSY', // another process holds the VM's lock for too long
   'START_FAILED', // the worker could not create or start the VM
   'WORKER_UNREACHABLE', // the worker process does not answer on its control socket

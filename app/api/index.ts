@@ -9,3 +9,4 @@ export * from './lifecycle';
 export * from './layout';
 export * from './storage';
 export * from './worker-spec';
+export * from './host-actions';

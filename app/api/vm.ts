@@ -1,7 +1,7 @@
 // What the services report about a VM: lifecycle state, summaries, stats, exits.
 import { z } from 'zod';
 
-import { VmConfig } from './config';
+import { AutomaticStartAction, AutomaticStartDelay, AutomaticStopAction, VmConfig } from './config';
 
 // Off -> Starting -> Running <-> Paused; Running/Paused -> Stopping -> Off; a worker that
 // dies leaves Failed. Saved is reserved for saved memory state (part B).
@@ -95,7 +95,11 @@ export const VmSettingsPatch = z.strictObject({
   checkpointType: z.enum(['standard', 'production', 'disabled']).optional(),
   // For production checkpoints: take a standard one when a production one is not possible.
   standardCheckpointFallback: z.boolean().optional(),
-  automaticStartAction: z.enum(['nothing', 'start', 'restart-if-running']).optional(),
-  automaticStopAction: z.enum(['turn-off', 'save', 'shut-down']).optional(),
+  automaticStartAction: AutomaticStartAction.optional(),
+  automaticStartDelaySeconds: AutomaticStartDelay.optional(),
+  // 'save' stays readable in a configuration but cannot be chosen until saved state exists.
+  automaticStopAction: AutomaticStopAction.refine((a) => a !== 'save', {
+    message: "'save' needs saved memory state, which Berth cannot write yet: choose 'turn-off' or 'shut-down'",
+  }).optional(),
 });
 export type VmSettingsPatch = z.infer<typeof VmSettingsPatch>;

@@ -13,6 +13,9 @@ export interface Command {
   options?: Options;
   positionals: string[]; // names of the required positionals
   run: (ctx: Context) => Promise<unknown>;
+  // For commands that act on several things: true when the result reports a failure, so the
+  // exit status is 1 although the command ran (and printed every outcome).
+  failed?: (result: unknown) => boolean;
 }
 
 export interface Context {

@@ -9,7 +9,8 @@ import { CheckpointService, DiskService, ExportService, HardwareService, VmManag
 import { UsageError, type Values } from './parse';
 import { common, type Command } from './command';
 import { SERVE_USAGE, serveMain } from './serve';
-import { checkpointCommands, diskCommands, hostCommands, topCommands } from './storage-commands';
+import { hostCommands } from './host-commands';
+import { checkpointCommands, diskCommands, topCommands } from './storage-commands';
 import { vmCommands } from './vm-commands';
 
 const EXIT_OK = 0;
@@ -116,7 +117,7 @@ export async function main(argv: string[]): Promise<number> {
       },
     });
     if (json && result !== undefined) process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
-    return EXIT_OK;
+    return command.failed?.(result) ? EXIT_FAILED : EXIT_OK;
   } catch (err) {
     if (err instanceof UsageError) {
       return fail(EXIT_USAGE, { code: 'USAGE', message: err.message }, `usage: ${command.usage}`);

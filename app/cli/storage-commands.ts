@@ -1,4 +1,4 @@
-// `berth disk ...`, `berth checkpoint ...`, `berth host disks`, `berth export` and
+// `berth disk ...`, `berth checkpoint ...`, `berth export` and
 // `berth import`.
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import { VIRTUAL_DISK_FORMATS, type CheckpointList, type VirtualDiskFormat } from '../api';
 import { DiskService, exportCheckpoint } from '../services';
 import { diskFormat, filePath, oneOf, parseBytes, str, UsageError } from './parse';
-import { formatBytes, table, withProgress, type Command } from './command';
+import { formatBytes, withProgress, type Command } from './command';
 
 function inspectText(info: Awaited<ReturnType<DiskService['inspect']>>): string {
   return info.images
@@ -213,30 +213,6 @@ export const checkpointCommands: Record<string, Command> = {
       const l = await checkpoints.remove(args[0] ?? '', args[1] ?? '', { subtree: values['subtree'] === true });
       print(`removed; ${l.checkpoints.length} checkpoint(s) left`);
       return l;
-    },
-  },
-};
-
-export const hostCommands: Record<string, Command> = {
-  disks: {
-    usage: 'berth host disks [--json]',
-    summary: "list the host's block devices (for passthrough: map one with --disk passthrough:ID)",
-    positionals: [],
-    run: ({ disks, print }) => {
-      const all = disks.hostDisks();
-      const rows = [['DEVICE', 'SIZE', 'MODEL', 'FLAGS', 'ID']];
-      for (const d of all) {
-        const flags = [
-          d.system ? 'system' : '',
-          d.mounts.length > 0 ? `mounted(${d.mounts.join(',')})` : '',
-          d.inUse ? 'in-use' : '',
-          d.removable ? 'removable' : '',
-          d.readOnly ? 'ro' : '',
-        ].filter((f) => f !== '');
-        rows.push([d.devicePath, formatBytes(d.sizeBytes), d.model, flags.join(' ') || 'offline', d.stableId ?? '-']);
-      }
-      print(all.length === 0 ? 'no block devices found' : table(rows));
-      return Promise.resolve({ disks: all });
     },
   },
 };

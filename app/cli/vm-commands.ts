@@ -53,7 +53,12 @@ function showText(vm: VmDetails): string {
       ? `production${c.checkpoints.standardFallback ? ' (standard when a production one is not possible)' : ' only'}`
       : c.checkpoints.type,
   ]);
-  lines.push(['Automatic start', c.automaticStartAction]);
+  lines.push([
+    'Automatic start',
+    c.automaticStartAction === 'nothing'
+      ? 'nothing'
+      : `${c.automaticStartAction} (after ${c.automaticStartDelaySeconds} s)`,
+  ]);
   lines.push(['Automatic stop', c.automaticStopAction]);
   if (c.testExitPort) lines.push(['Test-exit port', 'on']);
   if (vm.workerPid !== undefined) lines.push(['Worker', `pid ${vm.workerPid}`]);
@@ -81,6 +86,7 @@ const settingOptions: Options = {
   com1: { type: 'string' },
   'checkpoint-type': { type: 'string' },
   'automatic-start-action': { type: 'string' },
+  'automatic-start-delay': { type: 'string' },
   'automatic-stop-action': { type: 'string' },
   'standard-checkpoint-fallback': { type: 'string' },
 };
@@ -192,8 +198,8 @@ export const vmCommands: Record<string, Command> = {
       'berth vm set NAME [--memory MiB] [--cpus N] [--kernel PATH] [--initrd PATH | --no-initrd] [--cmdline S]\n' +
       '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port on|off] [--com1 on|off]\n' +
       '              [--checkpoint-type standard|production|disabled]\n' +
-      '              [--automatic-start-action nothing|start|restart-if-running]\n' +
-      '              [--automatic-stop-action turn-off|save|shut-down]\n' +
+      '              [--automatic-start-action nothing|start|restart-if-running] [--automatic-start-delay S]\n' +
+      '              [--automatic-stop-action turn-off|shut-down]\n' +
       '              [--add-disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
       '              [--remove-disk SLOT]... [--add-nic nat[,mac=MAC][,restricted][,forward=...]...\n' +
       '               | bridge:NAME[,mac=MAC]]...\n' +
@@ -236,6 +242,8 @@ export const vmCommands: Record<string, Command> = {
           'standard-checkpoint-fallback',
           str(values, 'standard-checkpoint-fallback'),
         ),
+        automaticStartDelaySeconds: parseCount('automatic-start-delay', str(values, 'automatic-start-delay')),
+        // 'save' reaches the services, which say why it cannot be chosen yet.
         automaticStopAction: oneOf('automatic-stop-action', str(values, 'automatic-stop-action'), [
           'turn-off',
           'save',

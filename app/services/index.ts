@@ -13,3 +13,4 @@ export { HardwareService, type DiskSpec, type HardwarePatch } from './hardware';
 export { ExportService, type ProgressOptions } from './export';
 export { exportCheckpoint } from './export-checkpoint';
 export { storageBackend, type OperationContext, type StorageBackend } from './bridge-storage';
+export { HostActions } from './host-actions';

@@ -377,6 +377,9 @@ export class VmManager {
         c.checkpoints.standardFallback = patch.standardCheckpointFallback;
       }
       if (patch.automaticStartAction !== undefined) c.automaticStartAction = patch.automaticStartAction;
+      if (patch.automaticStartDelaySeconds !== undefined) {
+        c.automaticStartDelaySeconds = patch.automaticStartDelaySeconds;
+      }
       if (patch.automaticStopAction !== undefined) c.automaticStopAction = patch.automaticStopAction;
       if (patch.kernelPath !== undefined || patch.initrdPath) await checkBootFiles(c);
       return c;

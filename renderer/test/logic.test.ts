@@ -219,6 +219,7 @@ describe('VM Settings patch', () => {
       checkpointType: 'standard' as const,
       standardCheckpointFallback: true,
       automaticStartAction: 'nothing' as const,
+      automaticStartDelaySeconds: 0,
       automaticStopAction: 'turn-off' as const,
       disks: [],
       network: [],

@@ -26,6 +26,7 @@ interface Draft {
   checkpointType: VmConfig['checkpoints']['type'];
   standardCheckpointFallback: boolean;
   automaticStartAction: VmConfig['automaticStartAction'];
+  automaticStartDelaySeconds: number;
   automaticStopAction: VmConfig['automaticStopAction'];
   disks: DiskAttachment[];
   network: NetworkAdapter[];
@@ -47,6 +48,7 @@ function draftOf(c: VmConfig): Draft {
     checkpointType: c.checkpoints.type,
     standardCheckpointFallback: c.checkpoints.standardFallback,
     automaticStartAction: c.automaticStartAction,
+    automaticStartDelaySeconds: c.automaticStartDelaySeconds,
     automaticStopAction: c.automaticStopAction,
     disks: c.disks,
     network: c.network,
@@ -71,7 +73,13 @@ export function settingsPatch(before: Draft, after: Draft): VmUpdatePatch {
     p.standardCheckpointFallback = after.standardCheckpointFallback;
   }
   if (after.automaticStartAction !== before.automaticStartAction) p.automaticStartAction = after.automaticStartAction;
-  if (after.automaticStopAction !== before.automaticStopAction) p.automaticStopAction = after.automaticStopAction;
+  if (after.automaticStartDelaySeconds !== before.automaticStartDelaySeconds) {
+    p.automaticStartDelaySeconds = after.automaticStartDelaySeconds;
+  }
+  // A stored 'save' (no longer offered) is kept until another action is chosen.
+  if (after.automaticStopAction !== before.automaticStopAction && after.automaticStopAction !== 'save') {
+    p.automaticStopAction = after.automaticStopAction;
+  }
   if (JSON.stringify(after.disks) !== JSON.stringify(before.disks)) p.disks = after.disks;
   if (JSON.stringify(after.network) !== JSON.stringify(before.network)) p.network = after.network;
   return p;
@@ -408,13 +416,28 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
                   <option value="restart-if-running">Start if it was running when the host stopped</option>
                 </select>
               </Row>
+              <Row
+                label="Startup delay (seconds):"
+                hint="Berth runs these actions when you log in and out once 'berth host install-autostart' has installed its user service."
+              >
+                <input
+                  type="number"
+                  min={0}
+                  max={3600}
+                  value={draft.automaticStartDelaySeconds}
+                  disabled={draft.automaticStartAction === 'nothing'}
+                  onChange={(e) => set('automaticStartDelaySeconds', Number(e.target.value))}
+                />
+              </Row>
               <Row label="When the host shuts down:">
                 <select
                   value={draft.automaticStopAction}
                   onChange={(e) => set('automaticStopAction', e.target.value as Draft['automaticStopAction'])}
                 >
                   <option value="turn-off">Turn off the virtual machine</option>
-                  <option value="save">Save the virtual machine state</option>
+                  <option value="save" disabled>
+                    Save the virtual machine state (not available: Berth cannot save memory state yet)
+                  </option>
                   <option value="shut-down">Shut down the guest operating system</option>
                 </select>
               </Row>
