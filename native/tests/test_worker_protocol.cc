@@ -54,6 +54,19 @@ TEST(scrollback_keeps_the_newest_bytes_in_order) {
   s.push(bytes("0123456789"));
   CHECK(s.contents() == bytes("23456789"));
   CHECK_EQ(s.size(), size_t{8});
+  // Filled exactly, then wrapped a byte at a time.
+  Scrollback t(8);
+  CHECK(t.contents().empty());
+  t.push(bytes("abcdefgh"));
+  CHECK(t.contents() == bytes("abcdefgh"));
+  t.push(bytes("ij"));
+  CHECK(t.contents() == bytes("cdefghij"));
+  t.push(bytes("k"));
+  CHECK(t.contents() == bytes("defghijk"));
+  t.push(bytes("lmnopqrs"));
+  CHECK(t.contents() == bytes("lmnopqrs"));
+  t.push(bytes("tu"));
+  CHECK(t.contents() == bytes("nopqrstu"));
 }
 
 TEST(protocol_parses_each_operation_and_its_fields) {

@@ -11,15 +11,16 @@ namespace berth::worker {
 
 class Scrollback {
  public:
-  explicit Scrollback(size_t capacity) : ring_(capacity) {}
+  explicit Scrollback(size_t capacity) : capacity_(capacity) {}
   void push(std::span<const uint8_t> bytes);
   // The buffered bytes, oldest first.
   std::vector<uint8_t> contents() const;
   size_t size() const { return size_; }
 
  private:
-  std::vector<uint8_t> ring_;
-  size_t start_ = 0;  // index of the oldest byte
+  size_t capacity_;
+  std::vector<uint8_t> ring_;  // grows to capacity_, then wraps
+  size_t start_ = 0;           // index of the oldest byte
   size_t size_ = 0;
 };
 
