@@ -1,8 +1,11 @@
 // The window end to end: Debian's Chromium (playwright-core) on `berth serve` with a
 // temporary BERTH_HOME, the real services, addon and KVM. Creates a VM in the New Virtual
-// Machine wizard (the test guest, `echo`, test-exit port), starts it, sees `echo: ready` in
-// Connect and types into it, takes a checkpoint, applies it, exports the VM, and runs axe-core
-// over the window and the dialogs. Screenshots go to test-artifacts/window/.
+// Machine wizard (the test guest, `echo`, test-exit port, a new virtual hard disk and a NAT
+// adapter), changes its network adapter in Settings (restricted, a port forward), starts it,
+// sees `echo: ready` in Connect and types into it, shuts it down (the echo guest ignores the
+// power button: the dialog says so and offers Turn Off), turns it off, takes a checkpoint,
+// applies it, exports the VM and the checkpoint, and runs axe-core over the window and the
+// dialogs. Screenshots go to test-artifacts/window/.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +46,8 @@ const slow = (ms: number): number => (kvmHere() ? ms : ms * 4);
 
 const row = (page: Page, name: string) =>
   page.locator('.vm-row', { has: page.locator('.cell.name', { hasText: name }) });
+// A host port for the NAT adapter's forward, unlikely to be taken (the VM starts with it).
+const forwardPort = 20000 + (process.pid % 20000);
 const action = (page: Page, section: string, id: string) =>
   page.locator(`section[aria-label="Actions for ${section}"] button[data-action="${id}"]`);
 
@@ -101,6 +106,11 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     await wizard.getByLabel('Kernel:', { exact: true }).fill(testGuestPath());
     await wizard.getByLabel('Kernel command line:').fill('echo');
     await wizard.getByLabel('Enable the test-exit port (0xf4)').check();
+    await wizard.getByRole('button', { name: 'Configure Networking' }).click();
+    await wizard.getByLabel('Connection:').selectOption('nat');
+    await wizard.getByRole('button', { name: 'Connect Virtual Hard Disk' }).click();
+    await wizard.getByLabel('Create a virtual hard disk').check();
+    await wizard.getByLabel('Size (GB):').fill('1');
     await shot(page, '02-new-vm-wizard');
     const violations = await axe(page, '.dialog');
     assert.deepEqual(violations, [], 'no serious or critical axe violations in the wizard');
@@ -110,6 +120,29 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     await wizard.waitFor({ state: 'detached' });
     await row(page, 'e2e-echo').waitFor();
     assert.equal(await row(page, 'e2e-echo').getAttribute('data-state'), 'Off');
+  });
+
+  it('Settings shows the new disk, and changes the network adapter: restricted, a port forward', async () => {
+    await row(page, 'e2e-echo').click();
+    await action(page, 'e2e-echo', 'settings').click();
+    const settings = page.getByRole('dialog', { name: /^Settings for e2e-echo/ });
+    await settings.getByRole('button', { name: /^Hard Drive/ }).click();
+    assert.match(await settings.getByLabel('Virtual hard disk:').inputValue(), /\.(vhdx|qcow2|vhd|raw|img)$/);
+    await settings.getByRole('button', { name: /^Network Adapter/ }).click();
+    await settings.getByLabel('Restricted: the guest cannot').check();
+    await settings.getByRole('button', { name: 'Add Port Forward' }).click();
+    await settings.getByLabel('Host port').fill(String(forwardPort));
+    await settings.getByLabel('Guest port').fill('7');
+    await shot(page, '02b-settings-network');
+    await settings.getByRole('button', { name: 'OK' }).click();
+    await settings.waitFor({ state: 'detached', timeout: slow(20_000) });
+    // Opened again, Settings shows what was saved.
+    await action(page, 'e2e-echo', 'settings').click();
+    await settings.getByRole('button', { name: /^Network Adapter/ }).click();
+    assert.equal(await settings.getByLabel('Host port').inputValue(), String(forwardPort));
+    assert.equal(await settings.getByLabel('Restricted: the guest cannot').isChecked(), true);
+    await settings.getByRole('button', { name: 'Cancel' }).click();
+    await settings.waitFor({ state: 'detached' });
   });
 
   it('starts it from the Actions pane, enabling the actions of a running VM', async () => {
@@ -142,6 +175,26 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     await shot(page, '04-connect');
     assert.deepEqual(await axe(page, '.console-window .console-toolbar'), []);
     await win.getByRole('button', { name: 'Close' }).click();
+  });
+
+  it('Shut Down waits for the guest, which ignores the power button, then offers Turn Off', async () => {
+    await row(page, 'e2e-echo').click();
+    await action(page, 'e2e-echo', 'shut-down').click();
+    const confirm = page.getByRole('dialog', { name: 'Shut Down Machine' });
+    await confirm.getByRole('button', { name: 'Shut Down' }).click();
+    await confirm.getByText('Waiting for the guest operating system to shut down...').waitFor();
+    // The services wait 120 s for the guest before they give up.
+    const refusal = confirm.getByRole('alert');
+    await refusal.waitFor({ timeout: slow(60_000) + 120_000 });
+    assert.match(await refusal.innerText(), /'e2e-echo' did not shut down within 120 s: .* it is still running/);
+    assert.equal(await row(page, 'e2e-echo').getAttribute('data-state'), 'Running');
+    await shot(page, '04b-shut-down-timed-out');
+    await confirm.getByRole('button', { name: 'Turn Off' }).click();
+    await confirm.waitFor({ state: 'detached', timeout: slow(20_000) });
+    await page.locator('.vm-row[data-state="Off"]').waitFor({ timeout: slow(20_000) });
+    // Started again for the next test.
+    await action(page, 'e2e-echo', 'start').click();
+    await page.locator('.vm-row[data-state="Running"]').waitFor({ timeout: slow(30_000) });
   });
 
   it('turns it off after confirmation', async () => {
@@ -193,6 +246,22 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     const exported = readdirSync(exportDir);
     assert.equal(exported.length, 1, `the export folder holds one exported VM (${exported.join(', ')})`);
     assert.ok(existsSync(join(exportDir, exported[0] ?? '', 'export.json')), 'the export has its export.json');
+    await dialog.getByRole('button', { name: 'Close', exact: true }).last().click();
+  });
+
+  it('exports the checkpoint as a new VM', async () => {
+    await row(page, 'e2e-echo').click();
+    const tree = page.getByRole('tree', { name: 'Checkpoints' });
+    await tree.locator('[role="treeitem"]:not(.now)').first().click();
+    // The checkpoint's own section comes after the VM's.
+    await page.locator('section.action-section').last().locator('button[data-action="export"]').click();
+    const dialog = page.getByRole('dialog', { name: 'Export Checkpoint' });
+    await dialog.getByLabel('Location:').fill(exportDir);
+    await dialog.getByRole('button', { name: 'Export' }).click();
+    await expectOrRefusal(dialog.getByRole('status'), dialog.getByRole('alert'), 'the checkpoint export');
+    const exported = readdirSync(exportDir);
+    assert.equal(exported.length, 2, `the VM and its checkpoint were exported (${exported.join(', ')})`);
+    for (const e of exported) assert.ok(existsSync(join(exportDir, e, 'export.json')), `${e} has its export.json`);
     await dialog.getByRole('button', { name: 'Close', exact: true }).last().click();
   });
 
