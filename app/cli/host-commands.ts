@@ -17,7 +17,7 @@ function resultRows(results: HostActionResult[], none: string): string {
 const anyFailed = (result: unknown): boolean =>
   (result as { results: HostActionResult[] }).results.some((r) => r.outcome === 'failed');
 
-export const hostCommands: Record<string, Command> = {
+const commands: Record<string, Command> = {
   disks: {
     usage: 'berth host disks [--json]',
     summary: "list the host's block devices (for passthrough: map one with --disk passthrough:ID)",
@@ -96,3 +96,9 @@ export const hostCommands: Record<string, Command> = {
     },
   },
 };
+
+// The autostart unit is a systemd user unit: offered on Linux only (a LaunchAgent would be
+// macOS's, with the macOS port).
+export const hostCommands: Record<string, Command> = Object.fromEntries(
+  Object.entries(commands).filter(([name]) => process.platform === 'linux' || !name.endsWith('-autostart')),
+);

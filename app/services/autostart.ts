@@ -64,9 +64,6 @@ function systemctl(args: string[]): void {
 
 // Writes the unit and enables it; returns its path.
 export async function installAutostart(c: AutostartCommand): Promise<string> {
-  if (process.platform !== 'linux') {
-    throw new BerthError('UNSUPPORTED', 'automatic actions at login and logout use a systemd user unit (Linux)');
-  }
   const path = autostartUnitPath();
   await fs.mkdir(dirname(path), { recursive: true });
   await atomicWriteFile(path, autostartUnit(c), 0o644);
