@@ -51,6 +51,8 @@ export interface LabResult {
 }
 
 export const LAB_TIMEOUT_STATUS = 124;
+// The lab VM itself ended (its kernel panicked) while the command ran.
+export const LAB_DIED_STATUS = 126;
 
 // BERTH_LAB=always sends commands to the lab even on a host with KVM (to test the lab);
 // BERTH_LAB=never refuses to start one. BERTH_LAB_CPU is QEMU's -cpu for the lab VM (default
@@ -220,6 +222,7 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
   if (!status) {
     throw new LabSetupError(
       `the lab VM ended (QEMU exit ${String(exit)}) before the command finished; its console (${consoleLog}) ended with:\n${tail(consoleLog, 15)}`,
+      LAB_DIED_STATUS,
     );
   }
   // A lab kernel in trouble (a soft lockup, an oops) is worth knowing even when the command passed.

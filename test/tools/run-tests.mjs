@@ -61,11 +61,12 @@ async function runWithKvm(command, args, prefix, timeoutSeconds) {
 }
 
 // The KVM specs in the lab, one file after another behind a marker line. The lab itself
-// can freeze with a Linux guest running in it (QEMU's emulated SVM under TCG: seen about once
-// in twenty Linux boots, with no output from the lab's own kernel either); then nothing
-// inside can end the run. So a run silent for SILENCE_S is killed here, the file it was in
-// is reported, and a new lab goes on with the files after it. A file caught in a frozen lab
-// is run once more in a fresh one (and said so); a second freeze, or any failing test, fails.
+// can freeze or its kernel panic with a guest running in it (QEMU's emulated SVM under TCG:
+// seen about once in twenty Linux boots, with no output from the lab's own kernel, or an
+// oops in its interrupt code); then nothing inside can end or finish the run. So a run silent
+// for SILENCE_S is killed here, a lab that died is noticed, the file it was in is reported,
+// and a new lab goes on from there. A file caught in a broken lab is run once more in a fresh
+// one (and said so); a second time, or any failing test, fails.
 const SILENCE_S = 480;
 async function kvmSpecsInLab(dir, timeoutSeconds) {
   const files = readdirSync(join(root, dir))
@@ -129,22 +130,25 @@ async function kvmSpecsInLab(dir, timeoutSeconds) {
       clearTimeout(timer);
       flush();
       out(`lab: ${e.message}\n`);
-      return { status: e.status ?? 125, output, bootSeconds };
+      if (e.status !== lab.LAB_DIED_STATUS) return { status: e.status ?? 125, output, bootSeconds };
+      r = { status: e.status, died: true };
     }
     clearTimeout(timer);
     flush();
     bootSeconds ??= r.bootSeconds;
-    if (!abort.signal.aborted) {
+    if (!abort.signal.aborted && !r.died) {
       if (r.status !== 0) status = r.status;
       break;
     }
     const file = files[current];
-    out(
-      `lab: the lab was silent for ${SILENCE_S} s during ${file} and was stopped; its kernel's log ended with:\n` +
-        `${r.consoleTail ?? ''}\n`,
-    );
+    if (!r.died) {
+      out(
+        `lab: the lab was silent for ${SILENCE_S} s during ${file} and was stopped; its kernel's log ended with:\n` +
+          `${r.consoleTail ?? ''}\n`,
+      );
+    }
     if (frozeOnce.has(file)) {
-      out(`not ok - ${file}: the lab froze twice while it ran\n# fail 1\n`);
+      out(`not ok - ${file}: the lab broke down twice while it ran\n# fail 1\n`);
       status = 1;
       next = current + 1;
     } else {
@@ -153,7 +157,9 @@ async function kvmSpecsInLab(dir, timeoutSeconds) {
       next = current;
     }
   }
-  if (frozeOnce.size > 0) out(`lab: froze during ${[...frozeOnce].join(', ')} (each run again in a new lab)\n`);
+  if (frozeOnce.size > 0) {
+    out(`lab: the lab froze or died during ${[...frozeOnce].join(', ')} (each run again in a new lab)\n`);
+  }
   return { status, output, bootSeconds };
 }
 
