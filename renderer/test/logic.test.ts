@@ -201,6 +201,14 @@ describe('New Virtual Machine wizard validation', () => {
     });
     expect('initrdPath' in r.boot).toBe(false);
   });
+  it('joins a host bridge by name, and says on the networking page when the name is missing', () => {
+    const form = { ...defaultNewVmForm, kernelPath: '/k', network: 'bridge' as const, bridgeName: ' virbr0 ' };
+    expect(toRequest(form).network).toEqual([{ kind: 'bridge', bridge: 'virbr0' }]);
+    expect(validateNewVm(form).networking).toEqual([]);
+    expect(validateNewVm({ ...form, bridgeName: ' ' }).networking).toEqual([
+      'Bridge: is required: the host bridge to join (such as br0)',
+    ]);
+  });
 });
 
 describe('VM Settings patch', () => {

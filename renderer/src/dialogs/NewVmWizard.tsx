@@ -118,8 +118,14 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
             <select value={form.network} onChange={(e) => set('network', e.target.value as NewVmForm['network'])}>
               <option value="none">Not Connected</option>
               <option value="nat">NAT (user-mode networking)</option>
+              <option value="bridge">Host bridge (the host&apos;s network)</option>
             </select>
           </Row>
+          {form.network === 'bridge' ? (
+            <Row label="Bridge:" hint="An existing bridge on the host, such as br0 or virbr0.">
+              <input type="text" value={form.bridgeName} onChange={(e) => set('bridgeName', e.target.value)} />
+            </Row>
+          ) : null}
         </>
       ),
     },
@@ -249,7 +255,13 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
             <dt>Processors:</dt>
             <dd>{form.processors}</dd>
             <dt>Network:</dt>
-            <dd>{form.network === 'nat' ? 'NAT' : 'Not Connected'}</dd>
+            <dd>
+              {form.network === 'nat'
+                ? 'NAT'
+                : form.network === 'bridge'
+                  ? `Bridge ${form.bridgeName.trim()}`
+                  : 'Not Connected'}
+            </dd>
             <dt>Hard Disk:</dt>
             <dd>
               {form.disk === 'new'

@@ -8,7 +8,8 @@ export interface NewVmForm {
   name: string;
   memoryMiB: number;
   processors: number;
-  network: 'none' | 'nat';
+  network: 'none' | 'nat' | 'bridge';
+  bridgeName: string; // the host bridge a bridged adapter joins
   disk: 'new' | 'existing' | 'none';
   newDiskName: string;
   newDiskFormat: DiskFormat;
@@ -27,6 +28,7 @@ export const defaultNewVmForm: NewVmForm = {
   memoryMiB: 512,
   processors: 1,
   network: 'none',
+  bridgeName: 'br0',
   disk: 'none',
   newDiskName: 'New Virtual Machine.qcow2',
   newDiskFormat: 'qcow2',
@@ -71,7 +73,12 @@ export function toRequest(form: NewVmForm): NewVmRequestInput {
       form.disk === 'existing' && form.existingDiskPath.trim() !== ''
         ? [{ slot: 0, kind: 'virtual', path: form.existingDiskPath.trim() }]
         : [],
-    network: form.network === 'nat' ? [{ kind: 'nat' }] : [],
+    network:
+      form.network === 'nat'
+        ? [{ kind: 'nat' }]
+        : form.network === 'bridge'
+          ? [{ kind: 'bridge', bridge: form.bridgeName.trim() }]
+          : [],
     testExitPort: form.testExitPort,
   };
 }
@@ -93,6 +100,7 @@ const fieldLabels: Record<string, string> = {
   'boot.kernelPath': 'Kernel',
   'boot.initrdPath': 'Initial RAM disk',
   'boot.cmdline': 'Kernel command line',
+  'network.0.bridge': 'Bridge',
 };
 
 export function validateNewVm(form: NewVmForm): Record<NewVmStep, string[]> {
@@ -105,7 +113,9 @@ export function validateNewVm(form: NewVmForm): Record<NewVmStep, string[]> {
       const key = path.join('.');
       let msg = issue.message;
       if (key === 'boot.kernelPath' && form.kernelPath.trim() === '') msg = 'is required: the kernel to boot';
-      else if (issue.code === 'too_small' && 'minimum' in issue) msg = `must be at least ${String(issue.minimum)}`;
+      else if (key === 'network.0.bridge' && form.bridgeName.trim() === '') {
+        msg = 'is required: the host bridge to join (such as br0)';
+      } else if (issue.code === 'too_small' && 'minimum' in issue) msg = `must be at least ${String(issue.minimum)}`;
       else if (issue.code === 'too_big' && 'maximum' in issue) msg = `must be at most ${String(issue.maximum)}`;
       out[step].push(`${fieldLabels[key] ?? key}: ${msg}`);
     }
