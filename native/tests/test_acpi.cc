@@ -21,6 +21,18 @@ std::string sig(vmm::GuestMemory& mem, uint64_t at) {
   return std::string(b.begin(), b.end());
 }
 
+// The DSDT's AML (after its 36-byte header) as a guest finds it: RSDP -> XSDT -> FADT -> DSDT;
+// its checksum checked on the way.
+std::string dsdt_aml(vmm::GuestMemory& mem) {
+  uint64_t xsdt = mem.read_obj<uint64_t>(boot::kAcpiAddr + 24);
+  uint64_t fadt = mem.read_obj<uint64_t>(xsdt + 36);
+  uint64_t dsdt = mem.read_obj<uint64_t>(fadt + 140);
+  uint32_t dlen = mem.read_obj<uint32_t>(dsdt + 4);
+  CHECK_EQ(sum(mem, dsdt, dlen), 0);
+  auto aml = mem.slice(dsdt + 36, dlen - 36);
+  return std::string(aml.begin(), aml.end());
+}
+
 }  // namespace
 
 TEST(acpi_tables_parse_back_with_valid_checksums) {
@@ -95,12 +107,7 @@ TEST(acpi_eisa_ids_compress_like_aml_eisaid) {
 TEST(acpi_dsdt_describes_com1_with_its_interrupt_and_the_rtc) {
   vmm::GuestMemory mem(64ull << 20);
   boot::write_acpi_tables(mem, 1);
-  uint64_t xsdt = mem.read_obj<uint64_t>(boot::kAcpiAddr + 24);
-  uint64_t fadt = mem.read_obj<uint64_t>(xsdt + 36);
-  uint64_t dsdt = mem.read_obj<uint64_t>(fadt + 140);
-  uint32_t dlen = mem.read_obj<uint32_t>(dsdt + 4);
-  auto aml = mem.slice(dsdt + 36, dlen - 36);
-  std::string s(aml.begin(), aml.end());
+  const std::string s = dsdt_aml(mem);
 
   // Device (\_SB.COM1): DeviceOp, a one-byte PkgLength covering the rest of the device.
   size_t at = s.find("\\._SB_COM1");
@@ -131,13 +138,7 @@ TEST(acpi_dsdt_describes_com1_with_its_interrupt_and_the_rtc) {
 TEST(acpi_dsdt_has_a_power_button_behind_a_generic_event_device) {
   vmm::GuestMemory mem(64ull << 20);
   boot::write_acpi_tables(mem, 1);
-  uint64_t xsdt = mem.read_obj<uint64_t>(boot::kAcpiAddr + 24);
-  uint64_t fadt = mem.read_obj<uint64_t>(xsdt + 36);
-  uint64_t dsdt = mem.read_obj<uint64_t>(fadt + 140);
-  uint32_t dlen = mem.read_obj<uint32_t>(dsdt + 4);
-  CHECK_EQ(sum(mem, dsdt, dlen), 0);
-  auto aml = mem.slice(dsdt + 36, dlen - 36);
-  std::string s(aml.begin(), aml.end());
+  const std::string s = dsdt_aml(mem);
 
   // Device (\_SB.PWRB) { Name (_HID, EisaId ("PNP0C0C")) Name (_UID, Zero) }, whole.
   size_t button = s.find("\\._SB_PWRB\x08_HID");
