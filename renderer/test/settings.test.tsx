@@ -1,19 +1,15 @@
 // Settings > Network Adapter as a user edits it: restricted mode and a host port forward on a
 // NAT adapter reach vm.update as the configuration the services check; a refusal is shown
 // and the dialog stays open with what was entered.
-import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
 import { act } from 'react';
-import { createRoot, type Root } from 'react-dom/client';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { BridgeError, type MethodArgs } from '../../app/api/bridge';
 import { VmConfig } from '../../app/api/config';
 import type { VmDetails } from '../../app/api/vm';
-import { ApiContext } from '../src/context';
 import { SettingsDialog } from '../src/dialogs/Settings';
+import { buttonNamed as buttonIn, click, domPerTest, newQueryClient, type, withApi } from './dom';
 import { FakeApi, must, uuid } from './fixtures';
-
-(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
 const MAC = '02:00:00:12:34:56';
 const details: VmDetails = {
@@ -33,51 +29,23 @@ const details: VmDetails = {
   }),
 };
 
-let container: HTMLDivElement;
-let root: Root;
-beforeEach(() => {
-  container = document.createElement('div');
-  document.body.appendChild(container);
-  root = createRoot(container);
-});
-afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
-});
+const dom = domPerTest();
 
 async function open(api: FakeApi, onClose: () => void): Promise<void> {
-  const client = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: Infinity } } });
-  await act(async () => {
-    root.render(
-      <ApiContext.Provider value={api}>
-        <QueryClientProvider client={client}>
-          <SettingsDialog vmId={details.id} onClose={onClose} />
-        </QueryClientProvider>
-      </ApiContext.Provider>,
-    );
-  });
+  await dom.render(withApi(api, newQueryClient(), <SettingsDialog vmId={details.id} onClose={onClose} />));
   await act(async () => new Promise((r) => setTimeout(r, 0)));
 }
 
-const buttonNamed = (text: string): HTMLButtonElement =>
-  must(
-    [...container.querySelectorAll<HTMLButtonElement>('button')].find((b) => b.textContent?.trim() === text),
-    `the button '${text}'`,
-  );
-const click = (el: HTMLElement) => act(async () => el.click());
-const type = (input: HTMLInputElement, value: string) =>
-  act(async () => {
-    const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value')?.set;
-    setter?.call(input, value);
-    input.dispatchEvent(new Event('input', { bubbles: true }));
-  });
+const buttonNamed = (text: string) => buttonIn(dom.container, text);
 const field = (label: string): HTMLInputElement =>
-  must(container.querySelector<HTMLInputElement>(`input[aria-label="${label}"]`), `the field '${label}'`);
+  must(dom.container.querySelector<HTMLInputElement>(`input[aria-label="${label}"]`), `the field '${label}'`);
 
 async function addForward(): Promise<void> {
   await click(buttonNamed('Network AdapterNAT'));
   const restricted = must(
-    [...container.querySelectorAll<HTMLLabelElement>('label.check')].find((l) => l.textContent?.includes('Restricted')),
+    [...dom.container.querySelectorAll<HTMLLabelElement>('label.check')].find((l) =>
+      l.textContent?.includes('Restricted'),
+    ),
   );
   await click(must(restricted.querySelector('input')));
   await click(buttonNamed('Add Port Forward'));
@@ -128,7 +96,7 @@ describe('Settings: network adapter', () => {
     await addForward();
     await type(field('Host port'), '');
     await click(buttonNamed('OK'));
-    expect(container.querySelector('[role="alert"]')?.textContent).toContain(message);
+    expect(dom.container.querySelector('[role="alert"]')?.textContent).toContain(message);
     expect(closed).toBe(false);
     expect(field('Guest port').value).toBe('22');
     expect(field('Host port').value).toBe('');

@@ -1,20 +1,17 @@
 // The window over a fake BerthApi: events pushed by the service land in the react-query
 // cache and on screen (no polling), the actions follow the state, errors show where the
 // action was taken.
-import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
+import { QueryClient } from '@tanstack/react-query';
 import { act } from 'react';
-import { createRoot, type Root } from 'react-dom/client';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import type { BerthEvent } from '../../app/api/bridge';
 import { BridgeError } from '../../app/api/bridge';
 import type { VmSummary } from '../../app/api/vm';
 import { App } from '../src/App';
 import { applyEvents, connectCache, keys, mergeList } from '../src/cache';
-import { ApiContext } from '../src/context';
+import { domPerTest, withApi } from './dom';
 import { FakeApi, must, stats, vm } from './fixtures';
-
-(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
 const hostInfo = {
   hostname: 'testhost',
@@ -25,17 +22,7 @@ const hostInfo = {
   transport: 'web' as const,
 };
 
-let container: HTMLDivElement;
-let root: Root;
-beforeEach(() => {
-  container = document.createElement('div');
-  document.body.appendChild(container);
-  root = createRoot(container);
-});
-afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
-});
+const dom = domPerTest();
 
 async function settle(): Promise<void> {
   for (let i = 0; i < 5; i++) {
@@ -48,22 +35,15 @@ async function settle(): Promise<void> {
 async function mount(api: FakeApi): Promise<QueryClient> {
   const client = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: Infinity } } });
   connectCache(api, client, (flush) => queueMicrotask(flush));
-  await act(async () => {
-    root.render(
-      <ApiContext.Provider value={api}>
-        <QueryClientProvider client={client}>
-          <App />
-        </QueryClientProvider>
-      </ApiContext.Provider>,
-    );
-  });
+  await dom.render(withApi(api, client, <App />));
   await settle();
   return client;
 }
 
-const rows = () => [...container.querySelectorAll<HTMLElement>('.vm-row')];
+const rows = () => [...dom.container.querySelectorAll<HTMLElement>('.vm-row')];
 const cellTexts = (row: HTMLElement) => [...row.querySelectorAll('[role="gridcell"]')].map((c) => c.textContent);
-const action = (id: string) => container.querySelector<HTMLButtonElement>(`.actions-pane button[data-action="${id}"]`);
+const action = (id: string) =>
+  dom.container.querySelector<HTMLButtonElement>(`.actions-pane button[data-action="${id}"]`);
 
 describe('cache updates from events', () => {
   it('mergeList keeps unchanged rows and replaces changed ones', () => {
@@ -163,14 +143,16 @@ describe('the window', () => {
     });
     await mount(api);
     const cpuHeader = must(
-      [...container.querySelectorAll<HTMLButtonElement>('[role="columnheader"] button')].find((b) =>
+      [...dom.container.querySelectorAll<HTMLButtonElement>('[role="columnheader"] button')].find((b) =>
         b.textContent?.startsWith('CPU'),
       ),
     );
     await act(async () => cpuHeader.click());
     await act(async () => cpuHeader.click());
     expect(rows().map((r) => cellTexts(r)[0])).toEqual(['b', 'a']);
-    expect(container.querySelector('[role="columnheader"][aria-sort="descending"]')?.textContent).toMatch(/CPU Usage/);
+    expect(dom.container.querySelector('[role="columnheader"][aria-sort="descending"]')?.textContent).toMatch(
+      /CPU Usage/,
+    );
 
     const row = must(rows()[1]);
     await act(async () => row.dispatchEvent(new MouseEvent('mousedown', { bubbles: true, button: 0 })));
@@ -180,7 +162,7 @@ describe('the window', () => {
     expect(action('pause')?.disabled).toBe(false);
     expect(action('delete')?.disabled).toBe(true);
     // 'Now' with no checkpoint yet
-    expect(container.querySelector('.checkpoint-tree')?.textContent).toBe('Now');
+    expect(dom.container.querySelector('.checkpoint-tree')?.textContent).toBe('Now');
   });
 
   it('shows a refused action under the section that ran it', async () => {
@@ -200,7 +182,7 @@ describe('the window', () => {
     await settle();
     await act(async () => must(action('pause')).click());
     await settle();
-    const section = container.querySelector('section[aria-label="Actions for web1"]');
+    const section = dom.container.querySelector('section[aria-label="Actions for web1"]');
     expect(section?.querySelector('[role="alert"]')?.textContent).toMatch(/cannot pause 'web1'/);
   });
 
@@ -249,17 +231,17 @@ describe('the window', () => {
       'checkpoint.list': ({ vm: id }) => ({ vm: id, now: null, checkpoints: [] }),
     });
     await mount(api);
-    const grid = must(container.querySelector<HTMLElement>('[role="grid"]'));
+    const grid = must(dom.container.querySelector<HTMLElement>('[role="grid"]'));
     const key = (k: string, extra: KeyboardEventInit = {}) =>
       act(async () => {
         grid.dispatchEvent(new KeyboardEvent('keydown', { key: k, bubbles: true, ...extra }));
       });
     await key('ArrowDown');
     await key('ArrowDown');
-    expect(container.querySelector('.vm-row.selected')?.textContent).toMatch(/^b/);
+    expect(dom.container.querySelector('.vm-row.selected')?.textContent).toMatch(/^b/);
     await key('a', { ctrlKey: true });
-    expect(container.querySelectorAll('.vm-row.selected').length).toBe(3);
-    expect(container.querySelector('section[aria-label="Actions for 3 virtual machines"]')).not.toBeNull();
+    expect(dom.container.querySelectorAll('.vm-row.selected').length).toBe(3);
+    expect(dom.container.querySelector('section[aria-label="Actions for 3 virtual machines"]')).not.toBeNull();
     await key('F10', { shiftKey: true });
     const menu = document.querySelector('[role="menu"]');
     expect(menu).not.toBeNull();

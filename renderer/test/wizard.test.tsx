@@ -1,17 +1,12 @@
 // The New Virtual Machine wizard as a user fills it in: "Create a virtual hard disk" sends
 // the disk with the VM in one vm.create (nothing to clean up if it fails), and a refusal
 // is shown in the wizard, which stays open.
-import { QueryClient, QueryClientProvider } from '@tanstack/react-query';
-import { act } from 'react';
-import { createRoot, type Root } from 'react-dom/client';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 
 import { BridgeError, type MethodArgs } from '../../app/api/bridge';
-import { ApiContext } from '../src/context';
 import { NewVmWizard } from '../src/dialogs/NewVmWizard';
+import { buttonNamed as buttonIn, click, domPerTest, newQueryClient, type, withApi } from './dom';
 import { FakeApi, must, uuid } from './fixtures';
-
-(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
 
 const hostInfo = {
   hostname: 'testhost',
@@ -22,47 +17,16 @@ const hostInfo = {
   transport: 'web' as const,
 };
 
-let container: HTMLDivElement;
-let root: Root;
-beforeEach(() => {
-  container = document.createElement('div');
-  document.body.appendChild(container);
-  root = createRoot(container);
-});
-afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
-});
+const dom = domPerTest();
 
 async function open(api: FakeApi, onClose: () => void): Promise<void> {
-  const client = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: Infinity } } });
-  await act(async () => {
-    root.render(
-      <ApiContext.Provider value={api}>
-        <QueryClientProvider client={client}>
-          <NewVmWizard onClose={onClose} />
-        </QueryClientProvider>
-      </ApiContext.Provider>,
-    );
-  });
+  await dom.render(withApi(api, newQueryClient(), <NewVmWizard onClose={onClose} />));
 }
 
-const buttonNamed = (text: string): HTMLButtonElement =>
-  must(
-    [...container.querySelectorAll<HTMLButtonElement>('button')].find((b) => b.textContent?.trim() === text),
-    `the button '${text}'`,
-  );
-const click = (el: HTMLElement) => act(async () => el.click());
-// Types into a React-controlled input the way a user's keystrokes end up.
-const type = (input: HTMLInputElement, value: string) =>
-  act(async () => {
-    const setter = Object.getOwnPropertyDescriptor(HTMLInputElement.prototype, 'value')?.set;
-    setter?.call(input, value);
-    input.dispatchEvent(new Event('input', { bubbles: true }));
-  });
+const buttonNamed = (text: string) => buttonIn(dom.container, text);
 const inputLabelled = (text: string): HTMLInputElement => {
-  const label = [...container.querySelectorAll<HTMLLabelElement>('label')].find((l) => l.textContent === text);
-  return must(label && container.querySelector<HTMLInputElement>(`[id="${label.htmlFor}"]`), `the field '${text}'`);
+  const label = [...dom.container.querySelectorAll<HTMLLabelElement>('label')].find((l) => l.textContent === text);
+  return must(label && dom.container.querySelector<HTMLInputElement>(`[id="${label.htmlFor}"]`), `the field '${text}'`);
 };
 
 async function fillIn(): Promise<void> {
@@ -70,7 +34,7 @@ async function fillIn(): Promise<void> {
   await type(inputLabelled('Kernel:'), '/boot/vmlinux');
   await click(buttonNamed('Connect Virtual Hard Disk'));
   const create = must(
-    [...container.querySelectorAll<HTMLLabelElement>('label.check')].find((l) =>
+    [...dom.container.querySelectorAll<HTMLLabelElement>('label.check')].find((l) =>
       l.textContent?.includes('Create a virtual hard disk'),
     ),
   );
@@ -124,7 +88,7 @@ describe('New Virtual Machine wizard', () => {
     await open(api, () => (closed = true));
     await fillIn();
     await click(buttonNamed('Finish'));
-    expect(container.querySelector('[role="alert"]')?.textContent).toMatch(/no space left on device/);
+    expect(dom.container.querySelector('[role="alert"]')?.textContent).toMatch(/no space left on device/);
     expect(closed).toBe(false);
     expect(buttonNamed('Finish').disabled).toBe(false);
   });
