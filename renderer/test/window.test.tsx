@@ -10,7 +10,7 @@ import { BridgeError } from '../../app/api/bridge';
 import type { VmSummary } from '../../app/api/vm';
 import { App } from '../src/App';
 import { applyEvents, connectCache, keys, mergeList } from '../src/cache';
-import { domPerTest, withApi } from './dom';
+import { domPerTest, newQueryClient, withApi } from './dom';
 import { FakeApi, must, stats, vm } from './fixtures';
 
 const hostInfo = {
@@ -33,7 +33,7 @@ async function settle(): Promise<void> {
 }
 
 async function mount(api: FakeApi): Promise<QueryClient> {
-  const client = new QueryClient({ defaultOptions: { queries: { retry: false, staleTime: Infinity } } });
+  const client = newQueryClient();
   connectCache(api, client, (flush) => queueMicrotask(flush));
   await dom.render(withApi(api, client, <App />));
   await settle();
