@@ -7,6 +7,21 @@ const newForward = (): PortForward => ({ protocol: 'tcp', hostAddress: '127.0.0.
 // An empty or partial number stays 0, which the services refuse naming the field.
 const port = (text: string): number => (/^\d+$/.test(text) ? Number(text) : 0);
 
+// A port number cell; empty while the entry is 0 (not a port).
+function PortCell(props: { label: string; value: number; onChange: (port: number) => void }) {
+  return (
+    <td>
+      <input
+        aria-label={props.label}
+        type="text"
+        inputMode="numeric"
+        value={props.value === 0 ? '' : String(props.value)}
+        onChange={(e) => props.onChange(port(e.target.value))}
+      />
+    </td>
+  );
+}
+
 // The adapter without one of its optional NAT fields (absent, not undefined, in the config).
 function without(n: NetworkAdapter, key: 'restricted' | 'portForwards'): NetworkAdapter {
   return Object.fromEntries(Object.entries(n).filter(([k]) => k !== key)) as NetworkAdapter;
@@ -96,24 +111,16 @@ export function NetworkAdapterPage(props: {
                       onChange={(e) => setForward(i, { ...f, hostAddress: e.target.value })}
                     />
                   </td>
-                  <td>
-                    <input
-                      aria-label="Host port"
-                      type="text"
-                      inputMode="numeric"
-                      value={f.hostPort === 0 ? '' : String(f.hostPort)}
-                      onChange={(e) => setForward(i, { ...f, hostPort: port(e.target.value) })}
-                    />
-                  </td>
-                  <td>
-                    <input
-                      aria-label="Guest port"
-                      type="text"
-                      inputMode="numeric"
-                      value={f.guestPort === 0 ? '' : String(f.guestPort)}
-                      onChange={(e) => setForward(i, { ...f, guestPort: port(e.target.value) })}
-                    />
-                  </td>
+                  <PortCell
+                    label="Host port"
+                    value={f.hostPort}
+                    onChange={(p) => setForward(i, { ...f, hostPort: p })}
+                  />
+                  <PortCell
+                    label="Guest port"
+                    value={f.guestPort}
+                    onChange={(p) => setForward(i, { ...f, guestPort: p })}
+                  />
                   <td>
                     <button type="button" onClick={() => setForwards(forwards.filter((_, j) => j !== i))}>
                       Remove
