@@ -6,7 +6,7 @@ import { useQueryClient } from '@tanstack/react-query';
 import { useEffect, useState } from 'react';
 
 import type { VmUpdatePatch } from '../../../app/api/bridge';
-import type { DiskAttachment, NetworkAdapter, VmConfig } from '../../../app/api/config';
+import { randomMac, type DiskAttachment, type NetworkAdapter, type VmConfig } from '../../../app/api/config';
 import { call, useApi, useHostDisks, useVmDetails } from '../context';
 import { formatBytes } from '../format';
 import { Dialog, ErrorBox, errorText, Row } from './common';
@@ -448,13 +448,6 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
       </div>
     </Dialog>
   );
-}
-
-function randomMac(): string {
-  const b = new Uint8Array(6);
-  crypto.getRandomValues(b);
-  b[0] = ((b[0] ?? 0) & 0xfc) | 0x02;
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 function DiskPage(props: {
