@@ -66,6 +66,8 @@ fi
 
 stty -F /dev/ttyS1 raw -echo
 echo "BERTH-LAB-READY $(cut -d' ' -f1 /proc/uptime)"
+# The heartbeat test/lab/watchdog.ts expects (BEAT_SECONDS): a lab that stops printing it froze.
+while sleep 5; do echo "BERTH-LAB-BEAT $(cut -d' ' -f1 /proc/uptime)"; done &
 chroot "$root" /bin/sh /run/berth-lab/command < /dev/null > /dev/ttyS1 2>&1
 status=$?
 # tcsetattr(TCSADRAIN): returns once the UART has sent everything the command wrote.

@@ -20,6 +20,7 @@ import { join } from 'node:path';
 
 import { repoRoot } from '../support/guest';
 import { labCacheDir, LabSetupError, prepareLabImage } from './assets';
+import { watchLabConsole } from './watchdog';
 
 export { LabSetupError } from './assets';
 
@@ -51,7 +52,7 @@ export interface LabResult {
 }
 
 export const LAB_TIMEOUT_STATUS = 124;
-// The lab VM itself ended (its kernel panicked) while the command ran.
+// The lab VM itself ended (its kernel panicked) or broke down (see watchdog.ts) while the command ran.
 export const LAB_DIED_STATUS = 126;
 
 // BERTH_LAB=always sends commands to the lab even on a host with KVM (to test the lab);
@@ -181,6 +182,11 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
   process.once('exit', stopQemu);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, onSignal);
   options.signal?.addEventListener('abort', stopQemu, { once: true });
+  let brokeDown: string | undefined;
+  const watchdog = watchLabConsole(consoleLog, (reason) => {
+    brokeDown = reason;
+    stopQemu();
+  });
   let timedOut = false;
   const timeout = (options.timeoutSeconds ?? Number(process.env['BERTH_LAB_TIMEOUT'] ?? 3600)) * 1000;
   const timer = setTimeout(() => {
@@ -192,6 +198,7 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
     qemu.on('close', (code) => resolve(code));
   });
   clearTimeout(timer);
+  watchdog.stop();
   process.removeListener('exit', stopQemu);
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.removeListener(sig, onSignal);
   options.signal?.removeEventListener('abort', stopQemu);
@@ -205,6 +212,12 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
     const consoleTail = tail(consoleLog, 15);
     rmSync(runDir, { recursive: true, force: true });
     return { status: 128 + osConstants.signals.SIGKILL, where: 'lab', seconds, consoleTail };
+  }
+  if (brokeDown !== undefined) {
+    throw new LabSetupError(
+      `the lab VM broke down and was stopped: ${brokeDown}; its console (${consoleLog}) ended with:\n${tail(consoleLog, 15)}`,
+      LAB_DIED_STATUS,
+    );
   }
   if (timedOut) {
     throw new LabSetupError(

@@ -63,8 +63,10 @@ async function runWithKvm(command, args, prefix, timeoutSeconds) {
 // The KVM specs in the lab, one file after another behind a marker line. The lab itself
 // can freeze or its kernel panic with a guest running in it (QEMU's emulated SVM under TCG:
 // seen about once in twenty Linux boots, with no output from the lab's own kernel, or an
-// oops in its interrupt code); then nothing inside can end or finish the run. So a run silent
-// for SILENCE_S is killed here, a lab that died is noticed, the file it was in is reported,
+// oops in its interrupt code); then nothing inside can end or finish the run. The lab's
+// watchdog (test/lab/watchdog.ts) stops a lab whose heartbeat stopped or whose kernel reported
+// a fatal fault within a minute; a run silent for SILENCE_S is killed here as a last resort;
+// a lab that died is noticed, the file it was in is reported,
 // and a new lab goes on from there. A file caught in a broken lab is run again in a fresh one
 // (and said so), up to LAB_RERUNS times; a failing test is never rerun. The longest single
 // test seen there took about 200 s under CI load.
