@@ -49,7 +49,10 @@ describe('the KVM lab watchdog', () => {
 
   it('names a lab broken when its kernel reports a fatal fault, quoting the line, once', async () => {
     const w = watch('oops.log');
-    appendFileSync(w.log, 'BERTH-LAB-BEAT 5.0\n[  233.2] kvm [935]: vcpu0, guest rIP: 0xffff Unhandled WRMSR(0xc0010007) = 0xffff\n');
+    appendFileSync(
+      w.log,
+      'BERTH-LAB-BEAT 5.0\n[  233.2] kvm [935]: vcpu0, guest rIP: 0xffff Unhandled WRMSR(0xc0010007) = 0xffff\n',
+    );
     await sleep(200);
     assert.deepEqual(w.reasons, [], 'a guest MSR warning is not a breakdown');
     // Written in two pieces: the watchdog reads whole lines only.
