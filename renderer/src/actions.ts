@@ -49,8 +49,8 @@ export const VM_ACTIONS: readonly VmActionSpec[] = [
   { id: 'start', label: 'Start', multi: true, enabled: (v) => allows(v.state, 'start') },
   { id: 'turn-off', label: 'Turn Off...', multi: true, enabled: (v) => allows(v.state, 'turn-off') },
   { id: 'shut-down', label: 'Shut Down...', multi: true, enabled: (v) => allows(v.state, 'shut-down') },
-  // Greyed out while no VM can be saved (NOT_YET says why).
-  { id: 'save', label: 'Save', multi: true, enabled: (v) => allows(v.state, 'save') && NOT_YET.save === undefined },
+  // Not offered while no VM can be saved (NOT_YET says why).
+  { id: 'save', label: 'Save', multi: true, enabled: (v) => allows(v.state, 'save') },
   { id: 'pause', label: 'Pause', multi: true, enabled: (v) => allows(v.state, 'pause') },
   { id: 'resume', label: 'Resume', multi: true, enabled: (v) => allows(v.state, 'resume') },
   { id: 'reset', label: 'Reset', multi: true, enabled: (v) => allows(v.state, 'reset') },
@@ -77,12 +77,13 @@ export interface ActionView {
   enabled: boolean;
 }
 
-// The VM actions for a selection: hidden when the selection is empty; with several VMs only
-// the multi actions, each enabled when every selected VM allows it. Pause and Resume share a
-// slot (Hyper-V shows Resume in place of Pause while a VM is paused).
+// The VM actions for a selection: hidden when the selection is empty; an action Berth cannot
+// do yet (NOT_YET) is not offered at all; with several VMs only the multi actions, each
+// enabled when every selected VM allows it. Pause and Resume share a slot (Hyper-V shows
+// Resume in place of Pause while a VM is paused).
 export function vmActionsFor(selection: readonly ActionSubject[]): ActionView[] {
   if (selection.length === 0) return [];
-  const specs = VM_ACTIONS.filter((a) => selection.length === 1 || a.multi);
+  const specs = VM_ACTIONS.filter((a) => (selection.length === 1 || a.multi) && !(a.id in NOT_YET));
   const allPaused = selection.every((v) => v.state === 'Paused');
   return specs
     .filter((a) => (allPaused ? a.id !== 'pause' : a.id !== 'resume'))
