@@ -8,7 +8,8 @@ import { ErrorBody } from './errors';
 import { formatIssues } from './issues';
 import { LastExit, VmState, VmStats } from './vm';
 
-export const PROTOCOL_VERSION = 1;
+// 2: 'stop' became 'turn-off' and 'shutdown' 'shut-down', the words the window and CLI use.
+export const PROTOCOL_VERSION = 2;
 // A line longer than this closes the connection (a console chunk is far smaller).
 export const MAX_LINE_BYTES = 1024 * 1024;
 export const SCROLLBACK_BYTES = 256 * 1024;
@@ -27,10 +28,11 @@ export const Request = z.discriminatedUnion('op', [
   z.strictObject({ id, op: z.literal('pause') }),
   z.strictObject({ id, op: z.literal('resume') }),
   // Turn off at once (the power cord). The worker records the exit and ends.
-  z.strictObject({ id, op: z.literal('stop') }),
+  z.strictObject({ id, op: z.literal('turn-off') }),
   z.strictObject({ id, op: z.literal('reset') }),
-  // Ask the guest to shut down (ACPI power button); UNSUPPORTED until the VMM has one.
-  z.strictObject({ id, op: z.literal('shutdown') }),
+  // Ask the guest to shut down: presses the ACPI power button and answers at once; the
+  // guest's power-off then ends the worker like any exit.
+  z.strictObject({ id, op: z.literal('shut-down') }),
 ]);
 export type Request = z.infer<typeof Request>;
 export type RequestInput = z.input<typeof Request>;
@@ -59,9 +61,9 @@ export const Results = {
   'console-input': z.strictObject({}),
   pause: StateResult,
   resume: StateResult,
-  stop: StateResult,
+  'turn-off': StateResult,
   reset: StateResult,
-  shutdown: StateResult,
+  'shut-down': StateResult,
 } as const satisfies Record<Op, z.ZodType>;
 export type Result<O extends Op> = z.infer<(typeof Results)[O]>;
 

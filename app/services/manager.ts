@@ -556,7 +556,7 @@ export class VmManager {
     const closed = new Promise<void>((resolve) => client.onClose(() => resolve()));
     let timer: NodeJS.Timeout | undefined;
     try {
-      await client.request({ op: 'shutdown' });
+      await client.request({ op: 'shut-down' });
       const ended = await Promise.race([
         closed.then(() => true),
         new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
@@ -599,7 +599,7 @@ export class VmManager {
     const pid = client.info.pid;
     const closed = new Promise<void>((resolve) => client.onClose(() => resolve()));
     try {
-      await client.request({ op: 'stop' });
+      await client.request({ op: 'turn-off' });
     } catch (err) {
       // The worker may close the socket as it ends, before answering.
       if (!(err instanceof BerthError && err.code === 'WORKER_UNREACHABLE')) throw err;

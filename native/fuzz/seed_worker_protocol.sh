@@ -3,8 +3,8 @@
 set -e
 dir=$1
 i=0
-for line in '{"id":1,"op":"hello","protocol":1,"client":"cli"}' '{"id":2,"op":"console-attach","replay":false}' \
-  '{"id":3,"op":"console-input","data":"aGVsbG8="}' '{"id":4,"op":"stats"}' '{"id":5,"op":"stop"}'; do
+for line in '{"id":1,"op":"hello","protocol":2,"client":"cli"}' '{"id":2,"op":"console-attach","replay":false}' \
+  '{"id":3,"op":"console-input","data":"aGVsbG8="}' '{"id":4,"op":"stats"}' '{"id":5,"op":"turn-off"}'; do
   printf '\000%s' "$line" > "$dir/request-$i"
   i=$((i + 1))
 done

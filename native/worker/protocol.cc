@@ -25,9 +25,9 @@ constexpr std::array<std::pair<std::string_view, Op>, 11> kOps{{
     {"console-input", Op::kConsoleInput},
     {"pause", Op::kPause},
     {"resume", Op::kResume},
-    {"stop", Op::kStop},
+    {"turn-off", Op::kTurnOff},
     {"reset", Op::kReset},
-    {"shutdown", Op::kShutdown},
+    {"shut-down", Op::kShutDown},
 }};
 
 // A whole number as JSON gives it (integer, or a float with no fraction), like z.int().

@@ -13,13 +13,13 @@
 
 namespace berth::worker {
 
-constexpr int kProtocolVersion = 1;
+constexpr int kProtocolVersion = 2;  // app/api/protocol.ts PROTOCOL_VERSION
 constexpr size_t kMaxLineBytes = 1024 * 1024;  // a longer line closes the connection
 constexpr size_t kScrollbackBytes = 256 * 1024;
 constexpr size_t kMaxClientNameBytes = 200;
 constexpr size_t kMaxConsoleInputChars = 1024 * 1024;  // base64 characters
 
-enum class Op { kHello, kState, kStats, kConsoleAttach, kConsoleDetach, kConsoleInput, kPause, kResume, kStop, kReset, kShutdown };
+enum class Op { kHello, kState, kStats, kConsoleAttach, kConsoleDetach, kConsoleInput, kPause, kResume, kTurnOff, kReset, kShutDown };
 
 struct Request {
   uint64_t id = 0;

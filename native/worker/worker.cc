@@ -337,13 +337,13 @@ class Worker {
         check(Action::kReset);
         machine_->reset();
         return state_result();
-      case Op::kShutdown:
+      case Op::kShutDown:
         // Presses the power button and answers at once: the guest's shutdown ends in the
         // exit event; the services decide how long to wait for it.
         check(Action::kShutDown);
         machine_->press_power_button();
         return state_result();
-      case Op::kStop:
+      case Op::kTurnOff:
         check(Action::kTurnOff);
         turn_off();
         return state_result();

@@ -189,10 +189,10 @@ describe('the native worker speaks the control protocol of app/api', () => {
     await c.request('pause');
     await refused('pause', 'Paused', 'pause');
     await refused('reset', 'Paused', 'reset');
-    await refused('shutdown', 'Paused', 'shut-down');
+    await refused('shut-down', 'Paused', 'shut-down');
     await c.request('resume');
     // The echo guest ignores the power button: the press is answered, and the VM runs on.
-    const shutdown = await c.request('shutdown');
+    const shutdown = await c.request('shut-down');
     assert.equal(shutdown.ok, true, JSON.stringify(shutdown.error));
     assert.equal((shutdown.result as protocol.StateResult).state, 'Running');
     assert.equal(((await c.request('state')).result as protocol.StateResult).state, 'Running');
@@ -215,7 +215,7 @@ describe('the native worker speaks the control protocol of app/api', () => {
       ['{"id":9,"op":"console-input","data":"@@@@"}', 9, /^data: must be base64/],
       ['{"id":10,"op":"console-input"}', 10, /^data: /],
       ['{"id":11,"op":"console-attach","replay":"yes"}', 11, /^replay: /],
-      [`{"id":12,"op":"hello","protocol":1,"client":"${'x'.repeat(201)}"}`, 12, /^client: /],
+      [`{"id":12,"op":"hello","protocol":${protocol.PROTOCOL_VERSION},"client":"${'x'.repeat(201)}"}`, 12, /^client: /],
     ];
     for (const [text, id, message] of cases) {
       c.raw(text);
@@ -242,7 +242,7 @@ describe('the native worker speaks the control protocol of app/api', () => {
   it('stop sends the exit event and leaves an exit record the services accept', async () => {
     const c = await RawClient.open(socketPath);
     await c.request('hello', { protocol: protocol.PROTOCOL_VERSION, client: 'contract test' });
-    const stop = await c.request('stop');
+    const stop = await c.request('turn-off');
     assert.equal((stop.result as protocol.StateResult).state, 'Stopping');
     await waitUntil('the exit event', () => c.lines.some((l) => l.event === 'exit'));
     const exit = LastExit.parse(c.lines.find((l) => l.event === 'exit')?.exit);

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
-import { BerthError, RUN_FILES, type VmSummary } from '../../../app/api';
+import { BerthError, protocol, RUN_FILES, type VmSummary } from '../../../app/api';
 import { VmManager, type ConsoleSession } from '../../../app/services';
 import { cliRunner } from '../../support/cli';
 import { testGuestPath } from '../../support/guest';
@@ -130,7 +130,7 @@ describe('VMs in detached workers', () => {
 
     const answers = (await rawExchange(
       socketPath,
-      ['{"id":1,"op":"hello","protocol":1,"client":"t"}', '{"id":2,"op":"pause","now":true}', '{"id":3,"op":"state"}'],
+      [`{"id":1,"op":"hello","protocol":${protocol.PROTOCOL_VERSION},"client":"t"}`, '{"id":2,"op":"pause","now":true}', '{"id":3,"op":"state"}'],
       3,
     )) as { id: number; ok: boolean; result?: { state?: string; vmId?: string }; error?: { message: string } }[];
     assert.equal(answers[0]?.result?.vmId, vm.id);
