@@ -61,9 +61,8 @@ export interface WebServerOptions {
   staticRoot?: string;
   manager?: VmManager;
   root?: string;
-  // Replaces single storage services over the real ones (a spec's slow stand-in for disk
-  // creation); every other method still reaches the real service.
-  storage?: Partial<StorageBackend>;
+  // The storage services; by default the real ones over `manager`.
+  storage?: StorageBackend;
   watchIntervalMs?: number;
 }
 
@@ -222,7 +221,7 @@ export async function startWebServer(options: WebServerOptions = {}): Promise<We
   const staticRoot = resolve(options.staticRoot ?? defaultStaticRoot());
   const manager = options.manager ?? new VmManager(options.root === undefined ? {} : { root: options.root });
   const bridgeOptions: ConstructorParameters<typeof BridgeHost>[0] = { manager, transport: 'web' };
-  bridgeOptions.storage = { ...storageBackend(manager), ...options.storage };
+  bridgeOptions.storage = options.storage ?? storageBackend(manager);
   if (options.watchIntervalMs !== undefined) bridgeOptions.watchIntervalMs = options.watchIntervalMs;
   const bridge = new BridgeHost(bridgeOptions);
   const streams = new Set<ServerResponse>();

@@ -10,6 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { decodeBase64, encodeBase64 } from '../../../app/api/bridge';
 import { createHttpBerthApi, type HttpBerthApi } from '../../../app/api/bridge-http';
 import { BerthError } from '../../../app/api';
+import { storageBackend, VmManager } from '../../../app/services';
 import { startWebServer, type WebServer } from '../../../app/web';
 import { cleanBerthHome, makeBerthHome, waitUntil } from '../../support/berth-home';
 import { testGuestPath } from '../../support/guest';
@@ -23,11 +24,14 @@ describe('berth serve: events pushed from the service', () => {
   before(async () => {
     home = makeBerthHome('webev');
     const ops = new Map<string, number>();
+    const manager = new VmManager({ root: home });
     server = await startWebServer({
-      root: home,
+      manager,
       watchIntervalMs: 200,
-      // A stand-in for the disk service: counts to 10 in steps, or until cancelled.
+      // The real storage services, except disk creation: a stand-in that counts to 10 in
+      // steps, or until cancelled, so progress and cancellation can be seen.
       storage: {
+        ...storageBackend(manager),
         createDisk: async (req, ctx) => {
           for (let i = 1; i <= 10; i++) {
             if (ctx.signal.aborted) throw new BerthError('CANCELLED', 'creating the disk was cancelled');
