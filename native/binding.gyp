@@ -10,7 +10,7 @@
         "."
       ],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
-      "libraries": ["-lz", "<!@(pkg-config --libs slirp)"],
+      "libraries": ["-lz", "-luring", "<!@(pkg-config --libs slirp)"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++1y"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra", "-Werror", "-O2", "<!@(pkg-config --cflags slirp)"],
@@ -29,7 +29,7 @@
         "runner/main.cc"
       ],
       "include_dirs": ["."],
-      "libraries": ["-lz", "<!@(pkg-config --libs slirp)"],
+      "libraries": ["-lz", "-luring", "<!@(pkg-config --libs slirp)"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++1y"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra", "-Werror", "-O2", "<!@(pkg-config --cflags slirp)"],
@@ -47,7 +47,7 @@
         "tools/disk_bench.cc"
       ],
       "include_dirs": ["."],
-      "libraries": ["-lz"],
+      "libraries": ["-lz", "-luring"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++1y"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra", "-Werror", "-O2"],
