@@ -41,9 +41,7 @@ void pwrite_all(int fd, uint64_t offset, const uint8_t* p, size_t n, const std::
     ssize_t r = ::pwrite(fd, p + done, n - done, static_cast<off_t>(offset + done));
     if (r < 0) {
       if (errno == EINTR) continue;
-      if (errno == ENOSPC) throw Error("DISK_NO_SPACE", "no space left on the device holding " + path);
-      throw SystemError("DISK_IO", "write to " + path + " at offset " + std::to_string(offset + done) + " failed",
-                        errno);
+      throw io_error("write to " + path + " at offset " + std::to_string(offset + done) + " failed", path, errno);
     }
     if (r == 0) throw Error("DISK_IO", "write to " + path + " made no progress");
     done += static_cast<size_t>(r);
@@ -56,6 +54,11 @@ bool direct_ok(bool direct, uint32_t alignment, uint64_t offset, const uint8_t* 
 }
 
 }  // namespace
+
+Error io_error(const std::string& what, const std::string& path, int err) {
+  if (err == ENOSPC) return Error("DISK_NO_SPACE", "no space left on the device holding " + path);
+  return SystemError("DISK_IO", what, err);
+}
 
 AlignedBytes aligned_alloc_bytes(size_t size, size_t alignment) {
   void* p = nullptr;

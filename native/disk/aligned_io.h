@@ -9,7 +9,13 @@
 #include <span>
 #include <string>
 
+#include "common/error.h"
+
 namespace berth::disk {
+
+// The error for a failed read, write or flush of path (errno err): DISK_NO_SPACE when the
+// device is full, otherwise DISK_IO with what and the system's message.
+Error io_error(const std::string& what, const std::string& path, int err);
 
 struct FreeDeleter {
   void operator()(uint8_t* p) const { std::free(p); }

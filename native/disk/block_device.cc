@@ -1,6 +1,7 @@
 #include "disk/block_device.h"
 
 #include "common/error.h"
+#include "disk/async_disk.h"
 
 namespace berth::disk {
 
@@ -28,6 +29,8 @@ void BlockDevice::writev(uint64_t offset, std::span<const std::span<const uint8_
     offset += b.size();
   }
 }
+
+std::unique_ptr<AsyncDisk> BlockDevice::open_async(unsigned, AsyncBackend) { return nullptr; }
 
 void BlockDevice::resize(uint64_t) {
   throw Error("DISK_UNSUPPORTED", std::string(format_name(info().format)) + " images cannot be resized");

@@ -8,7 +8,11 @@
 #include <string>
 #include <vector>
 
+#include "disk/async_queue.h"
+
 namespace berth::disk {
+
+class AsyncDisk;
 
 enum class Format { kRaw, kQcow2, kVhdx, kVhd, kHostDevice };
 const char* format_name(Format format);  // "raw", "qcow2", "vhdx", "vpc" is qemu's name; ours: "vhd", "host-device"
@@ -77,6 +81,10 @@ class BlockDevice {
   virtual ImageInfo info() const = 0;
   // The image this one reads unallocated ranges from, or nullptr.
   virtual BlockDevice* backing() const { return nullptr; }
+
+  // An asynchronous path to the data (disk/async_disk.h) with at most depth requests in
+  // flight, or nullptr where the format has none yet (its synchronous calls are the path).
+  virtual std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend = AsyncBackend::kAuto);
 
   // Format-specific maintenance, used by the Edit Disk operations. The defaults throw
   // DISK_UNSUPPORTED naming the format.

@@ -24,6 +24,7 @@
 #include "common/error.h"
 #include "common/unique_fd.h"
 #include "disk/aligned_io.h"
+#include "disk/async_disk.h"
 #include "disk/driver.h"
 
 namespace berth::disk {
@@ -136,6 +137,11 @@ class HostDevice final : public BlockDevice {
       throw Error("DISK_RANGE", "block status at offset " + std::to_string(offset) + " is outside " + path_);
     }
     return {offset, std::min(length, capacity_ - offset), ExtentKind::kData};
+  }
+
+  std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend) override {
+    return std::make_unique<AsyncDisk>(AsyncTarget{fd_.get(), direct_, block_size_, capacity_, read_only_, path_},
+                                       depth, backend);
   }
 
   ImageInfo info() const override {

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "disk/aligned_io.h"
+#include "disk/async_disk.h"
 #include "disk/driver.h"
 
 namespace berth::disk {
@@ -67,6 +68,11 @@ class RawDisk final : public BlockDevice {
     uint64_t hole = 0;
     if (!file_.next_hole(offset, &hole) || hole <= offset) hole = end;
     return {offset, std::min(hole, end) - offset, ExtentKind::kData};
+  }
+
+  std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend) override {
+    return std::make_unique<AsyncDisk>(
+        AsyncTarget{file_.fd(), file_.direct(), kDirectAlign, capacity_, read_only_, file_.path()}, depth, backend);
   }
 
   ImageInfo info() const override {

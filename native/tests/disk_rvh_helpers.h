@@ -167,6 +167,20 @@ inline void write_pattern_file(const std::string& path, uint64_t size, uint32_t 
   write_whole(path, data);
 }
 
+// A loop device over a file, detached when it goes out of scope.
+struct Loop {
+  std::string dev;
+  explicit Loop(const std::string& file) {
+    if (::geteuid() != 0) return;
+    auto r = run("losetup -f --show '" + file + "'");
+    if (r.rc == 0 && r.out.rfind("/dev/loop", 0) == 0) dev = r.out.substr(0, r.out.find('\n'));
+  }
+  ~Loop() {
+    if (!dev.empty()) run("losetup -d " + dev);
+  }
+  bool ok() const { return !dev.empty(); }
+};
+
 inline std::string sha_of(const std::string& path) { return run("sha256sum '" + path + "' | cut -c1-64").out; }
 
 }  // namespace berth::test::rvh

@@ -16,20 +16,6 @@ using namespace berth::test::rvh;
 
 namespace {
 
-// A loop device over a file, detached when it goes out of scope.
-struct Loop {
-  std::string dev;
-  explicit Loop(const std::string& file) {
-    if (::geteuid() != 0) return;
-    auto r = run("losetup -f --show '" + file + "'");
-    if (r.rc == 0 && r.out.rfind("/dev/loop", 0) == 0) dev = r.out.substr(0, r.out.find('\n'));
-  }
-  ~Loop() {
-    if (!dev.empty()) run("losetup -d " + dev);
-  }
-  bool ok() const { return !dev.empty(); }
-};
-
 void need(const Loop& loop) {
   if (!loop.ok()) SKIP("no loop device (needs root and losetup)");
 }
