@@ -44,7 +44,8 @@
       "type": "executable",
       "sources": [
         "<!@(node -p \"require('./binding/sources.js').filter((f) => f.startsWith('common/') || f.startsWith('disk/')).join(' ')\")",
-        "tools/disk_bench.cc"
+        "tools/disk_bench.cc",
+        "tools/disk_bench_async.cc"
       ],
       "include_dirs": ["."],
       "libraries": ["-lz", "-luring"],

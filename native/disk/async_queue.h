@@ -67,6 +67,9 @@ class AsyncQueue {
   // DISK_QUEUE_FULL and queues nothing.
   void submit(const AsyncRequest& request);
   // Starts the queued requests (harvest does this too); io_uring batches them in one call.
+  // Committing after each submit gives the lowest latency and keeps the device busiest:
+  // measured on a virtio disk, batching until the next harvest let the device's queue run
+  // dry between bursts (about 0.8 of eager submission's IOPS at depth 32-64).
   virtual void commit() = 0;
   // Moves up to out.size() completions into out, in the order they completed, after waiting
   // until at least min(wait_for, out.size(), in_flight()) are there. Returns how many.

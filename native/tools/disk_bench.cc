@@ -1,24 +1,28 @@
-// berth-disk-bench: times synchronous I/O through Berth's disk drivers (open_disk and the
-// BlockDevice interface, exactly what virtio-blk uses), with options that mirror
+// berth-disk-bench: times I/O through Berth's disk drivers, with options that mirror
 // `qemu-img bench` so the two can run the same workload on the same file:
 //
-//   berth-disk-bench [-c count] [-d 1] [-f fmt] [-t none|writeback] [-o offset]
-//                    [-s size] [-S step] [-w] [--pattern=byte] [--flush-interval=n]
-//                    [--random [--seed=n]] [--drop-cache] [-q] filename
+//   berth-disk-bench [-c count] [-d depth] [-f fmt] [-i sync|io_uring|threads]
+//                    [-t none|writeback] [-o offset] [-s size] [-S step] [-w]
+//                    [--pattern=byte] [--flush-interval=n] [--random [--seed=n]]
+//                    [--drop-cache] [-q] filename
 //
+// -i picks the path, as it picks qemu-img's AIO backend: sync (the default) is the
+// synchronous BlockDevice interface, exactly what virtio-blk uses today, at depth 1 only;
+// io_uring and threads are the asynchronous path (BlockDevice::open_async, disk/async_disk.h)
+// on that backend, keeping -d requests in flight (raw images and host devices only).
 // -t none (or --direct) asks the driver for O_DIRECT (OpenOptions::direct), as -t none does
-// for qemu-img. qemu-img's -n and -i pick its AIO backend (native AIO, io_uring); they are
-// accepted and ignored here, since our drivers issue plain synchronous pread/pwrite.
+// for qemu-img; -n is accepted and ignored.
 // Offsets follow qemu-img bench (qemu 7.2): the first request is at -o, each next one at
 // (previous + step) % capacity, where the step defaults to the request size. --random
 // instead draws request-size-aligned offsets from a seeded PRNG (qemu-img bench has no
-// random mode). Our driver is synchronous, so the queue depth is always 1 (-d accepts 1
-// only). --drop-cache evicts the image from the host page cache before the timed run, so a
-// buffered open starts as cold as an O_DIRECT one.
+// random mode). --drop-cache evicts the image from the host page cache before the timed
+// run, so a buffered open starts as cold as an O_DIRECT one.
 //
-// Prints one JSON object on stdout: ops, bytes, seconds (the requests only), flush_seconds
-// (the closing flush, writes only), and whether O_DIRECT was asked for and actually used
-// by the driver on the image file. Exits 1 with a message on stderr if anything fails.
+// Prints one JSON object on stdout: ops, bytes, seconds (the requests only, until the last
+// has completed), flush_seconds (the closing flush, writes only, timed apart as qemu-img
+// bench leaves its own out), the path and depth, and whether O_DIRECT was asked for and
+// actually used by the driver on the image file. Exits 1 with a message on stderr if
+// anything fails.
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
@@ -37,7 +41,9 @@
 #include <string_view>
 
 #include "common/error.h"
+#include "disk/async_disk.h"
 #include "disk/block_device.h"
+#include "tools/disk_bench_async.h"
 
 namespace {
 
@@ -45,6 +51,8 @@ using berth::disk::BlockDevice;
 
 struct Options {
   uint64_t count = 75000;  // qemu-img bench's default
+  unsigned depth = 1;
+  std::string path_kind = "sync";  // -i: sync, io_uring or threads
   uint64_t size = 4096;
   uint64_t step = 0;  // 0: the request size
   uint64_t offset = 0;
@@ -62,9 +70,10 @@ struct Options {
 [[noreturn]] void usage(const std::string& problem) {
   std::fprintf(stderr,
                "berth-disk-bench: %s\n"
-               "usage: berth-disk-bench [-c count] [-d 1] [-f fmt] [-t none|writeback] [-o offset]\n"
-               "                        [-s size] [-S step] [-w] [--pattern=byte] [--flush-interval=n]\n"
-               "                        [--random [--seed=n]] [--drop-cache] [-q] filename\n",
+               "usage: berth-disk-bench [-c count] [-d depth] [-f fmt] [-i sync|io_uring|threads]\n"
+               "                        [-t none|writeback] [-o offset] [-s size] [-S step] [-w]\n"
+               "                        [--pattern=byte] [--flush-interval=n] [--random [--seed=n]]\n"
+               "                        [--drop-cache] [-q] filename\n",
                problem.c_str());
   std::exit(2);
 }
@@ -116,11 +125,18 @@ Options parse(int argc, char** argv) {
     else if (a == "-w") o.write = true;
     else if (a == "--direct") o.direct = true;
     else if (a == "-n") continue;
-    else if (a == "-i") (void)value("-i");
+    else if (a == "-i") {
+      o.path_kind = value("-i");
+      if (o.path_kind != "sync" && o.path_kind != "io_uring" && o.path_kind != "threads") {
+        usage("-i takes sync, io_uring or threads, not " + o.path_kind);
+      }
+    }
     else if (a == "-q") continue;
     else if (a == "-f") o.format = value("-f");
     else if (a == "-d") {
-      if (parse_size("-d", value("-d")) != 1) usage("Berth's drivers are synchronous: only -d 1 (queue depth 1)");
+      uint64_t d = parse_size("-d", value("-d"));
+      if (d == 0 || d > berth::disk::kMaxInFlight) usage("-d must be between 1 and " + std::to_string(berth::disk::kMaxInFlight));
+      o.depth = static_cast<unsigned>(d);
     } else if (a == "-t") {
       std::string cache = value("-t");
       if (cache == "none" || cache == "directsync") o.direct = true;
@@ -143,6 +159,7 @@ Options parse(int argc, char** argv) {
   if (o.count == 0) usage("-c must be at least 1");
   if (!step_set) o.step = o.size;
   if (o.random && step_set) usage("--random and -S exclude each other");
+  if (o.depth > 1 && o.path_kind == "sync") usage("the synchronous path has queue depth 1: use -i io_uring or -i threads");
   if (o.flush_interval && !o.write) usage("--flush-interval applies to writes (-w) only, as in qemu-img bench");
   return o;
 }
@@ -246,22 +263,45 @@ int run(const Options& o) {
   const uint64_t slots = (capacity - o.size) / o.size + 1;  // request-size-aligned offsets that fit
   uint64_t offset = o.offset;
   uint64_t flushes = 0;
-
-  const double start = now();
-  for (uint64_t i = 0; i < o.count; ++i) {
-    uint64_t at = o.random ? (prng.next() % slots) * o.size : offset;
-    if (o.write) {
-      disk->write(at, buf);
-      if (o.flush_interval && (i + 1) % o.flush_interval == 0) disk->flush(), ++flushes;
-    } else {
-      disk->read(at, buf);
-    }
+  auto next_offset = [&]() -> uint64_t {
+    if (o.random) return (prng.next() % slots) * o.size;
+    uint64_t at = offset;
     // qemu-img bench (7.2): offset += step; offset %= image_size. A wrapped offset whose
     // request would run past the end starts over at 0 instead of failing.
     offset = (offset + o.step) % capacity;
     if (offset > capacity - o.size) offset = 0;
+    return at;
+  };
+
+  // The asynchronous path, set up (like qemu-img's image) before the clock starts.
+  std::unique_ptr<berth::disk::AsyncDisk> aio;
+  if (o.path_kind != "sync") {
+    aio = disk->open_async(o.depth, o.path_kind == "io_uring" ? berth::disk::AsyncBackend::kIoUring
+                                                              : berth::disk::AsyncBackend::kThreads);
+    if (!aio) throw berth::Error("BENCH_FORMAT", format + " images have no asynchronous path yet: use -i sync");
+  }
+  unsigned max_in_flight = 1;
+
+  const double start = now();
+  if (aio) {
+    berth::tools::AsyncBenchSpec spec{o.count, o.size, o.write, o.pattern, o.flush_interval};
+    berth::tools::AsyncBenchResult r = berth::tools::run_async_bench(*aio, spec, next_offset);
+    flushes = r.flushes;
+    max_in_flight = r.max_in_flight;
+  } else {
+    for (uint64_t i = 0; i < o.count; ++i) {
+      uint64_t at = next_offset();
+      if (o.write) {
+        disk->write(at, buf);
+        if (o.flush_interval && (i + 1) % o.flush_interval == 0) disk->flush(), ++flushes;
+      } else {
+        disk->read(at, buf);
+      }
+    }
   }
   const double ops_end = now();
+  const std::string backend = aio ? aio->backend() : "sync";
+  aio.reset();
   if (o.write) disk->flush();
   const double end = now();
   disk.reset();
@@ -270,13 +310,14 @@ int run(const Options& o) {
   const uint64_t bytes = o.count * o.size;
   std::printf(
       "{\"tool\":\"berth-disk-bench\",\"file\":%s,\"format\":%s,\"capacity\":%llu,\"op\":\"%s\","
-      "\"offsets\":\"%s\",\"request_size\":%llu,\"step\":%llu,\"seed\":%llu,\"depth\":1,"
+      "\"offsets\":\"%s\",\"request_size\":%llu,\"step\":%llu,\"seed\":%llu,\"depth\":%u,"
+      "\"max_in_flight\":%u,\"backend\":\"%s\","
       "\"direct_requested\":%s,\"direct\":%s,\"flush_interval\":%llu,\"flushes\":%llu,"
       "\"ops\":%llu,\"bytes\":%llu,\"seconds\":%.6f,\"flush_seconds\":%.6f,\"iops\":%.1f,\"mib_per_s\":%.2f}\n",
       json_string(o.path).c_str(), json_string(format).c_str(), static_cast<unsigned long long>(capacity),
       o.write ? "write" : "read", o.random ? "random" : "step", static_cast<unsigned long long>(o.size),
       static_cast<unsigned long long>(o.random ? 0 : o.step), static_cast<unsigned long long>(o.random ? o.seed : 0),
-      o.direct ? "true" : "false", direct < 0 ? "null" : (direct ? "true" : "false"),
+      o.depth, max_in_flight, backend.c_str(), o.direct ? "true" : "false", direct < 0 ? "null" : (direct ? "true" : "false"),
       static_cast<unsigned long long>(o.flush_interval), static_cast<unsigned long long>(flushes),
       static_cast<unsigned long long>(o.count), static_cast<unsigned long long>(bytes), seconds,
       o.write ? end - ops_end : 0.0, seconds > 0 ? static_cast<double>(o.count) / seconds : 0.0,

@@ -28,16 +28,24 @@
 //   put the data on the device by then; metadata caches (qcow2 L2/refcounts) are written
 //   back at that flush on both sides. Berth runs evict the image from the page cache first
 //   (--drop-cache), so a buffered open starts as cold as O_DIRECT.
-import { spawnSync } from 'node:child_process';
-import { randomFillSync } from 'node:crypto';
-import { closeSync, constants, existsSync, fsyncSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import {
+  directWorks,
+  fail,
+  fmt,
+  median,
+  qemuSeconds,
+  run,
+  SCRATCH_PARENT,
+  SIZE,
+  table,
+  TOOL,
+  useScratch,
+  writeRawImage,
+} from './disk-bench-common';
 
-const ROOT = join(__dirname, '..', '..', '..');
-const TOOL = join(ROOT, 'native', 'build', 'Release', 'berth-disk-bench');
-const SCRATCH_PARENT = '/var/tmp';
-const SIZE = 1 << 30;
 const REPS = 5;
 const STRIDE = 4096 * 40503; // odd multiple of 4 KiB: 262144 distinct offsets before repeating
 
@@ -91,32 +99,6 @@ CASES.push({
   fresh: true,
 });
 
-let scratch = '';
-
-function fail(message: string): never {
-  process.stderr.write(`disk-bench: ${message}\n`);
-  if (scratch) rmSync(scratch, { recursive: true, force: true });
-  process.exit(1);
-}
-
-function run(argv: string[]): string {
-  const [cmd, ...args] = argv;
-  if (!cmd) fail('empty command');
-  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20 });
-  if (r.error) fail(`${cmd} could not be started: ${r.error.message}`);
-  if (r.status !== 0) {
-    fail(`${argv.join(' ')} failed (exit ${r.status ?? r.signal}):\n${r.stderr}${r.stdout}`);
-  }
-  return r.stdout;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  const at = (i: number): number => s[i] ?? NaN;
-  return s.length % 2 ? at(mid) : (at(mid - 1) + at(mid)) / 2;
-}
-
 function rate(c: Case, seconds: number): number {
   return c.unit === 'IOPS' ? c.count / seconds : (c.count * c.size) / (1 << 20) / seconds;
 }
@@ -148,54 +130,16 @@ function qemu(c: Case, file: string, depth = 1): number {
   const args = ['qemu-img', 'bench', '-f', c.format, '-t', 'none', '-i', 'native', '-d', `${depth}`];
   args.push('-c', `${c.count}`, '-s', `${c.size}`, '-S', `${c.step}`);
   if (c.write) args.push('-w');
-  const out = run([...args, file]);
-  const m = /Run completed in ([\d.]+) seconds/.exec(out);
-  if (!m?.[1]) fail(`unexpected qemu-img bench output: ${out}`);
-  return Number(m[1]);
+  return qemuSeconds(run([...args, file]));
 }
 
-// 1 GiB of non-zero data (so that qemu-img convert allocates every qcow2 cluster), synced.
+// 1 GiB of non-zero data in both formats, fully allocated.
 function makeImages(raw: string, qcow2: string): void {
-  const chunk = Buffer.alloc(1 << 20);
-  randomFillSync(chunk);
-  const fd = openSync(raw, 'wx');
-  for (let i = 0; i < SIZE / chunk.length; i++) {
-    chunk.writeUInt32LE(i, 0);
-    writeSync(fd, chunk);
-  }
-  fsyncSync(fd);
-  closeSync(fd);
+  writeRawImage(raw);
   run(['qemu-img', 'convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
   const q = openSync(qcow2, 'r+');
   fsyncSync(q);
   closeSync(q);
-}
-
-function directWorks(file: string): boolean {
-  try {
-    closeSync(openSync(file, constants.O_RDONLY | constants.O_DIRECT));
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function fmt(v: number): string {
-  return v >= 100 ? v.toFixed(0) : v.toFixed(1);
-}
-
-function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return (
-    rows
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(widths[i] ?? 0))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
 }
 
 function main(): void {
@@ -203,7 +147,8 @@ function main(): void {
   if (!existsSync(TOOL)) fail(`${TOOL} is missing: run 'npm run build'`);
   run(['qemu-img', '--version']);
   const started = Date.now();
-  scratch = mkdtempSync(join(SCRATCH_PARENT, 'berth-disk-bench-'));
+  const scratch = mkdtempSync(join(SCRATCH_PARENT, 'berth-disk-bench-'));
+  useScratch(scratch);
   const files: Record<Format, string> = { raw: join(scratch, 'disk.raw'), qcow2: join(scratch, 'disk.qcow2') };
   process.stdout.write(`preparing 1 GiB raw and qcow2 images (non-zero data, fully allocated) in ${scratch}\n`);
   makeImages(files.raw, files.qcow2);

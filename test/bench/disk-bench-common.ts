@@ -1,0 +1,97 @@
+// What the disk benchmarks (disk-bench.ts, disk-depth-bench.ts) share: the tool's path,
+// running a command or failing with its output, medians, the table printer, and 1 GiB
+// raw images of non-zero data in a scratch folder that failure removes too.
+import { spawnSync } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
+import { closeSync, constants, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const ROOT = join(__dirname, '..', '..', '..');
+export const TOOL = join(ROOT, 'native', 'build', 'Release', 'berth-disk-bench');
+export const SCRATCH_PARENT = '/var/tmp'; // a real disk filesystem, not tmpfs
+export const SIZE = 1 << 30;
+
+let scratch = '';
+
+// The folder fail() removes before exiting.
+export function useScratch(dir: string): void {
+  scratch = dir;
+}
+
+export function fail(message: string): never {
+  process.stderr.write(`disk-bench: ${message}\n`);
+  if (scratch) rmSync(scratch, { recursive: true, force: true });
+  process.exit(1);
+}
+
+export function run(argv: string[]): string {
+  const [cmd, ...args] = argv;
+  if (!cmd) fail('empty command');
+  const r = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (r.error) fail(`${cmd} could not be started: ${r.error.message}`);
+  if (r.status !== 0) {
+    fail(`${argv.join(' ')} failed (exit ${r.status ?? r.signal}):\n${r.stderr}${r.stdout}`);
+  }
+  return r.stdout;
+}
+
+// Whether a command exits 0 (for probing what a tool supports).
+export function succeeds(argv: string[]): boolean {
+  const [cmd, ...args] = argv;
+  if (!cmd) return false;
+  return spawnSync(cmd, args, { encoding: 'utf8' }).status === 0;
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  const at = (i: number): number => s[i] ?? NaN;
+  return s.length % 2 ? at(mid) : (at(mid - 1) + at(mid)) / 2;
+}
+
+export function fmt(v: number): string {
+  return v >= 100 ? v.toFixed(0) : v.toFixed(1);
+}
+
+export function table(rows: string[][]): string {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
+  return (
+    rows
+      .map((r) =>
+        r
+          .map((c, i) => c.padEnd(widths[i] ?? 0))
+          .join('  ')
+          .trimEnd(),
+      )
+      .join('\n') + '\n'
+  );
+}
+
+// SIZE bytes of non-zero data (so that qemu-img convert allocates every qcow2 cluster), synced.
+export function writeRawImage(path: string): void {
+  const chunk = Buffer.alloc(1 << 20);
+  randomFillSync(chunk);
+  const fd = openSync(path, 'wx');
+  for (let i = 0; i < SIZE / chunk.length; i++) {
+    chunk.writeUInt32LE(i, 0);
+    writeSync(fd, chunk);
+  }
+  fsyncSync(fd);
+  closeSync(fd);
+}
+
+export function directWorks(file: string): boolean {
+  try {
+    closeSync(openSync(file, constants.O_RDONLY | constants.O_DIRECT));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// The seconds of a `qemu-img bench` run, from its output.
+export function qemuSeconds(out: string): number {
+  const m = /Run completed in ([\d.]+) seconds/.exec(out);
+  if (!m?.[1]) fail(`unexpected qemu-img bench output: ${out}`);
+  return Number(m[1]);
+}
