@@ -31,12 +31,16 @@ export function applyEvents(client: QueryClient, events: readonly BerthEvent[]):
   const stats = new Map<string, VmSummary['stats']>();
   const removed = new Set<string>();
   const operations: Operation[] = [];
+  // A VM's details carry its configuration, which no event holds: refetched (if shown) when
+  // the VM changed or a checkpoint was applied to it.
+  const stale = new Set<string>();
   for (const e of events) {
     switch (e.topic) {
       case 'vm':
         summaries.set(e.payload.vm.id, e.payload.vm);
         stats.delete(e.payload.vm.id);
         removed.delete(e.payload.vm.id);
+        stale.add(e.payload.vm.id);
         break;
       case 'vm-removed':
         removed.add(e.payload.id);
@@ -48,6 +52,7 @@ export function applyEvents(client: QueryClient, events: readonly BerthEvent[]):
         break;
       case 'checkpoints':
         void client.invalidateQueries({ queryKey: keys.checkpoints(e.payload.vmId) });
+        stale.add(e.payload.vmId);
         break;
       case 'operation':
         operations.push(e.payload.operation);
@@ -63,6 +68,7 @@ export function applyEvents(client: QueryClient, events: readonly BerthEvent[]):
   for (const [id, vm] of summaries) {
     client.setQueryData<VmDetails>(keys.vm(id), (old) => (old ? { ...withSummary(old, vm) } : old));
   }
+  for (const id of stale) if (!removed.has(id)) void client.invalidateQueries({ queryKey: keys.vm(id) });
   for (const id of removed) {
     client.removeQueries({ queryKey: keys.vm(id) });
     client.removeQueries({ queryKey: keys.checkpoints(id) });

@@ -90,6 +90,24 @@ describe('cache updates from events', () => {
   });
 });
 
+describe('VM details in the cache', () => {
+  it('are refetched after a vm or checkpoints event: the configuration is in no event', async () => {
+    const client = new QueryClient();
+    let memoryMiB = 96;
+    const details = () => ({ ...vm(1, 'Off'), memoryMiB, config: { memory: { startupMiB: memoryMiB } } });
+    await client.fetchQuery({ queryKey: keys.vm(vm(1).id), queryFn: details });
+    expect(client.getQueryData(keys.vm(vm(1).id))).toMatchObject({ config: { memory: { startupMiB: 96 } } });
+    // A checkpoint was applied elsewhere (the CLI, another window): the service says so.
+    memoryMiB = 64;
+    applyEvents(client, [{ topic: 'checkpoints', payload: { vmId: vm(1).id } }]);
+    expect(client.getQueryState(keys.vm(vm(1).id))?.isInvalidated).toBe(true);
+    await client.refetchQueries({ queryKey: keys.vm(vm(1).id), type: 'all' });
+    expect(client.getQueryData(keys.vm(vm(1).id))).toMatchObject({ config: { memory: { startupMiB: 64 } } });
+    applyEvents(client, [{ topic: 'vm', payload: { vm: vm(1, 'Off') } }]);
+    expect(client.getQueryState(keys.vm(vm(1).id))?.isInvalidated).toBe(true);
+  });
+});
+
 describe('the window', () => {
   it('shows the list, then follows pushed state and stats without asking again', async () => {
     const api = new FakeApi({
