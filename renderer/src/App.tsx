@@ -55,7 +55,11 @@ export function App(props: { onListCommit?: () => void }) {
     checkpointsDisabled: vm.id === single?.id && details.data?.config.checkpoints.type === 'disabled',
   });
   const vmActions: MenuItem[] = vmActionsFor(selected.map(subject));
-  const cpSelected = checkpointSel !== null && checkpointSel !== NOW ? checkpointSel : null;
+  // Checkpoint actions only for a checkpoint that still exists (not one just deleted).
+  const cpSelected =
+    checkpointSel !== null && checkpointSel !== NOW && checkpoints.data?.checkpoints.some((c) => c.id === checkpointSel)
+      ? checkpointSel
+      : null;
   const cpActions: MenuItem[] =
     single && cpSelected
       ? checkpointActionsFor(

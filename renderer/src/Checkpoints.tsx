@@ -42,8 +42,10 @@ export function CheckpointsPane(props: {
   onApply: (id: string) => void;
   onContextMenu: (at: { x: number; y: number }) => void;
 }) {
-  const { tree, selected, onSelect } = props;
+  const { tree, onSelect } = props;
   const flat = useMemo(() => (tree ? flattenCheckpoints(tree) : []), [tree]);
+  // A checkpoint deleted while selected is no longer shown as selected.
+  const selected = flat.some((f) => f.id === props.selected) ? props.selected : null;
   const onKeyDown = (e: KeyboardEvent) => {
     const i = flat.findIndex((f) => f.id === selected);
     let next = i;
