@@ -62,12 +62,18 @@ void AsyncDisk::submit(const DiskRequest& r) {
   for (const iovec& v : s.iov) s.total += v.iov_len;
   s.done = 0;
   s.result = 0;
-  if (r.op == AsyncOp::kFlush ? target_.read_only : s.total == 0) {
-    finish(index, 0);  // nothing to do
-  } else if (r.op != AsyncOp::kFlush && target_.direct && !aligned(s)) {
-    run_bounced(index);
-  } else {
-    start(index);
+  try {
+    if (r.op == AsyncOp::kFlush ? target_.read_only : s.total == 0) {
+      finish(index, 0);  // nothing to do
+    } else if (r.op != AsyncOp::kFlush && target_.direct && !aligned(s)) {
+      run_bounced(index);
+    } else {
+      start(index);
+    }
+  } catch (...) {  // not queued (the queue could not take it): the slot is free again
+    free_.push_back(index);
+    --busy_;
+    throw;
   }
 }
 
@@ -138,7 +144,7 @@ void AsyncDisk::advance(Slot& s, uint64_t bytes) {
 void AsyncDisk::on_completion(unsigned index, int64_t result) {
   Slot& s = slots_[index];
   if (s.op == AsyncOp::kFlush) return finish(index, result);
-  if (result == -EINTR || result == -EAGAIN) return start(index);
+  if (result == -EINTR || result == -EAGAIN) return restart(index);
   if (result < 0) return finish(index, result);
   bool end_of_file = result == 0 && s.op == AsyncOp::kRead;
   if (result == 0 && s.op == AsyncOp::kWrite) return finish(index, -EIO);  // no progress
@@ -151,7 +157,17 @@ void AsyncDisk::on_completion(unsigned index, int64_t result) {
     for (size_t i = s.first; i < s.iov.size(); ++i) std::memset(s.iov[i].iov_base, 0, s.iov[i].iov_len);
     return finish(index, static_cast<int64_t>(s.total));
   }
-  start(index);  // a short transfer: the rest
+  restart(index);  // a short transfer: the rest
+}
+
+// Resubmits (the rest of) a request from harvest; if the queue cannot take it, the request
+// fails rather than staying in flight forever.
+void AsyncDisk::restart(unsigned index) {
+  try {
+    start(index);
+  } catch (const std::exception&) {
+    finish(index, -EIO);
+  }
 }
 
 // Takes what the queue has finished (waiting until wait_for of its requests have) and
@@ -169,7 +185,7 @@ void AsyncDisk::drain() {
 size_t AsyncDisk::harvest(std::span<AsyncCompletion> out, unsigned wait_for) {
   size_t need = std::min<size_t>({wait_for, out.size(), busy_});
   if (need == 0 && queue_->in_flight() > 0) pump(0);
-  while (ready_.size() < need) pump(static_cast<unsigned>(need - ready_.size()));
+  while (ready_.size() < need && queue_->in_flight() > 0) pump(static_cast<unsigned>(need - ready_.size()));
   size_t n = std::min(out.size(), ready_.size());
   for (size_t i = 0; i < n; ++i) {
     unsigned index = ready_.front();

@@ -85,6 +85,7 @@ class AsyncDisk {
   void check(const DiskRequest& request) const;
   bool aligned(const Slot& slot) const;
   void start(unsigned slot);
+  void restart(unsigned slot);
   void run_bounced(unsigned slot);
   void pump(unsigned wait_for);
   void on_completion(unsigned slot, int64_t result);
