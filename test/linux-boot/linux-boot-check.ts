@@ -145,7 +145,8 @@ async function main(): Promise<number> {
   if (kvmHere()) return checkHere(o);
   // No /dev/kvm here: download and build on this host (the lab has no network), boot there.
   prepareLinuxBoot();
-  const r = await runInLab([process.execPath, __filename, ...argv]);
+  // 2-vCPU boots need a host thread per lab CPU (see test/lab/lab.ts).
+  const r = await runInLab([process.execPath, __filename, ...argv], { tcgThread: 'multi' });
   return r.status;
 }
 
