@@ -53,6 +53,11 @@ export function fmt(v: number): string {
   return v >= 100 ? v.toFixed(0) : v.toFixed(1);
 }
 
+// A ratio to two decimals, rounded down, so that a row short of a 1.0 target never reads 1.00.
+export function ratioText(r: number): string {
+  return (Math.floor(r * 100) / 100).toFixed(2);
+}
+
 export function table(rows: string[][]): string {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
   return (

@@ -27,6 +27,7 @@ import {
   fail,
   fmt,
   median,
+  ratioText,
   qemuSeconds,
   run,
   SCRATCH_PARENT,
@@ -161,10 +162,10 @@ function main(): void {
         fmt(b),
         fmt(q),
         c.unit,
-        (b / q).toFixed(2),
+        ratioText(b / q),
         b / q >= 1 ? 'met' : 'not met',
         fmt(t),
-        (t / q).toFixed(2),
+        ratioText(t / q),
       ]);
       process.stdout.write(`  ${c.name}, depth ${depth}: done\n`);
     }
