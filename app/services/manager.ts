@@ -405,7 +405,8 @@ export class VmManager {
         throw new BerthError(
           'INVALID_STATE',
           `'${entry.config.name}' has ${disks.length} disk file(s) in ${entry.paths.disks}; ` +
-            'move them elsewhere or confirm deleting them (--delete-disks)',
+            'move them elsewhere, or delete them with the VM ("Also delete the virtual hard disks" in the ' +
+            'window, --delete-disks on the command line)',
         );
       }
     });

@@ -2,10 +2,10 @@
 // temporary BERTH_HOME, the real services, addon and KVM. Creates a VM in the New Virtual
 // Machine wizard (the test guest, `echo`, test-exit port, a new virtual hard disk and a NAT
 // adapter), changes its network adapter in Settings (restricted, a port forward), starts it,
-// sees `echo: ready` in Connect and types into it, shuts it down (the echo guest ignores the
-// power button: the dialog says so and offers Turn Off), turns it off, takes a checkpoint,
-// applies it, exports the VM and the checkpoint, and runs axe-core over the window and the
-// dialogs. Screenshots go to test-artifacts/window/.
+// sees `echo: ready` in Connect and types into it, pauses, resumes and resets it, shuts it
+// down (the echo guest ignores the power button: the dialog says so and offers Turn Off),
+// turns it off, takes a checkpoint, applies it, exports the VM and the checkpoint, reverts a
+// change, renames and deletes checkpoints, renames and deletes the VM, and runs axe-core over the window and the dialogs. Screenshots go to test-artifacts/window/.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { after, before, describe, it } from 'node:test';
 
 import type { Locator, Page } from 'playwright-core';
 
+import { createHttpBerthApi } from '../../../app/api/bridge-http';
 import { kvmHere } from '../../lab/lab';
 import { cleanBerthHome, makeBerthHome } from '../../support/berth-home';
 import { chromiumMissing, launchChromium, type LaunchedBrowser } from '../../support/chromium';
@@ -177,6 +178,38 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     await win.getByRole('button', { name: 'Close' }).click();
   });
 
+  it('Pause freezes it and Resume lets it go on: what is typed afterwards is echoed', async () => {
+    await row(page, 'e2e-echo').click();
+    await action(page, 'e2e-echo', 'pause').click();
+    await page.locator('.vm-row[data-state="Paused"]').waitFor({ timeout: slow(20_000) });
+    // Resume takes Pause's place while the VM is paused.
+    assert.equal(await action(page, 'e2e-echo', 'pause').count(), 0);
+    await shot(page, '04c-paused');
+    await action(page, 'e2e-echo', 'resume').click();
+    await page.locator('.vm-row[data-state="Running"]').waitFor({ timeout: slow(20_000) });
+    await action(page, 'e2e-echo', 'connect').click();
+    const win = page.getByRole('dialog', { name: /Virtual Machine Connection/ });
+    await win.locator('.xterm-host').click();
+    await page.keyboard.type('after resume');
+    await win.locator('.xterm-rows', { hasText: 'after resume' }).waitFor({ timeout: slow(10_000) });
+    await win.getByRole('button', { name: 'Close' }).click();
+  });
+
+  it('Reset restarts the guest: its console shows a second boot', async () => {
+    await row(page, 'e2e-echo').click();
+    await action(page, 'e2e-echo', 'reset').click();
+    await action(page, 'e2e-echo', 'connect').click();
+    const win = page.getByRole('dialog', { name: /Virtual Machine Connection/ });
+    // The console keeps what the first boot printed; the guest prints its banner again.
+    const boots = async (): Promise<number> =>
+      ((await win.locator('.xterm-rows').innerText()).match(/echo: ready/g) ?? []).length;
+    const deadline = Date.now() + slow(20_000);
+    while ((await boots()) < 2 && Date.now() < deadline) await page.waitForTimeout(250);
+    assert.equal(await boots(), 2, 'the guest booted a second time');
+    assert.equal(await row(page, 'e2e-echo').getAttribute('data-state'), 'Running');
+    await win.getByRole('button', { name: 'Close' }).click();
+  });
+
   it('Shut Down waits for the guest, which ignores the power button, then offers Turn Off', async () => {
     await row(page, 'e2e-echo').click();
     await action(page, 'e2e-echo', 'shut-down').click();
@@ -265,6 +298,72 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     await dialog.getByRole('button', { name: 'Close', exact: true }).last().click();
   });
 
+  it('Revert returns the VM to its last checkpoint: a setting changed since is undone', async () => {
+    const settings = page.getByRole('dialog', { name: /^Settings for e2e-echo/ });
+    const memoryShown = async (): Promise<string> => {
+      await action(page, 'e2e-echo', 'settings').click();
+      const text = await settings.getByRole('button', { name: /^Memory/ }).innerText();
+      await settings.getByRole('button', { name: 'Cancel' }).click();
+      await settings.waitFor({ state: 'detached' });
+      return text;
+    };
+    await row(page, 'e2e-echo').click();
+    await action(page, 'e2e-echo', 'settings').click();
+    await settings.getByRole('button', { name: /^Memory/ }).click();
+    await settings.getByLabel('Startup RAM (MB):').fill('96');
+    await settings.getByRole('button', { name: 'OK' }).click();
+    await settings.waitFor({ state: 'detached', timeout: slow(20_000) });
+    assert.match(await memoryShown(), /96 MB/);
+    await action(page, 'e2e-echo', 'revert').click();
+    const confirm = page.getByRole('dialog', { name: 'Revert Virtual Machine' });
+    await confirm.getByRole('button', { name: 'Revert' }).click();
+    await confirm.waitFor({ state: 'detached', timeout: slow(30_000) });
+    assert.match(await memoryShown(), /64 MB/);
+  });
+
+  it('renames a checkpoint, deletes one, and deletes a subtree', async () => {
+    await row(page, 'e2e-echo').click();
+    const tree = page.getByRole('tree', { name: 'Checkpoints' });
+    const items = tree.locator('[role="treeitem"]:not(.now)');
+    // The checkpoint's own section comes after the VM's.
+    const cpAction = (id: string) =>
+      page.locator('section.action-section').last().locator(`button[data-action="${id}"]`);
+    const refused = page.locator('section[aria-label="Actions for e2e-echo"] [role="alert"]');
+    await items.first().click();
+    await cpAction('rename').click();
+    const rename = page.getByRole('dialog', { name: 'Rename Checkpoint' });
+    await rename.getByLabel('Name:').fill('before-upgrade');
+    await rename.getByRole('button', { name: 'OK' }).click();
+    await rename.waitFor({ state: 'detached', timeout: slow(20_000) });
+    await tree.locator('[role="treeitem"]', { hasText: 'before-upgrade' }).waitFor();
+
+    const takeCheckpoint = async (count: number): Promise<void> => {
+      await row(page, 'e2e-echo').click();
+      await action(page, 'e2e-echo', 'checkpoint').click();
+      await expectOrRefusal(items.nth(count - 1), refused, 'the checkpoint');
+    };
+    const confirmDelete = async (title: string): Promise<void> => {
+      const confirm = page.getByRole('dialog', { name: title });
+      await confirm.getByRole('button', { name: 'Delete' }).click();
+      await confirm.waitFor({ state: 'detached', timeout: slow(60_000) });
+    };
+    await takeCheckpoint(2);
+    await items.nth(1).click();
+    await cpAction('delete').click();
+    await confirmDelete('Delete Checkpoint');
+    // The tree follows the service's checkpoints event.
+    await items.nth(1).waitFor({ state: 'detached', timeout: slow(20_000) });
+    assert.equal(await items.count(), 1, 'one checkpoint is left');
+
+    await takeCheckpoint(2);
+    await tree.locator('[role="treeitem"]', { hasText: 'before-upgrade' }).click();
+    await cpAction('delete-subtree').click();
+    await confirmDelete('Delete Checkpoint Subtree');
+    await items.first().waitFor({ state: 'detached', timeout: slow(20_000) });
+    assert.equal(await items.count(), 0, 'no checkpoint is left');
+    await shot(page, '07b-checkpoints-deleted');
+  });
+
   it('shows a refused action where it was taken, and passes axe on the main window', async () => {
     await row(page, 'e2e-echo').click({ button: 'right' });
     const menu = page.getByRole('menu', { name: 'Virtual machine actions' });
@@ -276,6 +375,54 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     const violations = await axe(page, 'body');
     assert.deepEqual(violations, [], 'no serious or critical axe violations in the main window');
     await shot(page, '08-main');
+  });
+
+  it('Rename gives the VM a new name in the list', async () => {
+    await row(page, 'e2e-echo').click();
+    await action(page, 'e2e-echo', 'rename').click();
+    const dialog = page.getByRole('dialog', { name: 'Rename Virtual Machine' });
+    await dialog.getByLabel('Name:').fill('e2e-renamed');
+    await dialog.getByRole('button', { name: 'OK' }).click();
+    await dialog.waitFor({ state: 'detached', timeout: slow(20_000) });
+    await row(page, 'e2e-renamed').waitFor();
+    assert.equal(await row(page, 'e2e-echo').count(), 0);
+  });
+
+  it('Delete keeps the disk in the VM folder unless asked, then deletes the VM with it', async () => {
+    await row(page, 'e2e-renamed').click();
+    await action(page, 'e2e-renamed', 'settings').click();
+    const settings = page.getByRole('dialog', { name: /^Settings for e2e-renamed/ });
+    await settings.getByRole('button', { name: /^Hard Drive/ }).click();
+    const disk = await settings.getByLabel('Virtual hard disk:').inputValue();
+    await settings.getByRole('button', { name: 'Cancel' }).click();
+    await action(page, 'e2e-renamed', 'delete').click();
+    const confirm = page.getByRole('dialog', { name: 'Delete Selected Virtual Machines' });
+    await confirm.getByRole('button', { name: 'Delete' }).click();
+    // The wizard's new disk lives in the VM's folder: nothing is deleted without a yes.
+    const refusal = confirm.getByRole('alert');
+    await refusal.waitFor({ timeout: slow(20_000) });
+    assert.match(
+      await refusal.innerText(),
+      /'e2e-renamed' has \d+ disk file\(s\) in .*Also delete the virtual hard disks/,
+    );
+    assert.equal(await row(page, 'e2e-renamed').count(), 1, 'the VM is still listed');
+    await confirm.getByLabel(/Also delete the virtual hard disks/).check();
+    await confirm.getByRole('button', { name: 'Delete' }).click();
+    await expectOrRefusal(
+      page.getByText('No virtual machines were found on this server.'),
+      confirm.getByRole('alert').filter({ hasNotText: /Also delete the virtual hard disks/ }),
+      'the deletion',
+    );
+    await confirm.waitFor({ state: 'detached', timeout: slow(20_000) });
+    // The disk is where the services run (in the lab, its own /tmp): asked through them.
+    const url = new URL(serve.url);
+    const api = createHttpBerthApi({ token: url.searchParams.get('token') ?? '', baseUrl: url.origin });
+    try {
+      await api.ready();
+      await assert.rejects(api.invoke('disk.inspect', { path: disk }), /no such file|not found|does not exist/i);
+    } finally {
+      api.close();
+    }
     assert.deepEqual(
       consoleErrors.filter((e) => !/Failed to load resource/.test(e)),
       [],
