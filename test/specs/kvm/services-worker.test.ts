@@ -130,7 +130,11 @@ describe('VMs in detached workers', () => {
 
     const answers = (await rawExchange(
       socketPath,
-      [`{"id":1,"op":"hello","protocol":${protocol.PROTOCOL_VERSION},"client":"t"}`, '{"id":2,"op":"pause","now":true}', '{"id":3,"op":"state"}'],
+      [
+        `{"id":1,"op":"hello","protocol":${protocol.PROTOCOL_VERSION},"client":"t"}`,
+        '{"id":2,"op":"pause","now":true}',
+        '{"id":3,"op":"state"}',
+      ],
       3,
     )) as { id: number; ok: boolean; result?: { state?: string; vmId?: string }; error?: { message: string } }[];
     assert.equal(answers[0]?.result?.vmId, vm.id);
