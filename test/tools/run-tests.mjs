@@ -39,23 +39,32 @@ function run(command, args, prefix) {
   });
 }
 
-// The same through the lab when this host has no usable /dev/kvm.
+// The same through the lab when this host has no usable /dev/kvm. The lab's serial output
+// arrives in chunks that end mid-line: it is prefixed and printed a whole line at a time.
 async function runWithKvm(command, args, prefix, timeoutSeconds) {
   if (kvmHere) return run(command, args, prefix);
   let output = '';
+  let partial = '';
+  const print = (text) => {
+    partial += text;
+    const end = partial.lastIndexOf('\n') + 1;
+    process.stdout.write(prefixed(prefix, partial.slice(0, end)));
+    partial = partial.slice(end);
+  };
   try {
     const r = await lab.runInLab([command, ...args], {
       cwd: root,
       timeoutSeconds,
       onOutput: (chunk) => {
         output += chunk;
-        process.stdout.write(prefixed(prefix, chunk));
+        print(chunk.toString());
       },
     });
+    if (partial) print('\n');
     return { status: r.status, output, bootSeconds: r.bootSeconds };
   } catch (e) {
-    const message = `lab: ${e.message}\n`;
-    process.stdout.write(prefixed(prefix, message));
+    const message = `${partial ? '\n' : ''}lab: ${e.message}\n`;
+    print(message);
     return { status: e.status ?? 125, output: output + message };
   }
 }
