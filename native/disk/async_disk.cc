@@ -23,7 +23,7 @@ bool is_aligned(uint64_t value, uint32_t alignment) { return (value & (alignment
 
 }  // namespace
 
-AsyncDisk::AsyncDisk(const AsyncTarget& target, unsigned depth, AsyncBackend backend)
+FileAsyncDisk::FileAsyncDisk(const AsyncTarget& target, unsigned depth, AsyncBackend backend)
     : fd_(duplicate(target)), target_(target) {
   target_.fd = fd_.get();
   queue_ = open_async_queue(depth, backend);
@@ -32,7 +32,7 @@ AsyncDisk::AsyncDisk(const AsyncTarget& target, unsigned depth, AsyncBackend bac
   for (unsigned i = depth; i-- > 0;) free_.push_back(i);
 }
 
-void AsyncDisk::check(const DiskRequest& r) const {
+void FileAsyncDisk::check(const DiskRequest& r) const {
   if (r.op == AsyncOp::kFlush) return;
   uint64_t length = 0;
   for (const iovec& v : r.iov) length += v.iov_len;
@@ -46,7 +46,7 @@ void AsyncDisk::check(const DiskRequest& r) const {
   }
 }
 
-void AsyncDisk::submit(const DiskRequest& r) {
+void FileAsyncDisk::submit(const DiskRequest& r) {
   check(r);
   if (free_.empty()) throw queue_full_error(depth());
   unsigned index = free_.back();
@@ -77,7 +77,7 @@ void AsyncDisk::submit(const DiskRequest& r) {
   }
 }
 
-bool AsyncDisk::aligned(const Slot& s) const {
+bool FileAsyncDisk::aligned(const Slot& s) const {
   if (!is_aligned(s.offset, target_.alignment)) return false;
   return std::all_of(s.iov.begin(), s.iov.end(), [&](const iovec& v) {
     return is_aligned(reinterpret_cast<uintptr_t>(v.iov_base), target_.alignment) &&
@@ -85,7 +85,7 @@ bool AsyncDisk::aligned(const Slot& s) const {
   });
 }
 
-void AsyncDisk::start(unsigned index) {
+void FileAsyncDisk::start(unsigned index) {
   Slot& s = slots_[index];
   AsyncRequest q;
   q.op = s.op;
@@ -99,7 +99,7 @@ void AsyncDisk::start(unsigned index) {
 
 // Unaligned under O_DIRECT: through aligned_io's bounce buffers, synchronously. A write
 // reads and rewrites the blocks at its edges, so nothing may be in flight around it.
-void AsyncDisk::run_bounced(unsigned index) {
+void FileAsyncDisk::run_bounced(unsigned index) {
   Slot& s = slots_[index];
   if (s.op == AsyncOp::kWrite) drain();
   int64_t result = static_cast<int64_t>(s.total);
@@ -120,12 +120,12 @@ void AsyncDisk::run_bounced(unsigned index) {
   finish(index, result);
 }
 
-void AsyncDisk::finish(unsigned index, int64_t result) {
+void FileAsyncDisk::finish(unsigned index, int64_t result) {
   slots_[index].result = result;
   ready_.push_back(index);
 }
 
-void AsyncDisk::advance(Slot& s, uint64_t bytes) {
+void FileAsyncDisk::advance(Slot& s, uint64_t bytes) {
   s.done += bytes;
   s.offset += bytes;
   while (bytes > 0 && s.first < s.iov.size()) {
@@ -141,7 +141,7 @@ void AsyncDisk::advance(Slot& s, uint64_t bytes) {
   }
 }
 
-void AsyncDisk::on_completion(unsigned index, int64_t result) {
+void FileAsyncDisk::on_completion(unsigned index, int64_t result) {
   Slot& s = slots_[index];
   if (s.op == AsyncOp::kFlush) return finish(index, result);
   if (result == -EINTR || result == -EAGAIN) return restart(index);
@@ -162,7 +162,7 @@ void AsyncDisk::on_completion(unsigned index, int64_t result) {
 
 // Resubmits (the rest of) a request from harvest; if the queue cannot take it, the request
 // fails rather than staying in flight forever.
-void AsyncDisk::restart(unsigned index) {
+void FileAsyncDisk::restart(unsigned index) {
   try {
     start(index);
   } catch (const std::exception&) {
@@ -172,17 +172,17 @@ void AsyncDisk::restart(unsigned index) {
 
 // Takes what the queue has finished (waiting until wait_for of its requests have) and
 // moves each request on: finished, or its remainder resubmitted.
-void AsyncDisk::pump(unsigned wait_for) {
+void FileAsyncDisk::pump(unsigned wait_for) {
   AsyncCompletion got[kMaxInFlight];
   size_t n = queue_->harvest(std::span<AsyncCompletion>(got, queue_->depth()), wait_for);
   for (size_t i = 0; i < n; ++i) on_completion(static_cast<unsigned>(got[i].tag), got[i].result);
 }
 
-void AsyncDisk::drain() {
+void FileAsyncDisk::drain() {
   while (queue_->in_flight() > 0) pump(queue_->in_flight());
 }
 
-size_t AsyncDisk::harvest(std::span<AsyncCompletion> out, unsigned wait_for) {
+size_t FileAsyncDisk::harvest(std::span<AsyncCompletion> out, unsigned wait_for) {
   size_t need = std::min<size_t>({wait_for, out.size(), busy_});
   if (need == 0 && queue_->in_flight() > 0) pump(0);
   while (ready_.size() < need && queue_->in_flight() > 0) pump(static_cast<unsigned>(need - ready_.size()));
@@ -197,7 +197,7 @@ size_t AsyncDisk::harvest(std::span<AsyncCompletion> out, unsigned wait_for) {
   return n;
 }
 
-Error AsyncDisk::error_for(const AsyncCompletion& c) const {
+Error FileAsyncDisk::error_for(const AsyncCompletion& c) const {
   int err = c.result < 0 ? static_cast<int>(-c.result) : EIO;
   return io_error("I/O on " + target_.path + " failed", target_.path, err);
 }

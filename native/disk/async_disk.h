@@ -1,16 +1,17 @@
-// Asynchronous I/O on a disk whose virtual disk is a file or device byte for byte (raw images,
-// host block devices): BlockDevice::open_async hands one out. It adds to AsyncQueue what the
-// synchronous drivers do: range and read-only checks (thrown by submit, nothing queued),
-// short transfers continued until done, bytes past the end of the file read as zeroes, and
-// O_DIRECT's alignment: aligned requests go to the queue, others take a synchronous bounce
-// path (disk/aligned_io.h), a write only after the requests in flight have completed, since
-// it rewrites whole blocks around its bytes.
-//
+// Asynchronous I/O on a virtual disk: BlockDevice::open_async hands out an AsyncDisk.
 // Completions carry the tag and either the request's full length (0 for a flush) or -errno;
 // error_for() turns the latter into the berth::Error the synchronous path would have thrown.
 // Requests in flight at the same time complete in any order and must not overlap when one
-// of them writes; a flush covers every write submitted before it. Destroying an AsyncDisk
-// waits for its requests; it keeps its own descriptor, so it may outlive the BlockDevice.
+// of them writes; a flush covers every write submitted before it, metadata included.
+//
+// FileAsyncDisk serves disks whose virtual disk is a file or device byte for byte (raw
+// images, host block devices), and the data clusters of other formats. It adds to
+// AsyncQueue what the synchronous drivers do: range and read-only checks (thrown by submit,
+// nothing queued), short transfers continued until done, bytes past the end of the file
+// read as zeroes, and O_DIRECT's alignment: aligned requests go to the queue, others take a
+// synchronous bounce path (disk/aligned_io.h), a write only after the requests in flight
+// have completed, since it rewrites whole blocks around its bytes. Destroying one waits for
+// its requests; it keeps its own descriptor, so it may outlive the BlockDevice.
 #pragma once
 
 #include <sys/uio.h>
@@ -47,28 +48,45 @@ struct DiskRequest {
 
 class AsyncDisk {
  public:
-  AsyncDisk(const AsyncTarget& target, unsigned depth, AsyncBackend backend = AsyncBackend::kAuto);
-  ~AsyncDisk() = default;
+  AsyncDisk() = default;
+  virtual ~AsyncDisk() = default;
   AsyncDisk(const AsyncDisk&) = delete;
   AsyncDisk& operator=(const AsyncDisk&) = delete;
 
-  const char* backend() const { return queue_->backend(); }
-  const std::string& fallback_reason() const { return queue_->fallback_reason(); }
-  unsigned depth() const { return queue_->depth(); }
-  unsigned in_flight() const { return busy_; }  // submitted and not yet harvested
-  uint64_t capacity() const { return target_.capacity; }
-  bool direct() const { return target_.direct; }
+  virtual const char* backend() const = 0;  // the AsyncQueue's: "io_uring" or "threads"
+  virtual const std::string& fallback_reason() const = 0;
+  virtual unsigned depth() const = 0;
+  virtual unsigned in_flight() const = 0;  // submitted and not yet harvested
+  virtual uint64_t capacity() const = 0;
+  virtual bool direct() const = 0;
 
   // Throws DISK_RANGE, DISK_READ_ONLY or DISK_QUEUE_FULL; otherwise the request is queued
-  // (or, unaligned under O_DIRECT, already done) and its completion comes from harvest.
-  void submit(const DiskRequest& request);
-  void commit() { queue_->commit(); }
+  // (or already done) and its completion comes from harvest.
+  virtual void submit(const DiskRequest& request) = 0;
+  virtual void commit() = 0;
   // As AsyncQueue::harvest: up to out.size() completions, after waiting for
   // min(wait_for, out.size(), in_flight()).
-  size_t harvest(std::span<AsyncCompletion> out, unsigned wait_for);
+  virtual size_t harvest(std::span<AsyncCompletion> out, unsigned wait_for) = 0;
 
   // The error a failed completion stands for (DISK_NO_SPACE or DISK_IO, naming the file).
-  Error error_for(const AsyncCompletion& completion) const;
+  virtual Error error_for(const AsyncCompletion& completion) const = 0;
+};
+
+class FileAsyncDisk final : public AsyncDisk {
+ public:
+  FileAsyncDisk(const AsyncTarget& target, unsigned depth, AsyncBackend backend = AsyncBackend::kAuto);
+
+  const char* backend() const override { return queue_->backend(); }
+  const std::string& fallback_reason() const override { return queue_->fallback_reason(); }
+  unsigned depth() const override { return queue_->depth(); }
+  unsigned in_flight() const override { return busy_; }
+  uint64_t capacity() const override { return target_.capacity; }
+  bool direct() const override { return target_.direct; }
+
+  void submit(const DiskRequest& request) override;
+  void commit() override { queue_->commit(); }
+  size_t harvest(std::span<AsyncCompletion> out, unsigned wait_for) override;
+  Error error_for(const AsyncCompletion& completion) const override;
 
  private:
   struct Slot {

@@ -140,7 +140,7 @@ class HostDevice final : public BlockDevice {
   }
 
   std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend) override {
-    return std::make_unique<AsyncDisk>(AsyncTarget{fd_.get(), direct_, block_size_, capacity_, read_only_, path_},
+    return std::make_unique<FileAsyncDisk>(AsyncTarget{fd_.get(), direct_, block_size_, capacity_, read_only_, path_},
                                        depth, backend);
   }
 

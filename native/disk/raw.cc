@@ -71,7 +71,7 @@ class RawDisk final : public BlockDevice {
   }
 
   std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend) override {
-    return std::make_unique<AsyncDisk>(
+    return std::make_unique<FileAsyncDisk>(
         AsyncTarget{file_.fd(), file_.direct(), kDirectAlign, capacity_, read_only_, file_.path()}, depth, backend);
   }
 
