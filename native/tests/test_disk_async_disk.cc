@@ -255,10 +255,13 @@ TEST_BOTH_BACKENDS(disk_async_raw_destroyed_with_requests_in_flight, destroyed_w
 
 TEST(disk_async_other_formats_have_no_async_path_yet) {
   TempDir dir;
-  CreateOptions co;
-  co.format = Format::kQcow2;
-  co.size = 1 << 20;
-  create_disk(dir.file("d.qcow2"), co);
-  auto disk = open_disk(dir.file("d.qcow2"));
-  CHECK(disk->open_async(8) == nullptr);
+  for (Format f : {Format::kVhdx, Format::kVhd}) {  // qcow2 has one (test_disk_qcow2_async.cc)
+    CreateOptions co;
+    co.format = f;
+    co.size = 1 << 20;
+    std::string path = dir.file(std::string("d.") + format_name(f));
+    create_disk(path, co);
+    auto disk = open_disk(path);
+    CHECK(disk->open_async(8) == nullptr);
+  }
 }

@@ -65,6 +65,8 @@
 #include "common/error.h"
 #include "disk/aligned_io.h"
 #include "disk/driver.h"
+#include "disk/qcow2/async.h"
+#include "disk/qcow2/async_host.h"
 #ifdef BERTH_TEST_HOOKS
 #include "disk/qcow2/testing.h"
 #endif
@@ -97,6 +99,12 @@ CrashState& state() {
   return s;
 }
 
+struct CrashCallback {
+  void (*fn)(void*) = nullptr;
+  void* arg = nullptr;
+};
+CrashCallback crash_callback;
+
 [[noreturn]] void power_lost() { throw Error("DISK_IO", "simulated power loss (qcow2 testing hook)"); }
 
 void roll_back(CrashState& s) {
@@ -122,6 +130,7 @@ bool crashed() { return state().crashed; }
 void limit_metadata_cache(size_t tables) { cache_limit = tables; }
 size_t cache_tables(size_t normal) { return cache_limit ? cache_limit : normal; }
 uint64_t writes_issued() { return state().writes; }
+void on_crash(void (*callback)(void*), void* arg) { crash_callback = {callback, arg}; }
 
 // Before every write-like call on the file behind undo_fd (a buffered descriptor), for
 // the bytes [offset, offset + length) it may change.
@@ -131,6 +140,7 @@ void before_write(int undo_fd, uint64_t offset, uint64_t length) {
   ++s.writes;
   if (s.budget < 0) return;
   if (s.budget == 0) {
+    if (crash_callback.fn) crash_callback.fn(crash_callback.arg);
     s.crashed = true;
     if (s.lose_unsynced) roll_back(s);
     power_lost();
@@ -189,6 +199,7 @@ constexpr uint64_t kMaxL1Bytes = 32ull << 20;
 constexpr uint64_t kMaxReftableBytes = 8ull << 20;
 constexpr size_t kMaxBackingName = 1023;
 constexpr uint64_t kMaxVirtualSize = 1ull << 56;  // 64 PiB
+constexpr uint64_t kMaxFileBytes = 1ull << 56;     // host offsets fit in an L2 entry
 constexpr size_t kMaxProblems = 100;
 
 uint64_t be64(const uint8_t* p) {
@@ -375,7 +386,7 @@ struct Parsed {
   bool has_bitmaps = false;
 };
 
-class Qcow2Device final : public BlockDevice {
+class Qcow2Device final : public BlockDevice, public qcow2::AsyncHost {
  public:
   Qcow2Device(File file, bool read_only, Parsed parsed, std::vector<uint64_t> l1, std::vector<uint64_t> reftable)
       : file_(std::move(file)),
@@ -463,6 +474,71 @@ class Qcow2Device final : public BlockDevice {
       }
       done += n;
     }
+  }
+
+  // ---- the asynchronous path (disk/qcow2/async.h) -------------------------------------
+
+  // Data I/O to allocated clusters goes through the O_DIRECT descriptor if there is one;
+  // the AsyncDisk must not outlive this device.
+  std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend) override {
+    AsyncTarget t{direct() ? data_->fd() : file_.fd(), direct(), direct() ? kDirectAlign : 512, kMaxFileBytes,
+                  read_only_, file_.path()};
+    return qcow2::make_async_disk(*this, t, depth, backend);
+  }
+
+  qcow2::Run read_run(uint64_t offset, uint64_t max) override {
+    auto kind = [&](const Mapping& m, uint64_t g) {
+      switch (m.kind) {
+        case Kind::kNormal: return qcow2::RunKind::kHost;
+        case Kind::kZeroPlain:
+        case Kind::kZeroAllocated: return qcow2::RunKind::kZero;
+        case Kind::kUnallocated:
+          return unallocated_kind(g << cbits_) == ExtentKind::kZero ? qcow2::RunKind::kZero : qcow2::RunKind::kDriver;
+        default: return qcow2::RunKind::kDriver;
+      }
+    };
+    return run(offset, max, [&](const Mapping& m, uint64_t g) { return std::pair{kind(m, g), false}; });
+  }
+
+  qcow2::Run write_run(uint64_t offset, uint64_t max) override {
+    return run(offset, max, [](const Mapping& m, uint64_t) {
+      if (m.kind == Kind::kNormal && m.copied) return std::pair{qcow2::RunKind::kHost, false};
+      return std::pair{qcow2::RunKind::kDriver, m.kind == Kind::kNormal || m.kind == Kind::kCompressed};
+    });
+  }
+
+  void before_data_write(uint64_t host, uint64_t length) override {
+    uint64_t a = host, z = host + length;
+    if (direct()) a &= ~uint64_t(kDirectAlign - 1), z = div_up(z, kDirectAlign) * kDirectAlign;
+    hook::before_write(file_.fd(), a, z - a);
+    phys_size_ = std::max(phys_size_, z);
+    unsynced_ = true;
+  }
+
+  void flush_all() override {
+    unsynced_ = true;  // a sync since the asynchronous writes were queued may have preceded them
+    flush();
+  }
+
+  BlockDevice& device() override { return *this; }
+
+  // The run at guest offset `offset` (at most max bytes): clusters of the same kind, and
+  // for kHost contiguous in the file; classify(mapping, cluster) -> (kind, settle_first).
+  template <typename Classify>
+  qcow2::Run run(uint64_t offset, uint64_t max, Classify classify) {
+    uint64_t g = offset >> cbits_, in = offset & (cs_ - 1);
+    Mapping m = mapping(g);
+    auto [kind, settle] = classify(m, g);
+    qcow2::Run r{kind, kind == qcow2::RunKind::kHost ? m.host + in : 0, std::min<uint64_t>(cs_ - in, max), settle};
+    while (r.length < max) {
+      uint64_t k = (in + r.length) >> cbits_;
+      Mapping next = mapping(g + k);
+      auto [next_kind, next_settle] = classify(next, g + k);
+      if (next_kind != kind || (kind == qcow2::RunKind::kHost && next.host != m.host + (k << cbits_))) break;
+      r.settle_first = r.settle_first || next_settle;
+      r.length += std::min<uint64_t>(cs_, max - r.length);
+    }
+    return r;
   }
 
   // ---- writes ------------------------------------------------------------------------
