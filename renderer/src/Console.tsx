@@ -68,10 +68,12 @@ export function ConsoleWindow({ vmId, vm, onClose }: { vmId: string; vm: VmSumma
         sessionId = r.sessionId;
         for (const e of early) if (e.sessionId === r.sessionId) write(e.data);
         early.length = 0;
+        send(); // what was typed while attaching
       })
       .catch((e: unknown) => setError(errorText(e)));
     // Keystrokes go one request at a time, in order: concurrent requests may arrive out of
-    // order over a slow link. What is typed meanwhile is sent together next.
+    // order over a slow link. What is typed meanwhile (or before the console is attached)
+    // is sent together next.
     let pending = '';
     let sending = false;
     const send = (): void => {
@@ -88,7 +90,6 @@ export function ConsoleWindow({ vmId, vm, onClose }: { vmId: string; vm: VmSumma
         });
     };
     const input = term.onData((data) => {
-      if (sessionId === null) return;
       pending += data;
       send();
     });
