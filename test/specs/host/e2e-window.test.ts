@@ -49,6 +49,10 @@ const row = (page: Page, name: string) =>
   page.locator('.vm-row', { has: page.locator('.cell.name', { hasText: name }) });
 // A host port for the NAT adapter's forward, unlikely to be taken (the VM starts with it).
 const forwardPort = 20000 + (process.pid % 20000);
+// Closes a console window left open, so a failed step does not block the ones after it.
+const closeConsole = async (win: Locator): Promise<void> => {
+  if (await win.isVisible()) await win.getByRole('button', { name: 'Close' }).click();
+};
 const action = (page: Page, section: string, id: string) =>
   page.locator(`section[aria-label="Actions for ${section}"] button[data-action="${id}"]`);
 
@@ -189,10 +193,14 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     await page.locator('.vm-row[data-state="Running"]').waitFor({ timeout: slow(20_000) });
     await action(page, 'e2e-echo', 'connect').click();
     const win = page.getByRole('dialog', { name: /Virtual Machine Connection/ });
-    await win.locator('.xterm-host').click();
-    await page.keyboard.type('after resume');
-    await win.locator('.xterm-rows', { hasText: 'after resume' }).waitFor({ timeout: slow(10_000) });
-    await win.getByRole('button', { name: 'Close' }).click();
+    try {
+      // Typed at once: keys typed while the console attaches are sent once it has.
+      await win.locator('.xterm-host').click();
+      await page.keyboard.type('after resume');
+      await win.locator('.xterm-rows', { hasText: 'after resume' }).waitFor({ timeout: slow(10_000) });
+    } finally {
+      await closeConsole(win);
+    }
   });
 
   it('Reset restarts the guest: its console shows a second boot', async () => {
@@ -203,11 +211,14 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     // The console keeps what the first boot printed; the guest prints its banner again.
     const boots = async (): Promise<number> =>
       ((await win.locator('.xterm-rows').innerText()).match(/echo: ready/g) ?? []).length;
-    const deadline = Date.now() + slow(20_000);
-    while ((await boots()) < 2 && Date.now() < deadline) await page.waitForTimeout(250);
-    assert.equal(await boots(), 2, 'the guest booted a second time');
-    assert.equal(await row(page, 'e2e-echo').getAttribute('data-state'), 'Running');
-    await win.getByRole('button', { name: 'Close' }).click();
+    try {
+      const deadline = Date.now() + slow(20_000);
+      while ((await boots()) < 2 && Date.now() < deadline) await page.waitForTimeout(250);
+      assert.equal(await boots(), 2, 'the guest booted a second time');
+      assert.equal(await row(page, 'e2e-echo').getAttribute('data-state'), 'Running');
+    } finally {
+      await closeConsole(win);
+    }
   });
 
   it('Shut Down waits for the guest, which ignores the power button, then offers Turn Off', async () => {
