@@ -5,7 +5,8 @@
 // together and flushes interleaved; the image must pass qemu-img check and convert to
 // exactly the mirror. Then power loss with requests in flight, with and without a lost page
 // cache: qemu-img check finds no corruption, and every write that completed before the
-// last completed flush reads back.
+// last completed flush reads back. And the refusals (range, read-only, a full queue), and
+// destruction with requests in flight.
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -45,9 +46,9 @@ std::string pattern_bytes(uint64_t size, uint32_t seed) {
   return s;
 }
 
-std::unique_ptr<AsyncDisk> open_aio(BlockDevice& dev, AsyncBackend b) {
+std::unique_ptr<AsyncDisk> open_aio(BlockDevice& dev, AsyncBackend b, unsigned depth = kDepth) {
   try {
-    auto a = dev.open_async(kDepth, b);
+    auto a = dev.open_async(depth, b);
     CHECK(a != nullptr);
     return a;
   } catch (const berth::Error& e) {
@@ -389,3 +390,45 @@ TEST(qcow2_async_crash_consistency_in_flight) {
   crash::crash_after_writes(-1);
   crash::limit_metadata_cache(0);
 }
+
+namespace {
+
+// Range, read-only and queue refusals (nothing queued), and destruction with requests in
+// flight (the AsyncDisk waits for them; the device then still reads what was written).
+void refusals(AsyncBackend b) {
+  TempDir dir;
+  std::string img = dir.file("r.qcow2");
+  CreateOptions co;
+  co.size = 1 << 20;
+  create_disk(img, co);
+  std::vector<uint8_t> buf(8192, 0x3c);
+  iovec iov{buf.data(), buf.size()};
+  {
+    auto dev = open_disk(img);
+    auto aio = open_aio(*dev, b, 2);
+    CHECK_THROWS_CODE(aio->submit({AsyncOp::kRead, (1 << 20) - 4096, {&iov, 1}, 1}), "DISK_RANGE", "outside");
+    aio->submit({AsyncOp::kWrite, 0, {&iov, 1}, 2});     // allocates (through the driver)
+    aio->submit({AsyncOp::kWrite, 8192, {&iov, 1}, 3});  // same cluster: in place, in flight
+    CHECK_THROWS_CODE(aio->submit({AsyncOp::kRead, 0, {&iov, 1}, 4}), "DISK_QUEUE_FULL", "harvest");
+    CHECK_EQ(aio->in_flight(), 2u);
+    aio.reset();  // waits for both writes
+    std::vector<uint8_t> back(16384);
+    dev->read(0, back);
+    CHECK(std::all_of(back.begin(), back.end(), [](uint8_t v) { return v == 0x3c; }));
+  }
+  expect_image_is(img, [&] {
+    std::vector<uint8_t> m(1 << 20, 0);
+    std::fill(m.begin(), m.begin() + 16384, 0x3c);
+    return m;
+  }());
+  OpenOptions ro;
+  ro.read_only = true;
+  auto dev = open_disk(img, ro);
+  auto aio = open_aio(*dev, b, 4);
+  CHECK_THROWS_CODE(aio->submit({AsyncOp::kWrite, 0, {&iov, 1}, 5}), "DISK_READ_ONLY", "read-only");
+  CHECK_EQ(aio->in_flight(), 0u);
+}
+
+}  // namespace
+
+TEST_BOTH_BACKENDS(qcow2_async_refusals_and_destruction_in_flight, refusals)

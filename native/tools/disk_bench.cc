@@ -9,7 +9,7 @@
 // -i picks the path, as it picks qemu-img's AIO backend: sync (the default) is the
 // synchronous BlockDevice interface, exactly what virtio-blk uses today, at depth 1 only;
 // io_uring and threads are the asynchronous path (BlockDevice::open_async, disk/async_disk.h)
-// on that backend, keeping -d requests in flight (raw images and host devices only).
+// on that backend, keeping -d requests in flight (raw and qcow2 images, host devices).
 // -t none (or --direct) asks the driver for O_DIRECT (OpenOptions::direct), as -t none does
 // for qemu-img; -n is accepted and ignored.
 // Offsets follow qemu-img bench (qemu 7.2): the first request is at -o, each next one at

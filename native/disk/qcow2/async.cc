@@ -49,11 +49,18 @@ class Qcow2AsyncDisk final : public AsyncDisk {
     testing::on_crash([](void* self) { static_cast<Qcow2AsyncDisk*>(self)->settle(); }, this);
 #endif
   }
+  // Waits for every request in flight: they complete (the thread pool alone would drop
+  // the ones it has not started), so the device sees all of them before it is used again.
   ~Qcow2AsyncDisk() override {
 #ifdef BERTH_TEST_HOOKS
     testing::on_crash(nullptr, nullptr);
 #endif
-  }  // data_ waits for its requests
+    try {
+      settle();
+    } catch (...) {
+      // The queue failed: data_ still waits for what the kernel has, when it is destroyed.
+    }
+  }
 
   const char* backend() const override { return data_.backend(); }
   const std::string& fallback_reason() const override { return data_.fallback_reason(); }

@@ -13,6 +13,7 @@
 //
 // The AsyncDisk uses the device's descriptors and metadata caches: it must not outlive the
 // device, and the device's synchronous calls must not be used while requests are in flight.
+// Destroying it waits until every request submitted has been carried out.
 #pragma once
 
 #include <memory>
