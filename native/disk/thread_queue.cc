@@ -35,11 +35,10 @@ ThreadQueue::ThreadQueue(unsigned depth) : AsyncQueue(depth) {
 ThreadQueue::~ThreadQueue() {
   {
     std::lock_guard lock(mutex_);
-    stopping_ = true;
-    queued_.clear();  // never started: cancelled
+    stopping_ = true;  // the workers finish what is queued, then end
   }
   work_ready_.notify_all();
-  workers_.clear();  // joins: requests already running finish first
+  workers_.clear();  // joins
 }
 
 void ThreadQueue::enqueue(const AsyncRequest& request) {
@@ -58,8 +57,8 @@ bool ThreadQueue::can_start() const {
 void ThreadQueue::work() {
   std::unique_lock lock(mutex_);
   for (;;) {
-    work_ready_.wait(lock, [this] { return stopping_ || can_start(); });
-    if (stopping_) return;
+    work_ready_.wait(lock, [this] { return (stopping_ && queued_.empty()) || can_start(); });
+    if (stopping_ && queued_.empty()) return;
     AsyncRequest request = queued_.front();
     queued_.pop_front();
     bool flush = request.op == AsyncOp::kFlush;
@@ -72,8 +71,9 @@ void ThreadQueue::work() {
     if (flush) flush_running_ = false;
     done_.push_back({request.tag, result});
     done_ready_.notify_one();
-    // A flush waiting for the running requests to drain, or requests held back by a flush.
-    if (flush) work_ready_.notify_all();
+    // A flush waiting for the running requests to drain, requests held back by a flush, or
+    // (stopping) workers waiting for the queue to empty.
+    if (flush || stopping_) work_ready_.notify_all();
     else if (running_ == 0 && !queued_.empty() && queued_.front().op == AsyncOp::kFlush) work_ready_.notify_one();
   }
 }

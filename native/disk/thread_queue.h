@@ -2,7 +2,8 @@
 // pwritev or fdatasync at a time, used where io_uring is missing or refused (or forced
 // through kBackendEnvVar). Requests start in submission order; a flush waits until every
 // request started before it has finished, and holds back later ones until it is done.
-// Destroying the queue cancels requests no thread has started and waits for the others.
+// Destroying the queue waits for every request submitted, started or not (as io_uring's
+// does): a write handed to the queue is never silently dropped.
 #pragma once
 
 #include <condition_variable>

@@ -180,7 +180,7 @@ void bound_is_enforced(AsyncBackend b) {
 TEST_BOTH_BACKENDS(disk_async_queue_bound_is_enforced, bound_is_enforced)
 
 // Destroyed with requests queued, running and completed-but-unharvested: the destructor
-// waits or cancels, and nothing leaks or touches freed memory (ASan watches).
+// waits for them, and nothing leaks or touches freed memory (ASan watches).
 void destroyed_with_requests_in_flight(AsyncBackend b) {
   constexpr unsigned kDepth = 64;
   constexpr size_t kSize = 256 * 1024;
@@ -204,6 +204,33 @@ void destroyed_with_requests_in_flight(AsyncBackend b) {
   CHECK(file.contents().size() == kDepth * kSize);
 }
 TEST_BOTH_BACKENDS(disk_async_queue_destroyed_with_requests_in_flight, destroyed_with_requests_in_flight)
+
+// Destroyed before any completion is harvested: every write submitted is on the file, on
+// both backends (the thread pool used to drop the ones no thread had started).
+void destroyed_queue_finishes_its_writes(AsyncBackend b) {
+  constexpr unsigned kDepth = 64;
+  constexpr size_t kSize = 64 * 1024;
+  Scratch file(kDepth * kSize);
+  std::vector<AlignedBytes> bufs;
+  std::vector<iovec> iov(kDepth);
+  {
+    auto q = open_queue(kDepth, b);
+    for (unsigned i = 0; i < kDepth; ++i) {
+      bufs.push_back(aligned_alloc_bytes(kSize));
+      std::memset(bufs.back().get(), static_cast<int>(i + 1), kSize);
+      iov[i] = {bufs.back().get(), kSize};
+      q->submit({AsyncOp::kWrite, file.fd, i * kSize, &iov[i], 1, i});
+    }
+    q->commit();
+  }
+  std::vector<uint8_t> data = file.contents();
+  CHECK(data.size() == kDepth * kSize);
+  for (unsigned i = 0; i < kDepth; ++i) {
+    CHECK_EQ(int(data[i * kSize]), int(i + 1));
+    CHECK_EQ(int(data[(i + 1) * kSize - 1]), int(i + 1));
+  }
+}
+TEST_BOTH_BACKENDS(disk_async_queue_destroyed_queue_finishes_its_writes, destroyed_queue_finishes_its_writes)
 
 // Restores an environment variable when it goes out of scope.
 struct EnvGuard {
