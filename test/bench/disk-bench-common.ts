@@ -4,6 +4,7 @@
 import { spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { closeSync, constants, fsyncSync, openSync, rmSync, writeSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 
 export const ROOT = join(__dirname, '..', '..', '..');
@@ -99,4 +100,16 @@ export function qemuSeconds(out: string): number {
   const m = /Run completed in ([\d.]+) seconds/.exec(out);
   if (!m?.[1]) fail(`unexpected qemu-img bench output: ${out}`);
   return Number(m[1]);
+}
+
+// The last lines of a bench: its total time and the host's load (noise in the numbers), then
+// its scratch folder removed.
+export function finishBench(started: number, scratch: string): void {
+  const load = loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
+  process.stdout.write(
+    `\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s; load average now ${load} (other work on the host makes the numbers noisier)\n`,
+  );
+  rmSync(scratch, { recursive: true, force: true });
 }

@@ -29,11 +29,11 @@
 //   back at that flush on both sides. Berth runs evict the image from the page cache first
 //   (--drop-cache), so a buffered open starts as cold as O_DIRECT.
 import { closeSync, existsSync, fsyncSync, mkdtempSync, openSync, rmSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
   directWorks,
   fail,
+  finishBench,
   fmt,
   median,
   ratioText,
@@ -217,13 +217,7 @@ function main(): void {
       '"Berth O_DIRECT: no" means the driver reopened the image buffered (the page cache serves and absorbs I/O).\n',
   );
   process.stdout.write('\nqemu-img at its default queue depth, for context (one run):\n' + table(context));
-  const load = loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-  process.stdout.write(
-    `\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s; load average now ${load} (other work on the host makes the numbers noisier)\n`,
-  );
-  rmSync(scratch, { recursive: true, force: true });
+  finishBench(started, scratch);
 }
 
 main();

@@ -24,11 +24,11 @@
 //   its writes never allocate); the header says so after checking with `qemu-img map`.
 // - REPS alternating runs per row (who goes first alternates), medians.
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import {
   directWorks,
   fail,
+  finishBench,
   fmt,
   median,
   ratioText,
@@ -207,13 +207,7 @@ function main(): void {
     '\nTimed on both sides: the requests until the last one completes, no flush; O_DIRECT on both.\n' +
       '"Berth threads" is the thread-pool backend Berth falls back to where io_uring is refused.\n',
   );
-  const load = loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-  process.stdout.write(
-    `\ntotal ${((Date.now() - started) / 1000).toFixed(0)} s; load average now ${load} (other work on the host makes the numbers noisier)\n`,
-  );
-  rmSync(scratch, { recursive: true, force: true });
+  finishBench(started, scratch);
 }
 
 main();
