@@ -157,7 +157,7 @@ export async function runInLab(command: string[], options: LabOptions = {}): Pro
     // One host thread runs both lab CPUs in turn. With a thread per CPU (multi-threaded TCG)
     // the lab froze in 3 of 7 runs of the virtio-blk and machine-control specs on a host
     // loaded by two busy loops, its CPUs spinning in interrupt delivery; with one thread in
-    // none of 8, taking 53-107 s a run against 50-132 s. But there a guest's vCPUs that
+    // none of 8, taking 53-107 s a run against 50-132 s. But there, a guest's vCPUs that
     // wait on each other (a Linux boot with 2 vCPUs) wait for the emulator's 100 ms time
     // slices: such runs ask for 'multi' (options.tcgThread, or BERTH_LAB_TCG_THREAD).
     ...['-accel', `tcg,thread=${options.tcgThread ?? process.env['BERTH_LAB_TCG_THREAD'] ?? 'single'},tb-size=512`],
