@@ -104,9 +104,14 @@ function qemuMissing(): string | undefined {
   return undefined;
 }
 
+// The last lines of the lab's console, without its heartbeats (watchdog.ts).
 function tail(path: string, lines: number): string {
   if (!existsSync(path)) return '(no console output)';
-  return readFileSync(path, 'utf8').replace(/\r/g, '').split('\n').slice(-lines).join('\n');
+  const all = readFileSync(path, 'utf8').replace(/\r/g, '').split('\n');
+  return all
+    .filter((l) => !l.startsWith('BERTH-LAB-BEAT'))
+    .slice(-lines)
+    .join('\n');
 }
 
 async function runOnHost(command: string[], options: LabOptions): Promise<LabResult> {
