@@ -12,6 +12,13 @@ export const TOOL = join(ROOT, 'native', 'build', 'Release', 'berth-disk-bench')
 export const SCRATCH_PARENT = '/var/tmp'; // a real disk filesystem, not tmpfs
 export const SIZE = 1 << 30;
 
+export type Unit = 'IOPS' | 'MiB/s';
+
+// A run of `count` requests of `size` bytes that took `seconds`, in its unit.
+export function rate(c: { unit: Unit; count: number; size: number }, seconds: number): number {
+  return c.unit === 'IOPS' ? c.count / seconds : (c.count * c.size) / (1 << 20) / seconds;
+}
+
 let scratch = '';
 
 // The folder fail() removes before exiting.

@@ -38,11 +38,13 @@ import {
   median,
   ratioText,
   qemuSeconds,
+  rate,
   run,
   SCRATCH_PARENT,
   SIZE,
   table,
   TOOL,
+  type Unit,
   useScratch,
   writeRawImage,
 } from './disk-bench-common';
@@ -51,7 +53,6 @@ const REPS = 5;
 const STRIDE = 4096 * 40503; // odd multiple of 4 KiB: 262144 distinct offsets before repeating
 
 type Format = 'raw' | 'qcow2';
-type Unit = 'IOPS' | 'MiB/s';
 
 interface Case {
   name: string;
@@ -99,10 +100,6 @@ CASES.push({
   unit: 'IOPS',
   fresh: true,
 });
-
-function rate(c: Case, seconds: number): number {
-  return c.unit === 'IOPS' ? c.count / seconds : (c.count * c.size) / (1 << 20) / seconds;
-}
 
 interface BerthResult {
   ops: number;

@@ -33,11 +33,13 @@ import {
   median,
   ratioText,
   qemuSeconds,
+  rate,
   run,
   SCRATCH_PARENT,
   succeeds,
   table,
   TOOL,
+  type Unit,
   useScratch,
   writeRawImage,
 } from './disk-bench-common';
@@ -46,8 +48,6 @@ const DEPTHS = [1, 8, 32, 64];
 const REPS = 3;
 const STRIDE = 4096 * 40503; // odd multiple of 4 KiB: 262144 distinct offsets before repeating
 const PATTERN = 165; // 0xa5, both tools' default, given explicitly
-
-type Unit = 'IOPS' | 'MiB/s';
 
 interface Case {
   name: string;
@@ -71,10 +71,6 @@ function workload(c: Case, depth: number, format: Format): string[] {
   const args = ['-f', format, '-t', 'none', '-d', `${depth}`, '-c', `${c.count}`, '-s', `${c.size}`, '-S', `${c.step}`];
   if (c.write) args.push('-w', `--pattern=${PATTERN}`);
   return args;
-}
-
-function rate(c: Case, seconds: number): number {
-  return c.unit === 'IOPS' ? c.count / seconds : (c.count * c.size) / (1 << 20) / seconds;
 }
 
 interface BerthResult {
