@@ -70,6 +70,11 @@ class AsyncDisk {
 
   // The error a failed completion stands for (DISK_NO_SPACE or DISK_IO, naming the file).
   virtual Error error_for(const AsyncCompletion& completion) const = 0;
+
+  // For event loops (AsyncQueue::set_completion_fd): the eventfd `fd` gets 1 added whenever
+  // the kernel or the pool finishes a request. Completions a submit() produced at once
+  // (answered without I/O, or run synchronously) signal nothing: harvest after submitting.
+  virtual void set_completion_fd(int fd) = 0;
 };
 
 class FileAsyncDisk final : public AsyncDisk {
@@ -87,6 +92,7 @@ class FileAsyncDisk final : public AsyncDisk {
   void commit() override { queue_->commit(); }
   size_t harvest(std::span<AsyncCompletion> out, unsigned wait_for) override;
   Error error_for(const AsyncCompletion& completion) const override;
+  void set_completion_fd(int fd) override { queue_->set_completion_fd(fd); }
 
  private:
   struct Slot {

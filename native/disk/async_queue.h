@@ -77,6 +77,11 @@ class AsyncQueue {
 
   void set_fallback_reason(std::string reason) { fallback_reason_ = std::move(reason); }
 
+  // From now on every completion the backend produces also adds 1 to the eventfd `fd`
+  // (duplicated), so an event loop can wait for completions among its other sources
+  // instead of blocking in harvest(). Throws DISK_IO if the kernel refuses.
+  virtual void set_completion_fd(int fd) = 0;
+
  protected:
   explicit AsyncQueue(unsigned depth);
   virtual void enqueue(const AsyncRequest& request) = 0;

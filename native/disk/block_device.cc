@@ -2,6 +2,7 @@
 
 #include "common/error.h"
 #include "disk/async_disk.h"
+#include "disk/serial_async_disk.h"
 
 namespace berth::disk {
 
@@ -30,7 +31,9 @@ void BlockDevice::writev(uint64_t offset, std::span<const std::span<const uint8_
   }
 }
 
-std::unique_ptr<AsyncDisk> BlockDevice::open_async(unsigned, AsyncBackend) { return nullptr; }
+std::unique_ptr<AsyncDisk> BlockDevice::open_async(unsigned depth, AsyncBackend) {
+  return std::make_unique<SerialAsyncDisk>(*this, depth);
+}
 
 void BlockDevice::resize(uint64_t) {
   throw Error("DISK_UNSUPPORTED", std::string(format_name(info().format)) + " images cannot be resized");

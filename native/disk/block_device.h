@@ -83,7 +83,8 @@ class BlockDevice {
   virtual BlockDevice* backing() const { return nullptr; }
 
   // An asynchronous path to the data (disk/async_disk.h) with at most depth requests in
-  // flight, or nullptr where the format has none yet (its synchronous calls are the path).
+  // flight. Formats without a parallel path get the default: their synchronous calls on a
+  // thread of their own (disk/serial_async_disk.h), whatever backend was asked for.
   virtual std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend = AsyncBackend::kAuto);
 
   // Format-specific maintenance, used by the Edit Disk operations. The defaults throw

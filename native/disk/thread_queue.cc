@@ -1,9 +1,12 @@
 #include "disk/thread_queue.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+
+#include "common/error.h"
 
 namespace berth::disk {
 
@@ -71,11 +74,22 @@ void ThreadQueue::work() {
     if (flush) flush_running_ = false;
     done_.push_back({request.tag, result});
     done_ready_.notify_one();
+    if (completion_fd_.valid()) {
+      uint64_t one = 1;
+      (void)!::write(completion_fd_.get(), &one, sizeof one);  // a full counter still wakes the reader
+    }
     // A flush waiting for the running requests to drain, requests held back by a flush, or
     // (stopping) workers waiting for the queue to empty.
     if (flush || stopping_) work_ready_.notify_all();
     else if (running_ == 0 && !queued_.empty() && queued_.front().op == AsyncOp::kFlush) work_ready_.notify_one();
   }
+}
+
+void ThreadQueue::set_completion_fd(int fd) {
+  int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) throw SystemError("DISK_IO", "cannot duplicate the disk completion eventfd", errno);
+  std::lock_guard lock(mutex_);
+  completion_fd_ = UniqueFd(copy);
 }
 
 size_t ThreadQueue::collect(std::span<AsyncCompletion> out, unsigned wait_for) {

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/unique_fd.h"
 #include "disk/async_queue.h"
 
 namespace berth::disk {
@@ -26,6 +27,7 @@ class ThreadQueue final : public AsyncQueue {
 
   const char* backend() const override { return "threads"; }
   void commit() override {}  // workers start requests as they are submitted
+  void set_completion_fd(int fd) override;
 
  private:
   void enqueue(const AsyncRequest& request) override;
@@ -41,6 +43,7 @@ class ThreadQueue final : public AsyncQueue {
   unsigned running_ = 0;
   bool flush_running_ = false;
   bool stopping_ = false;
+  UniqueFd completion_fd_;  // under mutex_
   std::vector<std::jthread> workers_;  // last: joined before the state above goes
 };
 

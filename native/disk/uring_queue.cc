@@ -1,5 +1,7 @@
 #include "disk/uring_queue.h"
 
+#include <fcntl.h>
+
 #include <cerrno>
 
 #include "common/error.h"
@@ -32,6 +34,17 @@ UringQueue::~UringQueue() {
   } catch (...) {
     // The ring is torn down below; io_uring_queue_exit lets the kernel cancel what is left.
   }
+}
+
+void UringQueue::set_completion_fd(int fd) {
+  int copy = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) throw SystemError("DISK_IO", "cannot duplicate the disk completion eventfd", errno);
+  UniqueFd owned(copy);
+  io_uring* ring = ring_.get();
+  if (completion_fd_.valid()) io_uring_unregister_eventfd(ring);
+  int rc = io_uring_register_eventfd(ring, owned.get());
+  if (rc < 0) throw SystemError("DISK_IO", "io_uring refused the disk completion eventfd", -rc);
+  completion_fd_ = std::move(owned);
 }
 
 void UringQueue::enqueue(const AsyncRequest& request) {

@@ -8,6 +8,7 @@
 
 #include <memory>
 
+#include "common/unique_fd.h"
 #include "disk/async_queue.h"
 
 namespace berth::disk {
@@ -37,6 +38,7 @@ class UringQueue final : public AsyncQueue {
 
   const char* backend() const override { return "io_uring"; }
   void commit() override;
+  void set_completion_fd(int fd) override;
 
  private:
   explicit UringQueue(unsigned depth) : AsyncQueue(depth) {}
@@ -44,6 +46,7 @@ class UringQueue final : public AsyncQueue {
   size_t collect(std::span<AsyncCompletion> out, unsigned wait_for) override;
   size_t take_ready(std::span<AsyncCompletion> out);
 
+  UniqueFd completion_fd_;  // registered with the ring; io_uring keeps its own reference
   IoUring ring_;
 };
 

@@ -3,7 +3,9 @@
 // vectored, with flushes) checked request by request and at the end against an in-memory
 // model (and the same on a host block device, a loop device, where one can be set up); the
 // end of a file that shrank behind the disk's back; range, read-only and queue
-// errors; and destruction with requests in flight.
+// errors; destruction with requests in flight; and the serial path of VHDX and VHD.
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/uio.h>
 
 #include <algorithm>
@@ -14,6 +16,7 @@
 
 #include "disk/aligned_io.h"
 #include "disk/async_disk.h"
+#include "common/unique_fd.h"
 #include "disk/block_device.h"
 #include "tests/async_test_helpers.h"
 
@@ -253,15 +256,80 @@ TEST_BOTH_BACKENDS(disk_async_raw_end_of_file_reads_as_zeroes, end_of_file_reads
 TEST_BOTH_BACKENDS(disk_async_raw_refusals, refusals)
 TEST_BOTH_BACKENDS(disk_async_raw_destroyed_with_requests_in_flight, destroyed_with_requests_in_flight)
 
-TEST(disk_async_other_formats_have_no_async_path_yet) {
+// VHDX and VHD have no parallel path: open_async gives their synchronous driver on a thread
+// of its own. Eight writes in flight at once, a flush and eight reads come back through the
+// completion eventfd; qemu-img then finds the image clean and the data where it was written.
+TEST(disk_async_vhdx_and_vhd_run_their_driver_on_a_serial_thread) {
   TempDir dir;
-  for (Format f : {Format::kVhdx, Format::kVhd}) {  // qcow2 has one (test_disk_qcow2_async.cc)
+  for (Format f : {Format::kVhdx, Format::kVhd}) {
     CreateOptions co;
     co.format = f;
-    co.size = 1 << 20;
+    co.size = 4 << 20;
     std::string path = dir.file(std::string("d.") + format_name(f));
     create_disk(path, co);
     auto disk = open_disk(path);
-    CHECK(disk->open_async(8) == nullptr);
+    auto aio = disk->open_async(8);
+    CHECK_STR(aio->backend(), "serial");
+    CHECK_STR(aio->fallback_reason(), std::string("the ") + format_name(f) + " driver has no parallel path");
+    berth::UniqueFd done(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    aio->set_completion_fd(done.get());
+
+    constexpr unsigned kN = 8, kBlock = 4096;
+    std::vector<std::vector<uint8_t>> data(kN, std::vector<uint8_t>(kBlock));
+    std::vector<iovec> iov(kN);
+    for (unsigned i = 0; i < kN; ++i) {
+      for (unsigned j = 0; j < kBlock; ++j) data[i][j] = pattern(i, j);
+      iov[i] = {data[i].data(), kBlock};
+      // Every other block, spread over the disk so several blocks get allocated.
+      aio->submit({AsyncOp::kWrite, uint64_t{i} * (512 << 10), std::span<const iovec>(&iov[i], 1), i});
+    }
+    CHECK_THROWS_CODE(aio->submit({AsyncOp::kFlush, 0, {}, 99}), "DISK_QUEUE_FULL", "8 requests in flight");
+    CHECK_THROWS_CODE(aio->submit({AsyncOp::kRead, co.size - 512, std::span<const iovec>(&iov[0], 1), 98}),
+                      "DISK_RANGE", "outside");
+    pollfd p{done.get(), POLLIN, 0};
+    CHECK_EQ(::poll(&p, 1, 10000), 1);  // the eventfd says completions are there
+    AsyncCompletion got[kN];
+    size_t n = 0;
+    while (n < kN) n += aio->harvest(std::span<AsyncCompletion>(got + n, kN - n), 1);
+    for (const auto& c : got) CHECK_EQ(c.result, int64_t{kBlock});
+    aio->submit({AsyncOp::kFlush, 0, {}, 100});
+    CHECK_EQ(aio->harvest(std::span<AsyncCompletion>(got, 1), 1), size_t{1});
+    CHECK_EQ(got[0].result, int64_t{0});
+
+    std::vector<std::vector<uint8_t>> back(kN, std::vector<uint8_t>(kBlock));
+    for (unsigned i = 0; i < kN; ++i) {
+      iov[i] = {back[i].data(), kBlock};
+      aio->submit({AsyncOp::kRead, uint64_t{i} * (512 << 10), std::span<const iovec>(&iov[i], 1), i});
+    }
+    n = 0;
+    while (n < kN) n += aio->harvest(std::span<AsyncCompletion>(got + n, kN - n), 1);
+    for (unsigned i = 0; i < kN; ++i) CHECK(back[i] == data[i]);
+    aio.reset();
+    disk.reset();
+
+    std::string fmt = f == Format::kVhd ? "vpc" : "vhdx";
+    if (f == Format::kVhdx) CHECK_EQ(berth::test::rvh::run("qemu-img check -q -f vhdx '" + path + "'").rc, 0);
+    std::string raw = path + ".raw";
+    CHECK_EQ(berth::test::rvh::run("qemu-img convert -f " + fmt + " -O raw '" + path + "' '" + raw + "'").rc, 0);
+    std::string all = berth::test::rvh::read_whole(raw);
+    for (unsigned i = 0; i < kN; ++i) {
+      CHECK(std::memcmp(all.data() + uint64_t{i} * (512 << 10), data[i].data(), kBlock) == 0);
+    }
   }
+}
+
+TEST(disk_async_serial_path_refuses_writes_to_a_read_only_image) {
+  TempDir dir;
+  CreateOptions co;
+  co.format = Format::kVhd;
+  co.size = 1 << 20;
+  std::string path = dir.file("ro.vhd");
+  create_disk(path, co);
+  auto disk = open_disk(path, {.read_only = true});
+  auto aio = disk->open_async(2);
+  uint8_t buf[512] = {};
+  iovec v{buf, sizeof buf};
+  CHECK_THROWS_CODE(aio->submit({AsyncOp::kWrite, 0, std::span<const iovec>(&v, 1), 1}), "DISK_READ_ONLY",
+                    "read-only");
+  CHECK_EQ(aio->in_flight(), 0u);
 }

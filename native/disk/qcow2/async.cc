@@ -71,6 +71,7 @@ class Qcow2AsyncDisk final : public AsyncDisk {
 
   void submit(const DiskRequest& r) override;
   void commit() override { data_.commit(); }
+  void set_completion_fd(int fd) override { data_.set_completion_fd(fd); }
   size_t harvest(std::span<AsyncCompletion> out, unsigned wait_for) override;
 
   Error error_for(const AsyncCompletion& c) const override {
