@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -219,7 +220,9 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
       throw Error("DISK_FORMAT_MISMATCH", d.path + " is a " + disk::format_name(image->info().format) +
                                               " image, not " + d.format);
     }
-    add_virtio(std::make_shared<devices::virtio::VirtioBlk>(std::move(image), d.serial, d.read_only));
+    // A request queue per vCPU, so a guest's CPUs do not contend for one ring.
+    auto queues = static_cast<uint16_t>(std::min<uint32_t>(config_.vcpu_count, devices::virtio::VirtioBlk::kMaxQueues));
+    add_virtio(std::make_shared<devices::virtio::VirtioBlk>(std::move(image), d.serial, d.read_only, queues));
   }
   for (const auto& nic : config_.nics) {
     auto net = std::make_shared<devices::virtio::VirtioNet>(nic.mac, devices::net::open_backend(nic));

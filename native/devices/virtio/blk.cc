@@ -18,29 +18,39 @@ void put(uint8_t* base, size_t at, T v) {
   std::memcpy(base + at, &v, sizeof v);
 }
 
+size_t segment_size(const iovec& v) { return v.iov_len; }
+size_t segment_size(std::span<const uint8_t> s) { return s.size(); }
+
+bool is_data(uint32_t type) { return type == kBlkTypeIn || type == kBlkTypeOut; }
+
 }  // namespace
 
-VirtioBlk::VirtioBlk(std::unique_ptr<disk::BlockDevice> disk, std::string serial, bool read_only)
+VirtioBlk::VirtioBlk(std::unique_ptr<disk::BlockDevice> disk, std::string serial, bool read_only, uint16_t queues)
     : disk_(std::move(disk)), serial_(std::move(serial)) {
   if (serial_.size() > kBlkIdBytes) serial_.resize(kBlkIdBytes);
+  if (queues == 0 || queues > kMaxQueues) {
+    throw Error("VIRTIO_SETUP", "virtio-blk takes 1 to " + std::to_string(kMaxQueues) + " queues, not " +
+                                    std::to_string(queues));
+  }
+  queues_.resize(queues);
   read_only_ = read_only || disk_->read_only();
   capacity_sectors_ = disk_->capacity() / kSector;
   blk_size_ = disk_->logical_block_size();
   if (blk_size_ < kSector || (blk_size_ & (blk_size_ - 1)) != 0) blk_size_ = kSector;
-  worker_ = std::thread([this] { worker_loop(); });
+  aio_ = disk_->open_async(kDepth);
 }
 
 VirtioBlk::~VirtioBlk() {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    stop_ = true;
+  try {
+    drop_everything();
+  } catch (...) {
+    // The disk's queue failed; destroying it still waits for what the kernel holds.
   }
-  work_cv_.notify_all();
-  if (worker_.joinable()) worker_.join();
 }
 
 uint64_t VirtioBlk::device_features() const {
   uint64_t f = kBlkFeatureSizeMax | kBlkFeatureSegMax | kBlkFeatureBlkSize | kBlkFeatureFlush;
+  if (queues_.size() > 1) f |= kBlkFeatureMq;
   if (read_only_) return f | kBlkFeatureRo;
   return f | kBlkFeatureDiscard | kBlkFeatureWriteZeroes;
 }
@@ -52,7 +62,8 @@ void VirtioBlk::read_config(uint32_t offset, std::span<uint8_t> data) {
   put<uint32_t>(c, 12, kSegMax);
   // geometry (16..19) stays 0: VIRTIO_BLK_F_GEOMETRY is not offered.
   put<uint32_t>(c, 20, blk_size_);
-  // topology (24..31), writeback (32), num_queues (34): features not offered.
+  // topology (24..31), writeback (32): features not offered.
+  put<uint16_t>(c, 34, static_cast<uint16_t>(queues_.size()));
   put<uint32_t>(c, 36, kMaxDiscardSectors);
   put<uint32_t>(c, 40, kMaxDiscardSeg);
   put<uint32_t>(c, 44, 1);  // discard_sector_alignment, in sectors
@@ -63,93 +74,215 @@ void VirtioBlk::read_config(uint32_t offset, std::span<uint8_t> data) {
 }
 
 void VirtioBlk::activate(std::span<Virtqueue> queues, uint64_t /*features*/) {
-  queue_ = queues[0].active() ? &queues[0] : nullptr;
-  inflight_ = 0;
-  throttled_ = false;
+  if (aio_ && !completion_fd_set_) {
+    aio_->set_completion_fd(context_->completion_fd());
+    completion_fd_set_ = true;
+  }
+  for (size_t q = 0; q < queues_.size(); ++q) {
+    queues_[q] = QueueState{};
+    if (q < queues.size() && queues[q].active()) queues_[q].ring = &queues[q];
+  }
+}
+
+// Returns every request to the pool without answering it; the ones on the disk are waited
+// for first, so nothing touches guest memory once this returns.
+void VirtioBlk::drop_everything() {
+  for (Request* r : backlog_) free_.push_back(r);
+  backlog_.clear();
+  disk::AsyncCompletion got[16];
+  while (aio_ && !on_disk_.empty()) {
+    size_t n = aio_->harvest(got, 1);
+    for (size_t i = 0; i < n; ++i) {
+      auto* r = reinterpret_cast<Request*>(got[i].tag);
+      std::erase(on_disk_, r);
+      free_.push_back(r);
+    }
+  }
+  on_disk_.clear();
 }
 
 void VirtioBlk::reset() {
-  std::unique_lock<std::mutex> lock(mu_);
-  // Requests not started yet are dropped; the one in progress finishes first, so nothing
-  // touches guest memory once this returns.
-  for (auto& r : pending_) free_.push_back(std::move(r));
-  pending_.clear();
-  idle_cv_.wait(lock, [&] { return !busy_; });
-  for (auto& r : done_) free_.push_back(std::move(r));
-  done_.clear();
-  queue_ = nullptr;
-  inflight_ = 0;
-  throttled_ = false;
-}
-
-void VirtioBlk::wait_idle() {
-  std::unique_lock<std::mutex> lock(mu_);
-  idle_cv_.wait(lock, [&] { return !busy_ && pending_.empty(); });
+  drop_everything();
+  for (auto& q : queues_) q = QueueState{};
 }
 
 void VirtioBlk::close_disk() {
-  wait_idle();
-  std::lock_guard<std::mutex> lock(mu_);
+  drop_everything();
+  aio_.reset();
   disk_.reset();
 }
 
-uint64_t VirtioBlk::completed_requests() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return completed_;
-}
+std::string VirtioBlk::io_backend() const { return aio_ ? aio_->backend() : ""; }
 
 void VirtioBlk::queue_notify(uint16_t queue) {
-  if (queue == 0) process_queue();
+  if (queue < queues_.size()) pop_queue(queue);
+  run();
 }
 
-void VirtioBlk::finish_now(Request& req, uint8_t status) {
-  *req.status = status;
-  queue_->push_used(req.head, req.written ? req.written : 1);
+void VirtioBlk::complete() { run(); }
+
+void VirtioBlk::run_until_idle() {
+  for (;;) {
+    run();
+    if (on_disk_.empty()) return;
+    take_completions(1);
+  }
 }
 
-void VirtioBlk::process_queue() {
-  if (!queue_) return;
-  bool used = false, handed = false;
+// Starts what can start and answers what is done until neither moves, then interrupts the
+// driver once per queue that got answers.
+void VirtioBlk::run() {
+  for (;;) {
+    bool progress = false;
+    for (uint16_t q = 0; q < queues_.size(); ++q) {
+      if (queues_[q].throttled && queues_[q].ring && queues_[q].outstanding < queues_[q].ring->size) {
+        queues_[q].throttled = false;
+        progress |= pop_queue(q);
+      }
+    }
+    progress |= start_backlog();
+    progress |= take_completions(0);
+    if (!progress) break;
+  }
+  for (uint16_t q = 0; q < queues_.size(); ++q) {
+    if (queues_[q].used) {
+      queues_[q].used = false;
+      context_->signal_used(q);
+    }
+  }
+}
+
+VirtioBlk::Request* VirtioBlk::new_request() {
+  if (free_.empty()) {
+    pool_.push_back(std::make_unique<Request>());
+    return pool_.back().get();
+  }
+  Request* r = free_.back();
+  free_.pop_back();
+  return r;
+}
+
+void VirtioBlk::finish(Request* req, uint8_t status) {
+  if (status != kBlkStatusOk) req->written = 1;
+  *req->status = status;
+  QueueState& q = queues_[req->queue];
+  if (q.ring) {
+    q.ring->push_used(req->head, req->written);
+    q.used = true;
+    if (q.outstanding) --q.outstanding;
+  }
+  completed_.fetch_add(1, std::memory_order_relaxed);
+  free_.push_back(req);
+}
+
+bool VirtioBlk::pop_queue(uint16_t queue) {
+  QueueState& q = queues_[queue];
+  if (!q.ring) return false;
+  bool any = false;
   for (;;) {
     // A driver may offer chains faster than the disk completes them (even reuse heads it
     // has not got back): never hold more than one queue's worth.
-    if (inflight_ >= queue_->size) {
-      throttled_ = true;
+    if (q.outstanding >= q.ring->size) {
+      q.throttled = true;
       break;
     }
-    if (queue_->pop(chain_) != Virtqueue::Pop::kChain) break;
+    if (q.ring->pop(chain_) != Virtqueue::Pop::kChain) break;
     if (chain_.writable_bytes == 0) {
       context_->fail("virtio-blk: request without a device-writable status byte");
       break;
     }
-    std::unique_ptr<Request> req;
-    if (free_.empty()) {
-      req = std::make_unique<Request>();
-    } else {
-      req = std::move(free_.back());
-      free_.pop_back();
-    }
+    any = true;
+    Request* req = new_request();
+    req->queue = queue;
+    ++q.outstanding;
     uint8_t status = kBlkStatusOk;
-    if (!parse(*req, status)) {
-      finish_now(*req, status);
-      used = true;
-      free_.push_back(std::move(req));
+    if (parse(*req, status)) {
+      backlog_.push_back(req);
+    } else {
+      finish(req, status);
+    }
+  }
+  return any;
+}
+
+bool VirtioBlk::conflicts(const Request& req) const {
+  for (const Request* r : on_disk_) {
+    if (!is_data(r->type) || (r->type != kBlkTypeOut && req.type != kBlkTypeOut)) continue;
+    if (req.begin < r->end && r->begin < req.end) return true;
+  }
+  return false;
+}
+
+bool VirtioBlk::start_backlog() {
+  bool any = false;
+  while (!backlog_.empty()) {
+    Request* req = backlog_.front();
+    if (!aio_) {  // closed
+      backlog_.pop_front();
+      finish(req, kBlkStatusIoErr);
+      any = true;
       continue;
     }
-    ++inflight_;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      pending_.push_back(std::move(req));
+    if (req->type == kBlkTypeDiscard || req->type == kBlkTypeWriteZeroes) {
+      if (!on_disk_.empty()) break;  // the synchronous driver runs alone
+      backlog_.pop_front();
+      uint8_t status = kBlkStatusIoErr;
+      try {
+        status = do_segments(*req);
+      } catch (const std::exception&) {
+        status = kBlkStatusIoErr;
+      }
+      finish(req, status);
+      any = true;
+      continue;
     }
-    handed = true;
+    if (on_disk_.size() >= aio_->depth() || conflicts(*req)) break;
+    backlog_.pop_front();
+    any = true;
+    disk::DiskRequest dr;
+    dr.op = req->type == kBlkTypeIn ? disk::AsyncOp::kRead
+            : req->type == kBlkTypeOut ? disk::AsyncOp::kWrite
+                                       : disk::AsyncOp::kFlush;
+    dr.offset = req->begin;
+    dr.iov = req->data;
+    dr.tag = reinterpret_cast<uint64_t>(req);
+    try {
+      aio_->submit(dr);
+    } catch (const std::exception&) {
+      finish(req, kBlkStatusIoErr);  // refused: nothing was queued
+      continue;
+    }
+    on_disk_.push_back(req);
+    unsigned n = static_cast<unsigned>(on_disk_.size());
+    if (n > peak_in_flight_.load(std::memory_order_relaxed)) peak_in_flight_.store(n, std::memory_order_relaxed);
   }
-  if (handed) work_cv_.notify_one();
-  if (used) context_->signal_used(0);
+  if (any && aio_) aio_->commit();
+  return any;
+}
+
+bool VirtioBlk::take_completions(unsigned wait_for) {
+  if (!aio_ || on_disk_.empty()) return false;
+  disk::AsyncCompletion got[32];
+  bool any = false;
+  for (;;) {
+    size_t n = aio_->harvest(got, wait_for);
+    for (size_t i = 0; i < n; ++i) {
+      auto* req = reinterpret_cast<Request*>(got[i].tag);
+      std::erase(on_disk_, req);
+      uint64_t expected = 0;
+      for (const iovec& v : req->data) expected += v.iov_len;
+      bool ok = req->type == kBlkTypeFlush ? got[i].result == 0 : got[i].result == static_cast<int64_t>(expected);
+      finish(req, ok ? kBlkStatusOk : kBlkStatusIoErr);
+    }
+    any |= n > 0;
+    if (n < std::size(got)) return any;
+    wait_for = 0;
+  }
 }
 
 bool VirtioBlk::parse(Request& req, uint8_t& status) {
   req.head = chain_.head;
-  req.in.clear();
+  req.data.clear();
   req.out.clear();
   req.written = 1;
   auto& last = chain_.writable.back();
@@ -172,9 +305,13 @@ bool VirtioBlk::parse(Request& req, uint8_t& status) {
     for (auto s : chain_.writable) {
       if (left == 0) break;
       size_t n = std::min<uint64_t>(s.size(), left);
-      req.in.push_back(s.subspan(0, n));
+      req.data.push_back({s.data(), n});
       left -= n;
     }
+  };
+  auto out_as_data = [&] {
+    for (auto s : req.out) req.data.push_back({const_cast<uint8_t*>(s.data()), s.size()});  // only read
+    req.out.clear();
   };
   auto collect_out = [&] {
     uint64_t skip = kHeaderBytes;
@@ -190,7 +327,7 @@ bool VirtioBlk::parse(Request& req, uint8_t& status) {
   auto segments_ok = [&](const auto& list) {
     if (list.size() > kSegMax) return false;
     for (const auto& s : list) {
-      if (s.size() > kSizeMax) return false;
+      if (segment_size(s) > kSizeMax) return false;
     }
     return true;
   };
@@ -202,11 +339,14 @@ bool VirtioBlk::parse(Request& req, uint8_t& status) {
   switch (req.type) {
     case kBlkTypeIn:
       collect_in();
-      if (!segments_ok(req.in) || in_bytes % kSector != 0 || !in_range(in_bytes)) {
+      if (!segments_ok(req.data) || in_bytes % kSector != 0 || !in_range(in_bytes)) {
         status = kBlkStatusIoErr;
         return false;
       }
       req.written = static_cast<uint32_t>(in_bytes + 1);
+      req.begin = req.sector * kSector;
+      req.end = req.begin + in_bytes;
+      if (in_bytes == 0) return false;  // nothing to read: OK at once
       return true;
     case kBlkTypeOut:
       collect_out();
@@ -214,9 +354,12 @@ bool VirtioBlk::parse(Request& req, uint8_t& status) {
         status = kBlkStatusIoErr;
         return false;
       }
-      return true;
+      out_as_data();
+      req.begin = req.sector * kSector;
+      req.end = req.begin + out_bytes;
+      return out_bytes != 0;  // nothing to write: OK at once
     case kBlkTypeFlush:
-      return true;
+      return !read_only_;  // nothing a read-only disk could owe: OK at once
     case kBlkTypeGetId: {
       uint8_t id[kBlkIdBytes] = {};
       std::memcpy(id, serial_.data(), serial_.size());
@@ -242,7 +385,6 @@ bool VirtioBlk::parse(Request& req, uint8_t& status) {
   }
 }
 
-// Worker thread. Segments are copied out of guest memory once, all checked, then applied.
 uint8_t VirtioBlk::do_segments(const Request& req) {
   struct Segment {
     uint64_t sector;
@@ -278,65 +420,5 @@ uint8_t VirtioBlk::do_segments(const Request& req) {
   return kBlkStatusOk;
 }
 
-void VirtioBlk::execute(Request& req) {
-  uint8_t status = kBlkStatusOk;
-  try {
-    if (!disk_) throw Error("DISK_IO", "the disk is closed");
-    switch (req.type) {
-      case kBlkTypeIn: disk_->readv(req.sector * kSector, req.in); break;
-      case kBlkTypeOut: disk_->writev(req.sector * kSector, req.out); break;
-      case kBlkTypeFlush:
-        if (!read_only_) disk_->flush();
-        break;
-      case kBlkTypeDiscard:
-      case kBlkTypeWriteZeroes: status = do_segments(req); break;
-      default: status = kBlkStatusUnsupp; break;
-    }
-  } catch (const std::exception&) {
-    status = kBlkStatusIoErr;
-  }
-  if (status != kBlkStatusOk) req.written = 1;
-  *req.status = status;
-}
-
-void VirtioBlk::worker_loop() {
-  std::unique_lock<std::mutex> lock(mu_);
-  for (;;) {
-    work_cv_.wait(lock, [&] { return stop_ || !pending_.empty(); });
-    if (stop_) return;
-    std::unique_ptr<Request> req = std::move(pending_.front());
-    pending_.pop_front();
-    busy_ = true;
-    lock.unlock();
-    execute(*req);
-    lock.lock();
-    done_.push_back(std::move(req));
-    ++completed_;
-    // Posted while still busy: reset() (and the transport's destruction after it) waits
-    // for busy_ to drop, so the transport is alive here.
-    context_->post_completion();
-    busy_ = false;
-    idle_cv_.notify_all();
-  }
-}
-
-void VirtioBlk::complete() {
-  std::vector<std::unique_ptr<Request>> batch;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    batch.swap(done_);
-  }
-  if (batch.empty() || !queue_) return;
-  for (auto& r : batch) {
-    queue_->push_used(r->head, r->written);
-    if (inflight_) --inflight_;
-    free_.push_back(std::move(r));
-  }
-  context_->signal_used(0);
-  if (throttled_) {
-    throttled_ = false;
-    process_queue();
-  }
-}
 
 }  // namespace berth::devices::virtio

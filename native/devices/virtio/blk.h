@@ -1,9 +1,16 @@
 // virtio-blk (virtio 1.x 5.2, device id 2) over one disk::BlockDevice, with one request
-// queue. Requests are parsed and checked on the transport's I/O thread; the disk I/O runs
-// on the device's own worker thread (a BlockDevice is not thread-safe: this worker is its
-// only user while the device exists), strictly in arrival order, so writes reach the image
-// in the order the driver queued them and FLUSH covers everything queued before it. The
-// worker hands finished requests back through DeviceContext::post_completion().
+// queue per vCPU up to kMaxQueues (VIRTIO_BLK_F_MQ). Requests are parsed and checked on the
+// transport's I/O thread and handed to the disk's asynchronous path (disk/async_disk.h:
+// io_uring, a thread pool, or the driver on a thread of its own for formats without a
+// parallel path), up to kDepth in flight at once, from all queues together; they complete
+// in whatever order the disk finishes them. The disk signals completions on the
+// transport's completion eventfd, so the I/O thread never blocks on the disk.
+//
+// Order where it matters: a request that overlaps one in flight, where either writes,
+// waits until that one is done (and everything queued behind it waits too, so requests
+// leave the device's backlog in arrival order); FLUSH is a barrier in the disk's queue,
+// covering every write before it; DISCARD and WRITE_ZEROES go through the synchronous
+// driver once nothing else is in flight.
 //
 // A request the device can answer is answered: a short header, a missing data area, a
 // sector range outside the disk, a length that is not a multiple of 512, more segments
@@ -13,16 +20,17 @@
 // malformed queue) leaves no way to answer: that sets DEVICE_NEEDS_RESET.
 #pragma once
 
-#include <condition_variable>
+#include <sys/uio.h>
+
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "devices/virtio/virtio_device.h"
+#include "disk/async_disk.h"
 #include "disk/block_device.h"
 
 namespace berth::devices::virtio {
@@ -33,6 +41,7 @@ constexpr uint64_t kBlkFeatureSegMax = 1ull << 2;
 constexpr uint64_t kBlkFeatureRo = 1ull << 5;
 constexpr uint64_t kBlkFeatureBlkSize = 1ull << 6;
 constexpr uint64_t kBlkFeatureFlush = 1ull << 9;
+constexpr uint64_t kBlkFeatureMq = 1ull << 12;
 constexpr uint64_t kBlkFeatureDiscard = 1ull << 13;
 constexpr uint64_t kBlkFeatureWriteZeroes = 1ull << 14;
 
@@ -52,6 +61,11 @@ constexpr size_t kBlkIdBytes = 20;
 class VirtioBlk final : public VirtioDevice {
  public:
   static constexpr uint16_t kQueueSize = 256;
+  // Requests on the disk at once, from all queues (the disk layer's bound).
+  static constexpr unsigned kDepth = disk::kMaxInFlight;
+  // Request queues at most (one per vCPU up to this: more buys nothing on a device whose
+  // requests all meet on one I/O thread).
+  static constexpr uint16_t kMaxQueues = 8;
   // Data segments per request (descriptors other than the header and the status).
   static constexpr uint32_t kSegMax = kQueueSize - 2;
   // Largest data segment; requests are at most kSegMax * kSizeMax bytes.
@@ -63,13 +77,16 @@ class VirtioBlk final : public VirtioDevice {
   static constexpr uint32_t kConfigSize = 60;  // struct virtio_blk_config up to unused1
 
   // serial: GET_ID's answer (at most 20 bytes; longer is cut). read_only: the disk is
-  // offered with VIRTIO_BLK_F_RO (also when the BlockDevice itself is read-only).
-  VirtioBlk(std::unique_ptr<disk::BlockDevice> disk, std::string serial, bool read_only = false);
-  ~VirtioBlk() override;  // stops and joins the worker
+  // offered with VIRTIO_BLK_F_RO (also when the BlockDevice itself is read-only). queues:
+  // request queues (1..kMaxQueues; more than one offers VIRTIO_BLK_F_MQ). Opens the disk's
+  // asynchronous path; throws its berth::Error if that fails.
+  VirtioBlk(std::unique_ptr<disk::BlockDevice> disk, std::string serial, bool read_only = false,
+            uint16_t queues = 1);
+  ~VirtioBlk() override;  // waits for the requests on the disk
 
   uint32_t device_id() const override { return kDeviceIdBlock; }
   uint64_t device_features() const override;
-  uint16_t queue_count() const override { return 1; }
+  uint16_t queue_count() const override { return static_cast<uint16_t>(queues_.size()); }
   uint16_t queue_max_size(uint16_t) const override { return kQueueSize; }
   uint32_t config_size() const override { return kConfigSize; }
   void read_config(uint32_t offset, std::span<uint8_t> data) override;
@@ -83,54 +100,67 @@ class VirtioBlk final : public VirtioDevice {
   // flight). Later requests, if any, get IOERR.
   void close_disk();
 
-  // Blocks until the worker has nothing queued or running (tests and fuzzing).
-  void wait_idle();
+  // Without a transport thread (tests and fuzzing): carries out everything the queues
+  // hold, waiting for the disk, and returns when nothing is left in flight.
+  void run_until_idle();
 
   bool read_only() const { return read_only_; }
-  // Requests completed since creation (diagnostics and tests).
-  uint64_t completed_requests() const;
+  // The disk's asynchronous path: "io_uring", "threads" or "serial" ("" once closed).
+  std::string io_backend() const;
+  // Requests completed since creation, and the most that were on the disk at once
+  // (diagnostics and tests; any thread).
+  uint64_t completed_requests() const { return completed_.load(std::memory_order_relaxed); }
+  unsigned peak_in_flight() const { return peak_in_flight_.load(std::memory_order_relaxed); }
 
  private:
   struct Request {
+    uint16_t queue = 0;
     uint16_t head = 0;
     uint32_t type = 0;
     uint64_t sector = 0;
-    std::vector<std::span<uint8_t>> in;         // IN: where the data goes
-    std::vector<std::span<const uint8_t>> out;  // OUT: the data; DISCARD/WRITE_ZEROES: segments
+    uint64_t begin = 0, end = 0;                // bytes of the disk an IN or OUT covers
+    std::vector<iovec> data;                    // IN: where the data goes; OUT: the data
+    std::vector<std::span<const uint8_t>> out;  // DISCARD/WRITE_ZEROES: the segment list
     uint8_t* status = nullptr;
     uint32_t written = 0;  // bytes of the writable part used (data + status)
   };
+  struct QueueState {
+    Virtqueue* ring = nullptr;  // nullptr while the driver has not enabled it
+    uint32_t outstanding = 0;   // popped and not yet pushed to the used ring
+    bool throttled = false;     // stopped popping because outstanding reached the size
+    bool used = false;          // pushed to the used ring since the last signal
+  };
 
-  void process_queue();
+  void run();
+  bool pop_queue(uint16_t queue);
   // Parses the chain into req; returns false with *status set for a request answered at once.
   bool parse(Request& req, uint8_t& status);
-  void execute(Request& req);  // worker thread
+  bool start_backlog();
+  bool take_completions(unsigned wait_for);
+  bool conflicts(const Request& req) const;
   uint8_t do_segments(const Request& req);
-  void finish_now(Request& req, uint8_t status);
-  void worker_loop();
+  void finish(Request* req, uint8_t status);
+  Request* new_request();
+  void drop_everything();
 
   std::unique_ptr<disk::BlockDevice> disk_;
+  std::unique_ptr<disk::AsyncDisk> aio_;  // after disk_: destroyed first
   std::string serial_;
   bool read_only_;
   uint64_t capacity_sectors_;
   uint32_t blk_size_;
+  bool completion_fd_set_ = false;
 
   // I/O thread state (under the transport lock).
-  Virtqueue* queue_ = nullptr;
+  std::vector<QueueState> queues_;
   Chain chain_;
-  uint32_t inflight_ = 0;   // handed to the worker, not yet pushed to the used ring
-  bool throttled_ = false;  // stopped popping because inflight_ reached the queue size
-  std::vector<std::unique_ptr<Request>> free_;
+  std::deque<Request*> backlog_;   // parsed, waiting for the disk, in arrival order
+  std::vector<Request*> on_disk_;  // submitted to aio_, not yet completed
+  std::vector<std::unique_ptr<Request>> pool_;
+  std::vector<Request*> free_;
 
-  // Shared with the worker.
-  mutable std::mutex mu_;
-  std::condition_variable work_cv_, idle_cv_;
-  std::deque<std::unique_ptr<Request>> pending_;
-  std::vector<std::unique_ptr<Request>> done_;
-  bool busy_ = false;
-  bool stop_ = false;
-  uint64_t completed_ = 0;
-  std::thread worker_;
+  std::atomic<uint64_t> completed_{0};
+  std::atomic<unsigned> peak_in_flight_{0};
 };
 
 }  // namespace berth::devices::virtio

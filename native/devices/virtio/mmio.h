@@ -96,6 +96,7 @@ class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
   void signal_used(uint16_t queue) override;
   void kick() override;
   void post_completion() override;
+  int completion_fd() override { return complete_fd_.get(); }
   void fail(const std::string& why) override;
   void config_changed() override;
 

@@ -53,6 +53,10 @@ class DeviceContext {
   // requests its worker finished (push_used + signal_used). The worker never takes the
   // transport lock, so reset() may wait for it while holding that lock.
   virtual void post_completion() = 0;
+  // An eventfd: adding to it has the effect of post_completion(). For completions a kernel
+  // or a pool signals by itself (an io_uring's registered eventfd), with no thread of the
+  // device's own in between. Valid while the device is bound.
+  virtual int completion_fd() = 0;
   // I/O thread: the driver broke the protocol in a way the device cannot answer with an
   // error status. Sets DEVICE_NEEDS_RESET; the device gets no more calls until reset().
   virtual void fail(const std::string& why) = 0;
