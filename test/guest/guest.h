@@ -137,7 +137,10 @@ const char *parse_num(const char *s, u32 *out); /* "0x..." or decimal */
 /* virtio_blk.c */
 __attribute__((noreturn)) void scenario_virtio_blk(const char *cmdline, const char *mode, const char *arg, const char *arg2);
 __attribute__((noreturn)) void scenario_virtio_blk_hostile(const char *cmdline);
-__attribute__((noreturn)) void scenario_virtio_blk_bench(const char *cmdline, const char *arg, const char *arg2);
+__attribute__((noreturn)) void scenario_virtio_blk_bench(const char *cmdline, const char *arg, const char *arg2,
+						       const char *arg3);
+/* virtio_blk_depth.c */
+__attribute__((noreturn)) void scenario_virtio_blk_depth(const char *cmdline, const char *arg);
 
 /* entry.S */
 extern char ap_trampoline_start[], ap_trampoline_end[];

@@ -136,7 +136,9 @@ void kmain(const struct hvm_start_info *si)
 	else if (streq(w, "virtio-blk-hostile"))
 		scenario_virtio_blk_hostile(cmdline);
 	else if (streq(w, "virtio-blk-bench"))
-		scenario_virtio_blk_bench(cmdline, arg, words[2]);
+		scenario_virtio_blk_bench(cmdline, arg, words[2], words[3]);
+	else if (streq(w, "virtio-blk-depth"))
+		scenario_virtio_blk_depth(cmdline, arg);
 	else if (streq(w, "virtio-net") && streq(arg, "dhcp"))
 		scenario_virtio_net_dhcp(cmdline);
 	else if (streq(w, "virtio-net") && streq(arg, "echo-server")) {

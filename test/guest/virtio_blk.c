@@ -1,69 +1,18 @@
 /*
  * Berth test guest: a polling virtio-blk driver (virtio-mmio version 2) and the
- * virtio-blk, virtio-blk-hostile and virtio-blk-bench scenarios. One request is
- * in flight at a time; completions are found by polling the used ring. Devices
+ * virtio-blk and virtio-blk-hostile scenarios. One request is in flight at a
+ * time here (virtio_blk_depth.c keeps many); completions are found by polling
+ * the used ring. Devices
  * are found like the other virtio devices (virtio.c, virtio_find_device).
  */
-#include "guest.h"
-#include "virtio.h"
+#include "virtio_blk.h"
 
-#define DESC_INDIRECT 4
-
-/* Feature bits, low word (VERSION_1 is bit 0 of the high word). */
-#define F_SIZE_MAX (1u << 1)
-#define F_SEG_MAX (1u << 2)
-#define F_RO (1u << 5)
-#define F_BLK_SIZE (1u << 6)
-#define F_FLUSH (1u << 9)
-#define F_DISCARD (1u << 13)
-#define F_WRITE_ZEROES (1u << 14)
-#define F_INDIRECT (1u << 28)
-#define F_WANTED (F_SIZE_MAX | F_SEG_MAX | F_RO | F_BLK_SIZE | F_FLUSH | F_DISCARD | F_WRITE_ZEROES | F_INDIRECT)
-
-#define T_IN 0
-#define T_OUT 1
-#define T_FLUSH 4
-#define T_GET_ID 8
-#define T_DISCARD 11
-#define T_WRITE_ZEROES 13
-#define S_OK 0
-#define S_IOERR 1
-#define S_UNSUPP 2
-#define S_NONE 0xff /* what the status byte holds before the device answers */
-
-/*
- * Memory: rings for two disks at 0x220000 + disk * 0x10000 (descriptors +0,
- * avail +0x100, used +0x200, request header +0x800, status byte +0x810,
- * GET_ID/segment buffer +0x900, indirect table +0x1000, up to 0x4000 bytes);
- * data buffers at 0x400000 (A) and 0x500000 (B), 1 MiB each.
- */
-#define QSZ 16
-#define BLK_AREA 0x220000u
-#define BUF_A 0x400000u
-#define BUF_B 0x500000u
-#define PATTERN_SECTORS 128 /* 64 KiB */
-
-
-struct blk {
-	u32 base;
-	u32 features;
-	u32 capacity; /* sectors (low 32 bits) */
-	volatile struct vdesc *desc;
-	volatile u16 *avail;
-	volatile u16 *used;
-	volatile u32 *hdr; /* type, reserved, sector lo, sector hi */
-	volatile u8 *status;
-	u8 *scratch;
-	volatile struct vdesc *itable;
-	u16 avail_idx, used_seen;
-};
-
-static struct blk disks[2];
+struct blk disks[2];
 
 static u32 rd(u32 base, u32 reg) { return mmio_read32(base + reg); }
 static void wr(u32 base, u32 reg, u32 v) { mmio_write32(base + reg, v); }
 
-__attribute__((noreturn)) static void fail(const char *what)
+__attribute__((noreturn)) void blk_fail(const char *what)
 {
 	puts(what);
 	putc('\n');
@@ -74,15 +23,17 @@ __attribute__((noreturn)) static void fail(const char *what)
 static int blk_init(struct blk *d, u32 base, u32 slot)
 {
 	u32 area = BLK_AREA + slot * 0x10000u;
-	memset((void *)area, 0, 0x1000);
+	memset((void *)area, 0, 0x2000);
 	d->base = base;
 	d->desc = (volatile struct vdesc *)area;
-	d->avail = (volatile u16 *)(area + 0x100);
-	d->used = (volatile u16 *)(area + 0x200);
-	d->hdr = (volatile u32 *)(area + 0x800);
-	d->status = (volatile u8 *)(area + 0x810);
-	d->scratch = (u8 *)(area + 0x900);
-	d->itable = (volatile struct vdesc *)(area + 0x1000);
+	d->avail = (volatile u16 *)(area + 0x800);
+	d->used = (volatile u16 *)(area + 0x1000);
+	d->hdr = (volatile u32 *)(area + 0x1800);
+	d->status = (volatile u8 *)(area + 0x1810);
+	d->scratch = (u8 *)(area + 0x1900);
+	d->itable = (volatile struct vdesc *)(area + 0x2000);
+	d->depth_hdr = (volatile u32 *)(area + 0x6000);
+	d->depth_status = (volatile u8 *)(area + 0x6400);
 	d->avail_idx = d->used_seen = 0;
 
 	wr(base, VM_STATUS, 0);
@@ -102,14 +53,14 @@ static int blk_init(struct blk *d, u32 base, u32 slot)
 	wr(base, VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK);
 	if (!(rd(base, VM_STATUS) & ST_FEATURES_OK))
 		return -1;
-	if (vq_program(base, 0, QSZ, area, area + 0x100, area + 0x200))
+	if (vq_program(base, 0, QSZ, area, area + 0x800, area + 0x1000))
 		return -1;
 	wr(base, VM_STATUS, ST_ACKNOWLEDGE | ST_DRIVER | ST_FEATURES_OK | ST_DRIVER_OK);
 	d->capacity = rd(base, VM_CONFIG);
 	return (rd(base, VM_STATUS) & ST_NEEDS_RESET) ? -1 : 0;
 }
 
-static void blk_desc(volatile struct vdesc *t, u32 i, u32 addr, u32 len, u16 flags, u16 next)
+void blk_desc(volatile struct vdesc *t, u32 i, u32 addr, u32 len, u16 flags, u16 next)
 {
 	t[i].addr_lo = addr;
 	t[i].addr_hi = 0;
@@ -151,7 +102,7 @@ static void set_header(struct blk *d, u32 type, u32 sector)
  * A read or write of len bytes at sector through buffer buf, split into nseg
  * equal data descriptors (nseg <= QSZ - 2). Returns the status byte.
  */
-static u32 blk_rw(struct blk *d, u32 type, u32 sector, u32 buf, u32 len, u32 nseg)
+u32 blk_rw(struct blk *d, u32 type, u32 sector, u32 buf, u32 len, u32 nseg)
 {
 	u16 dflags = type == T_IN ? DESC_WRITE : 0;
 	u32 per = len / nseg;
@@ -165,7 +116,7 @@ static u32 blk_rw(struct blk *d, u32 type, u32 sector, u32 buf, u32 len, u32 nse
 	return blk_run(d);
 }
 
-static u32 blk_simple(struct blk *d, u32 type, u32 data, u32 len, u16 dflags)
+u32 blk_simple(struct blk *d, u32 type, u32 data, u32 len, u16 dflags)
 {
 	set_header(d, type, 0);
 	blk_desc(d->desc, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
@@ -192,7 +143,7 @@ static u32 blk_segments(struct blk *d, u32 type, const u32 *segs, u32 nsegs)
 }
 
 /* The deterministic test pattern: 32-bit little-endian word j of seed's pattern. */
-static u32 pattern_word(u32 seed, u32 j)
+u32 pattern_word(u32 seed, u32 j)
 {
 	u32 v = (j + 1) * 2654435761u ^ seed * 0x85ebca6bu;
 	v ^= v >> 13;
@@ -201,7 +152,7 @@ static u32 pattern_word(u32 seed, u32 j)
 	return v;
 }
 
-static void fill_pattern(u32 buf, u32 seed, u32 first_sector, u32 sectors)
+void fill_pattern(u32 buf, u32 seed, u32 first_sector, u32 sectors)
 {
 	u32 *w = (u32 *)buf;
 	for (u32 j = 0; j < sectors * 128; j++)
@@ -209,7 +160,7 @@ static void fill_pattern(u32 buf, u32 seed, u32 first_sector, u32 sectors)
 }
 
 /* Returns the first mismatching sector (relative), or sectors if all match. */
-static u32 check_pattern(u32 buf, u32 seed, u32 first_sector, u32 sectors)
+u32 check_pattern(u32 buf, u32 seed, u32 first_sector, u32 sectors)
 {
 	const u32 *w = (const u32 *)buf;
 	for (u32 j = 0; j < sectors * 128; j++)
@@ -227,20 +178,20 @@ static int is_zero(u32 buf, u32 sectors)
 	return 1;
 }
 
-static void open_disk(const char *cmdline, u32 n)
+void blk_open(const char *cmdline, u32 n)
 {
 	u32 base = virtio_find_device(cmdline, 2, n);
 	if (!base)
-		fail("virtio-blk: no device");
+		blk_fail("virtio-blk: no device");
 	if (blk_init(&disks[n], base, n))
-		fail("virtio-blk: device setup failed");
+		blk_fail("virtio-blk: device setup failed");
 }
 
 static void print_identity(struct blk *d)
 {
 	memset(d->scratch, 0, 21);
 	if (blk_simple(d, T_GET_ID, (u32)d->scratch, 20, DESC_WRITE) != S_OK)
-		fail("virtio-blk: GET_ID failed");
+		blk_fail("virtio-blk: GET_ID failed");
 	puts("virtio-blk: capacity ");
 	put_u32(d->capacity);
 	puts(" sectors, id ");
@@ -256,51 +207,51 @@ static void print_identity(struct blk *d)
 static void write_and_verify(struct blk *d, u32 seed)
 {
 	if (d->capacity < PATTERN_SECTORS)
-		fail("virtio-blk: disk too small");
+		blk_fail("virtio-blk: disk too small");
 	fill_pattern(BUF_A, seed, 0, PATTERN_SECTORS);
 	for (u32 i = 0; i < 4; i++) {
 		u32 st = blk_rw(d, T_OUT, i * 32, BUF_A + i * 0x4000, 0x4000, i == 3 ? 4 : 1);
 		if (st != S_OK)
-			fail("virtio-blk: write failed");
+			blk_fail("virtio-blk: write failed");
 	}
 	if (!(d->features & F_FLUSH) || blk_simple(d, T_FLUSH, 0, 0, 0) != S_OK)
-		fail("virtio-blk: flush failed");
+		blk_fail("virtio-blk: flush failed");
 	memset((void *)BUF_B, 0, PATTERN_SECTORS * 512);
 	if (blk_rw(d, T_IN, 0, BUF_B, PATTERN_SECTORS * 512, 2) != S_OK)
-		fail("virtio-blk: read failed");
+		blk_fail("virtio-blk: read failed");
 	if (check_pattern(BUF_B, seed, 0, PATTERN_SECTORS) != PATTERN_SECTORS)
-		fail("virtio-blk: read back differs");
+		blk_fail("virtio-blk: read back differs");
 }
 
 static void read_and_verify(struct blk *d, u32 seed)
 {
 	memset((void *)BUF_B, 0, PATTERN_SECTORS * 512);
 	if (blk_rw(d, T_IN, 0, BUF_B, PATTERN_SECTORS * 512, 3) != S_OK)
-		fail("virtio-blk: read failed");
+		blk_fail("virtio-blk: read failed");
 	if (check_pattern(BUF_B, seed, 0, PATTERN_SECTORS) != PATTERN_SECTORS)
-		fail("virtio-blk: pattern differs");
+		blk_fail("virtio-blk: pattern differs");
 }
 
 static void scenario_discard(struct blk *d)
 {
 	if (!(d->features & F_DISCARD) || !(d->features & F_WRITE_ZEROES))
-		fail("virtio-blk: DISCARD or WRITE_ZEROES not offered");
+		blk_fail("virtio-blk: DISCARD or WRITE_ZEROES not offered");
 	write_and_verify(d, 3);
 	u32 discard[3] = {0, 32, 0};
 	if (blk_segments(d, T_DISCARD, discard, 1) != S_OK)
-		fail("virtio-blk: discard failed");
+		blk_fail("virtio-blk: discard failed");
 	u32 zeroes[6] = {64, 32, 1, 96, 32, 0}; /* with and without the unmap flag */
 	if (blk_segments(d, T_WRITE_ZEROES, zeroes, 2) != S_OK)
-		fail("virtio-blk: write zeroes failed");
+		blk_fail("virtio-blk: write zeroes failed");
 	u32 unmap_discard[3] = {32, 8, 1};
 	if (blk_segments(d, T_DISCARD, unmap_discard, 1) != S_UNSUPP)
-		fail("virtio-blk: discard with the unmap flag not refused with UNSUPP");
+		blk_fail("virtio-blk: discard with the unmap flag not refused with UNSUPP");
 	memset((void *)BUF_B, 0xaa, PATTERN_SECTORS * 512);
 	if (blk_rw(d, T_IN, 0, BUF_B, PATTERN_SECTORS * 512, 1) != S_OK)
-		fail("virtio-blk: read failed");
+		blk_fail("virtio-blk: read failed");
 	if (!is_zero(BUF_B, 32) || check_pattern(BUF_B + 32 * 512, 3, 32, 32) != 32 ||
 	    !is_zero(BUF_B + 64 * 512, 64))
-		fail("virtio-blk: discarded or zeroed sectors do not read back as expected");
+		blk_fail("virtio-blk: discarded or zeroed sectors do not read back as expected");
 	puts("virtio-blk: discard and write-zeroes read back as zeroes\n");
 }
 
@@ -310,10 +261,10 @@ void scenario_virtio_blk(const char *cmdline, const char *mode, const char *arg,
 	u32 seed = 0;
 	parse_num(arg, &seed);
 	if (!strlen(mode))
-		fail("virtio-blk: missing mode (write, read, ro, discard, two)");
+		blk_fail("virtio-blk: missing mode (write, read, ro, discard, two)");
 	if (!memcmp(mode, "two", 4)) {
-		open_disk(cmdline, 0);
-		open_disk(cmdline, 1);
+		blk_open(cmdline, 0);
+		blk_open(cmdline, 1);
 		for (u32 n = 0; n < 2; n++) {
 			print_identity(&disks[n]);
 			write_and_verify(&disks[n], seed + n);
@@ -323,7 +274,7 @@ void scenario_virtio_blk(const char *cmdline, const char *mode, const char *arg,
 		puts("virtio-blk: two disks written and verified\n");
 		guest_exit(0);
 	}
-	open_disk(cmdline, 0);
+	blk_open(cmdline, 0);
 	struct blk *d = &disks[0];
 	if (!memcmp(mode, "write", 6)) {
 		print_identity(d);
@@ -339,17 +290,17 @@ void scenario_virtio_blk(const char *cmdline, const char *mode, const char *arg,
 		puts(" sectors\n");
 	} else if (!memcmp(mode, "ro", 3)) {
 		if (!(d->features & F_RO))
-			fail("virtio-blk: VIRTIO_BLK_F_RO not offered");
+			blk_fail("virtio-blk: VIRTIO_BLK_F_RO not offered");
 		if (blk_rw(d, T_IN, 0, BUF_B, 4096, 1) != S_OK)
-			fail("virtio-blk: read failed");
+			blk_fail("virtio-blk: read failed");
 		memset((void *)BUF_A, 0x5a, 512);
 		if (blk_rw(d, T_OUT, 0, BUF_A, 512, 1) != S_IOERR)
-			fail("virtio-blk: write to a read-only disk not refused with IOERR");
+			blk_fail("virtio-blk: write to a read-only disk not refused with IOERR");
 		puts("virtio-blk: read-only disk, write refused with IOERR\n");
 	} else if (!memcmp(mode, "discard", 8)) {
 		scenario_discard(d);
 	} else {
-		fail("virtio-blk: unknown mode");
+		blk_fail("virtio-blk: unknown mode");
 	}
 	guest_exit(0);
 }
@@ -363,18 +314,18 @@ static void hostile_case(struct blk *d, const char *name, u32 st, u32 want)
 	if (st != want) {
 		puts(" -> status ");
 		put_u32(st);
-		fail(", expected an error");
+		blk_fail(", expected an error");
 	}
 	if (rd(d->base, VM_STATUS) & ST_NEEDS_RESET)
-		fail(" -> DEVICE_NEEDS_RESET");
+		blk_fail(" -> DEVICE_NEEDS_RESET");
 	if (blk_rw(d, T_IN, 0, BUF_B, 4096, 1) != S_OK)
-		fail(" -> a good read failed afterwards");
+		blk_fail(" -> a good read failed afterwards");
 	puts(want == S_IOERR ? " -> IOERR, device ok\n" : " -> UNSUPP, device ok\n");
 }
 
 void scenario_virtio_blk_hostile(const char *cmdline)
 {
-	open_disk(cmdline, 0);
+	blk_open(cmdline, 0);
 	struct blk *d = &disks[0];
 
 	/* An 8-byte header (the sector is missing). */
@@ -396,7 +347,7 @@ void scenario_virtio_blk_hostile(const char *cmdline)
 
 	/* 300 data segments of 512 bytes through an indirect table (SEG_MAX is lower). */
 	if (!(d->features & F_INDIRECT))
-		fail("virtio-blk-hostile: no VIRTIO_F_INDIRECT_DESC");
+		blk_fail("virtio-blk-hostile: no VIRTIO_F_INDIRECT_DESC");
 	set_header(d, T_IN, 0);
 	blk_desc(d->itable, 0, (u32)d->hdr, 16, DESC_NEXT, 1);
 	for (u32 i = 0; i < 300; i++)
@@ -414,116 +365,5 @@ void scenario_virtio_blk_hostile(const char *cmdline)
 	hostile_case(d, "discard past the end", blk_segments(d, T_DISCARD, seg, 1), S_IOERR);
 
 	puts("virtio-blk-hostile: all cases handled\n");
-	guest_exit(0);
-}
-
-/* ---- throughput, timed with the TSC (calibrated against the PIT) ---- */
-
-static inline u64 rdtsc(void)
-{
-	u32 lo, hi;
-	__asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
-	return ((u64)hi << 32) | lo;
-}
-
-/* n / d without libgcc. */
-static u64 udiv64(u64 n, u64 d)
-{
-	u64 q = 0, r = 0;
-	for (int i = 63; i >= 0; i--) {
-		r = (r << 1) | ((n >> i) & 1);
-		if (r >= d) {
-			r -= d;
-			q |= (u64)1 << i;
-		}
-	}
-	return q;
-}
-
-static u32 tsc_khz;
-
-static void calibrate_tsc(void)
-{
-	pit_start(59659); /* 50 ms period; pit_elapsed() handles the wrap */
-	pit_delay_start();
-	u64 t0 = rdtsc();
-	u32 ticks;
-	while ((ticks = pit_elapsed()) < 119318) /* 100 ms */
-		;
-	u64 t1 = rdtsc();
-	tsc_khz = (u32)udiv64((t1 - t0) * 1193182ull, (u64)ticks * 1000);
-}
-
-static u32 elapsed_us(u64 t0) { return (u32)udiv64((rdtsc() - t0) * 1000, tsc_khz); }
-
-static u32 lcg_state;
-static u32 lcg(void)
-{
-	lcg_state = lcg_state * 1664525u + 1013904223u;
-	return lcg_state >> 8;
-}
-
-static void bench_line(const char *name, u32 size, u32 count, u32 us)
-{
-	puts("bench: ");
-	puts(name);
-	putc(' ');
-	put_u32(size);
-	puts(" x ");
-	put_u32(count);
-	puts(" in ");
-	put_u32(us);
-	puts(" us\n");
-}
-
-void scenario_virtio_blk_bench(const char *cmdline, const char *arg, const char *arg2)
-{
-	u32 mib = 32, ops = 1024;
-	if (*arg >= '0' && *arg <= '9')
-		parse_num(arg, &mib);
-	if (*arg >= '0' && *arg <= '9' && *arg2 >= '0' && *arg2 <= '9')
-		parse_num(arg2, &ops);
-	open_disk(cmdline, 0);
-	struct blk *d = &disks[0];
-	u32 span = mib * 2048; /* sectors the test covers */
-	if (!mib || d->capacity < span)
-		fail("virtio-blk-bench: disk smaller than the test range");
-	calibrate_tsc();
-	puts("bench: tsc ");
-	put_u32(tsc_khz);
-	puts(" kHz\n");
-	memset((void *)BUF_A, 0x3c, 0x100000);
-
-	u64 t0 = rdtsc();
-	for (u32 i = 0; i < mib; i++)
-		if (blk_rw(d, T_OUT, i * 2048, BUF_A, 0x100000, 1) != S_OK)
-			fail("virtio-blk-bench: write failed");
-	if (blk_simple(d, T_FLUSH, 0, 0, 0) != S_OK)
-		fail("virtio-blk-bench: flush failed");
-	bench_line("seq-write", 0x100000, mib, elapsed_us(t0));
-
-	t0 = rdtsc();
-	for (u32 i = 0; i < mib; i++)
-		if (blk_rw(d, T_IN, i * 2048, BUF_B, 0x100000, 1) != S_OK)
-			fail("virtio-blk-bench: read failed");
-	bench_line("seq-read", 0x100000, mib, elapsed_us(t0));
-
-	u32 blocks = span / 8;
-	lcg_state = 12345;
-	t0 = rdtsc();
-	for (u32 i = 0; i < ops; i++)
-		if (blk_rw(d, T_OUT, (lcg() % blocks) * 8, BUF_A, 4096, 1) != S_OK)
-			fail("virtio-blk-bench: write failed");
-	if (blk_simple(d, T_FLUSH, 0, 0, 0) != S_OK)
-		fail("virtio-blk-bench: flush failed");
-	bench_line("rand-write", 4096, ops, elapsed_us(t0));
-
-	lcg_state = 67890;
-	t0 = rdtsc();
-	for (u32 i = 0; i < ops; i++)
-		if (blk_rw(d, T_IN, (lcg() % blocks) * 8, BUF_B, 4096, 1) != S_OK)
-			fail("virtio-blk-bench: read failed");
-	bench_line("rand-read", 4096, ops, elapsed_us(t0));
-	puts("bench: done\n");
 	guest_exit(0);
 }
