@@ -220,6 +220,13 @@ void VirtioMmio::check_queues() {
 
 void VirtioMmio::read(uint64_t offset, std::span<uint8_t> data) {
   std::fill(data.begin(), data.end(), 0);
+  // The interrupt handler's registers are atomic: a guest taking an interrupt never waits
+  // for device work that holds the lock (a qcow2 cluster allocation, say).
+  if (offset == kMmioInterruptStatus && data.size() == 4) {
+    uint32_t v = interrupt_status_.load();
+    std::memcpy(data.data(), &v, 4);
+    return;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (offset >= kMmioConfig) {
     uint64_t off = offset - kMmioConfig;
@@ -235,6 +242,10 @@ void VirtioMmio::read(uint64_t offset, std::span<uint8_t> data) {
 }
 
 void VirtioMmio::write(uint64_t offset, std::span<const uint8_t> data) {
+  if (offset == kMmioInterruptAck && data.size() == 4) {
+    interrupt_status_.fetch_and(~load32(data));
+    return;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (offset >= kMmioConfig) {
     uint64_t off = offset - kMmioConfig;
