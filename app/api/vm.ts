@@ -34,6 +34,17 @@ export const VcpuExits = z.strictObject({
 });
 export const VcpuStats = z.strictObject({ id: z.int(), cpuTimeMs: z.number(), exits: VcpuExits });
 
+// A virtual hard disk of a running VM: the asynchronous I/O path its requests take
+// ('io_uring', 'threads', or 'serial' where the format's driver runs one at a time), its
+// request queues (one per vCPU), the requests completed and the most on the disk at once.
+export const VmDiskStats = z.strictObject({
+  path: z.string(),
+  ioBackend: z.string(),
+  queues: z.int(),
+  completedRequests: z.int(),
+  peakInFlight: z.int(),
+});
+
 export const VmStats = z.strictObject({
   // Share of the assigned vCPUs' capacity used since the previous sample (0..100).
   cpuUsagePercent: z.number().min(0),
@@ -43,6 +54,7 @@ export const VmStats = z.strictObject({
   uptimeMs: z.number(),
   vcpuCount: z.int(),
   vcpus: z.array(VcpuStats),
+  disks: z.array(VmDiskStats),
   resets: z.int(),
 });
 export type VmStats = z.infer<typeof VmStats>;

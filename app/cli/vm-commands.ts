@@ -1,6 +1,8 @@
 // `berth vm ...`: create, change, show, remove, rename VMs, the lifecycle actions and the
 // console.
 
+import { basename } from 'node:path';
+
 import { BerthError, toErrorBody, type NetworkAdapter, type VmDetails, type VmSummary } from '../api';
 import { SHUT_DOWN_TIMEOUT_MS, VmManager } from '../services';
 import {
@@ -65,6 +67,13 @@ function showText(vm: VmDetails): string {
   if (vm.stats) {
     lines.push(['CPU usage', `${vm.stats.cpuUsagePercent}%`]);
     lines.push(['Uptime', formatDuration(vm.stats.uptimeMs)]);
+    for (const d of vm.stats.disks) {
+      lines.push([
+        'Disk I/O',
+        `${basename(d.path)}: ${d.ioBackend}, ${d.queues} queue${d.queues === 1 ? '' : 's'}, ` +
+          `${d.completedRequests} requests, up to ${d.peakInFlight} in flight`,
+      ]);
+    }
   }
   if (vm.lastExit) lines.push(['Last exit', `${vm.lastExit.reason} code ${vm.lastExit.code} at ${vm.lastExit.at}`]);
   if (c.notes) lines.push(['Notes', c.notes]);

@@ -41,6 +41,17 @@ export interface RawVcpuStats {
   cpuTimeMs: number;
 }
 
+// One virtio-blk disk: the asynchronous path its requests take ('io_uring', 'threads', or
+// 'serial' for formats whose driver runs one request at a time), its request queues, the
+// requests it completed and the most it had on the disk at once.
+export interface RawDiskStats {
+  path: string;
+  ioBackend: string;
+  queues: number;
+  completedRequests: number;
+  peakInFlight: number;
+}
+
 export interface RawStats {
   uptimeMs: number;
   rssBytes: number;
@@ -49,6 +60,7 @@ export interface RawStats {
   resets: number;
   bootProtocol: string;
   vcpus: RawVcpuStats[];
+  disks: RawDiskStats[];
 }
 
 export interface RawMachine {

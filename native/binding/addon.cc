@@ -369,6 +369,18 @@ class MachineHandle : public Napi::ObjectWrap<MachineHandle> {
       vcpus.Set(static_cast<uint32_t>(i), vo);
     }
     o.Set("vcpus", vcpus);
+    Napi::Array disks = Napi::Array::New(env, s.disks.size());
+    for (size_t i = 0; i < s.disks.size(); ++i) {
+      const auto& d = s.disks[i];
+      Napi::Object dobj = Napi::Object::New(env);
+      dobj.Set("path", d.path);
+      dobj.Set("ioBackend", d.io_backend);
+      dobj.Set("queues", d.queues);
+      dobj.Set("completedRequests", static_cast<double>(d.completed));
+      dobj.Set("peakInFlight", d.peak_in_flight);
+      disks.Set(static_cast<uint32_t>(i), dobj);
+    }
+    o.Set("disks", disks);
     return o;
   }
 

@@ -411,6 +411,12 @@ MachineStats Machine::stats() const {
   s.memory_bytes = config_.memory_bytes;
   s.resets = resets_;
   s.boot_protocol = boot_protocol_;
+  for (const auto& slot : virtio_) {
+    if (auto* blk = dynamic_cast<const devices::virtio::VirtioBlk*>(&slot->transport->device())) {
+      s.disks.push_back({blk->path(), blk->io_backend(), blk->queue_count(), blk->completed_requests(),
+                         blk->peak_in_flight()});
+    }
+  }
   return s;
 }
 

@@ -104,8 +104,18 @@ struct VcpuStats {
   uint64_t cpu_time_ns = 0;
 };
 
+// One virtio-blk disk: how its requests reach the image, and how many it has carried.
+struct DiskStats {
+  std::string path;
+  std::string io_backend;  // "io_uring", "threads" or "serial" (disk/async_disk.h)
+  uint32_t queues = 0;
+  uint64_t completed = 0;
+  uint32_t peak_in_flight = 0;  // most requests on the disk at once since start
+};
+
 struct MachineStats {
   std::vector<VcpuStats> vcpus;
+  std::vector<DiskStats> disks;
   uint64_t uptime_ns = 0;
   uint64_t rss_bytes = 0;
   uint64_t peak_rss_bytes = 0;

@@ -252,12 +252,21 @@ class Worker {
                          {"shutdown", v.exits_shutdown},
                          {"other", v.exits_other}}}});
     }
+    json disks = json::array();
+    for (const auto& d : s.disks) {
+      disks.push_back({{"path", d.path},
+                       {"ioBackend", d.io_backend},
+                       {"queues", d.queues},
+                       {"completedRequests", d.completed},
+                       {"peakInFlight", d.peak_in_flight}});
+    }
     return {{"cpuUsagePercent", static_cast<double>(static_cast<int64_t>(cpu_percent_ * 10 + 0.5)) / 10},
             {"assignedMemoryMiB", static_cast<double>(s.memory_bytes) / (1024.0 * 1024.0)},
             {"residentBytes", s.rss_bytes},
             {"uptimeMs", uptime_ms()},
             {"vcpuCount", s.vcpus.size()},
             {"vcpus", vcpus},
+            {"disks", disks},
             {"resets", s.resets}};
   }
 

@@ -14,6 +14,7 @@ export function stats(over: Partial<VmStats> = {}): VmStats {
     uptimeMs: 61_000,
     vcpuCount: 1,
     vcpus: [{ id: 0, cpuTimeMs: 10, exits: { io: 0, mmio: 0, halt: 0, interrupted: 0, shutdown: 0, other: 0 } }],
+    disks: [],
     resets: 0,
     ...over,
   };

@@ -29,6 +29,7 @@ function stats(i: number, tick: number): VmStats {
     uptimeMs: (3600 + i * 17 + tick) * 1000,
     vcpuCount: 1 + (i % 4),
     vcpus: [{ id: 0, cpuTimeMs: tick * 10, exits: { io: 0, mmio: 0, halt: 0, interrupted: 0, shutdown: 0, other: 0 } }],
+    disks: [],
     resets: 0,
   };
 }

@@ -37,7 +37,9 @@ VirtioBlk::VirtioBlk(std::unique_ptr<disk::BlockDevice> disk, std::string serial
   capacity_sectors_ = disk_->capacity() / kSector;
   blk_size_ = disk_->logical_block_size();
   if (blk_size_ < kSector || (blk_size_ & (blk_size_ - 1)) != 0) blk_size_ = kSector;
+  path_ = disk_->info().path;
   aio_ = disk_->open_async(kDepth);
+  io_backend_ = aio_->backend();
 }
 
 VirtioBlk::~VirtioBlk() {
@@ -111,8 +113,6 @@ void VirtioBlk::close_disk() {
   aio_.reset();
   disk_.reset();
 }
-
-std::string VirtioBlk::io_backend() const { return aio_ ? aio_->backend() : ""; }
 
 void VirtioBlk::queue_notify(uint16_t queue) {
   if (queue < queues_.size()) pop_queue(queue);

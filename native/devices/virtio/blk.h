@@ -105,8 +105,10 @@ class VirtioBlk final : public VirtioDevice {
   void run_until_idle();
 
   bool read_only() const { return read_only_; }
-  // The disk's asynchronous path: "io_uring", "threads" or "serial" ("" once closed).
-  std::string io_backend() const;
+  const std::string& path() const { return path_; }
+  // The disk's asynchronous path, chosen when the device was made: "io_uring", "threads"
+  // or "serial".
+  const std::string& io_backend() const { return io_backend_; }
   // Requests completed since creation, and the most that were on the disk at once
   // (diagnostics and tests; any thread).
   uint64_t completed_requests() const { return completed_.load(std::memory_order_relaxed); }
@@ -146,6 +148,8 @@ class VirtioBlk final : public VirtioDevice {
   std::unique_ptr<disk::BlockDevice> disk_;
   std::unique_ptr<disk::AsyncDisk> aio_;  // after disk_: destroyed first
   std::string serial_;
+  std::string path_;
+  std::string io_backend_;
   bool read_only_;
   uint64_t capacity_sectors_;
   uint32_t blk_size_;
