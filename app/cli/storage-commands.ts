@@ -19,6 +19,11 @@ function inspectText(info: Awaited<ReturnType<DiskService['inspect']>>): string 
           (img.corrupt ? ', CORRUPT' : ''),
       ].join('\n'),
     )
+    .concat(
+      info.ioPath
+        ? [`I/O path in a VM: ${info.ioPath.backend}${info.ioPath.reason ? ` (${info.ioPath.reason})` : ''}`]
+        : [],
+    )
     .concat(info.chainError ? [`chain error: ${info.chainError.message}`] : [])
     .join('\n');
 }

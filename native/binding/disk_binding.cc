@@ -274,7 +274,7 @@ Napi::Value Create(const Napi::CallbackInfo& info) {
   return DiskWorker::Run(info.Env(), [path, c](ops::OperationControl*) { disk::create_disk(path, c); });
 }
 
-// disk.inspect(path) -> {images: ImageInfo[], chainError?: {code, message}}
+// disk.inspect(path) -> {images: ImageInfo[], ioPath?: {backend, reason}, chainError?: {code, message}}
 Napi::Value Inspect(const Napi::CallbackInfo& info) {
   std::string path = path_arg(info, 0, "path");
   auto out = std::make_shared<ops::InspectResult>();
@@ -285,6 +285,12 @@ Napi::Value Inspect(const Napi::CallbackInfo& info) {
         Napi::Array images = Napi::Array::New(env, out->images.size());
         for (size_t i = 0; i < out->images.size(); ++i) images.Set(static_cast<uint32_t>(i), image_info(env, out->images[i]));
         r.Set("images", images);
+        if (!out->io_backend.empty()) {
+          Napi::Object io = Napi::Object::New(env);
+          io.Set("backend", out->io_backend);
+          io.Set("reason", out->io_fallback_reason);
+          r.Set("ioPath", io);
+        }
         if (!out->chain_error_code.empty()) {
           Napi::Object e = Napi::Object::New(env);
           e.Set("code", out->chain_error_code);

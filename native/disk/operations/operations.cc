@@ -1,5 +1,7 @@
 #include "disk/operations/operations.h"
 
+#include "disk/async_disk.h"
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <sys/stat.h>
@@ -352,6 +354,9 @@ InspectResult inspect(const std::string& path) {
   try {
     auto dev = open_read_only(path);
     for (BlockDevice* d = dev.get(); d; d = d->backing()) r.images.push_back(d->info());
+    auto io = dev->open_async(1);
+    r.io_backend = io->backend();
+    r.io_fallback_reason = io->fallback_reason();
     return r;
   } catch (const Error& e) {
     r.chain_error_code = e.code();

@@ -36,6 +36,11 @@ struct InspectResult {
   std::vector<ImageInfo> images;
   std::string chain_error_code;
   std::string chain_error;
+  // The asynchronous path a VM's disk device would take to the data (disk/async_disk.h):
+  // "io_uring", "threads" or "serial", and why it is not io_uring ("" when it is). Empty
+  // when the chain could not be opened.
+  std::string io_backend;
+  std::string io_fallback_reason;
 };
 
 InspectResult inspect(const std::string& path);
