@@ -1,6 +1,6 @@
 // virtio-blk throughput as the test guest sees it (its virtio-blk-bench scenario: 1 MiB
-// sequential writes and reads, 4 KiB random writes and reads, one request in flight,
-// timed with the guest's TSC), Berth through the addon next to QEMU microvm on the same
+// sequential writes and reads, 4 KiB random writes and reads, one request in flight, then
+// 4 KiB random writes and reads with 32 in flight, timed with the guest's TSC), Berth through the addon next to QEMU microvm on the same
 // preallocated raw image, both with O_DIRECT (Berth opens disks with direct I/O; QEMU gets
 // cache=none). The guest's (emulated) kernel time per request is the same under both, so
 // the ratio compares the VMMs' request paths. Also Berth's VM exits per request, from its
@@ -28,7 +28,15 @@ const RUN_TIMEOUT_MS = IN_LAB ? 900_000 : 120_000;
 // QEMU microvm plugs the first virtio-mmio device into the last of its 24 transports.
 const QEMU_VIRTIO = 'virtio_mmio.device=512@0xfeb02e00:39';
 
-const TESTS = ['seq-write', 'seq-read', 'rand-write', 'rand-read'] as const;
+const DEPTH = 32; // requests the guest keeps in flight in the last two tests
+const TESTS = [
+  'seq-write',
+  'seq-read',
+  'rand-write',
+  'rand-read',
+  `rand-write-q${DEPTH}`,
+  `rand-read-q${DEPTH}`,
+] as const;
 type TestName = (typeof TESTS)[number];
 interface Result {
   perSecond: Record<TestName, number>; // MiB/s for seq, IOPS for rand
@@ -130,10 +138,10 @@ async function main(): Promise<void> {
     if (made.status !== 0) throw new Error(`qemu-img create failed: ${String(made.stderr)}`);
     const direct = directWorks(image);
     const cache = direct ? 'none' : 'writeback';
-    const args = `${MIB} ${OPS}`;
+    const args = `${MIB} ${OPS} ${DEPTH}`;
     // Exits the requests cost: a full run minus a minimal one (boot and calibration).
     const small = await runBerth(image, '1 1');
-    const requests = MIB + 1 + OPS + 1 + MIB + OPS - (1 + 1 + 1 + 1 + 1 + 1);
+    const requests = MIB + 1 + OPS + 1 + MIB + OPS + (OPS + 1 + OPS) - (1 + 1 + 1 + 1 + 1 + 1);
     const berth: Result[] = [];
     const qemu: Result[] = [];
     // One warm-up run each, then alternate so drift in the host hits both alike.
@@ -151,17 +159,18 @@ async function main(): Promise<void> {
       return { name, unit, b, q, ratio: b / q };
     });
     console.log(
-      `virtio-blk, test guest, QD1, ${MIB} x 1 MiB sequential / ${OPS} x 4 KiB random per direction, ` +
+      `virtio-blk, test guest, ${MIB} x 1 MiB sequential / ${OPS} x 4 KiB random per direction at queue depth 1, ` +
+        `then ${OPS} x 4 KiB random per direction at depth ${DEPTH} (QEMU's default aio), ` +
         `median of ${REPS} (raw image in ${dir}, ${
           direct
             ? 'O_DIRECT both: QEMU cache=none'
             : 'its filesystem refuses O_DIRECT: page cache both, Berth buffered, QEMU cache=writeback'
         })${IN_LAB ? ', inside the KVM lab' : ''}\n`,
     );
-    console.log('test         unit      Berth       QEMU   Berth/QEMU');
+    console.log('test             unit      Berth       QEMU   Berth/QEMU');
     for (const r of rows) {
       console.log(
-        `${r.name.padEnd(12)} ${r.unit.padEnd(6)} ${r.b.toFixed(1).padStart(9)} ${r.q.toFixed(1).padStart(10)} ${r.ratio
+        `${r.name.padEnd(16)} ${r.unit.padEnd(6)} ${r.b.toFixed(1).padStart(9)} ${r.q.toFixed(1).padStart(10)} ${r.ratio
           .toFixed(2)
           .padStart(12)}`,
       );
