@@ -151,6 +151,7 @@ describe('VMs in detached workers', () => {
     assert.ok(stats.uptimeMs > 1000);
     assert.ok(stats.cpuUsagePercent >= 0 && stats.cpuUsagePercent <= 100);
     assert.equal(stats.vcpus.length, 1);
+    assert.deepEqual(stats.disks, [], 'a VM without disks reports none');
     const listed = (await manager.list()).find((v) => v.name === 'echo1');
     assert.equal(listed?.stats?.vcpuCount, 1);
   });
