@@ -72,8 +72,9 @@ class AsyncDisk {
   virtual Error error_for(const AsyncCompletion& completion) const = 0;
 
   // For event loops (AsyncQueue::set_completion_fd): the eventfd `fd` gets 1 added whenever
-  // the kernel or the pool finishes a request. Completions a submit() produced at once
-  // (answered without I/O, or run synchronously) signal nothing: harvest after submitting.
+  // the kernel or the pool finishes a request later. Completions a submit() or commit()
+  // produced at once (answered without I/O, run synchronously, or by io_uring inside the
+  // submission) signal nothing: harvest after committing.
   virtual void set_completion_fd(int fd) = 0;
 };
 

@@ -79,7 +79,9 @@ class AsyncQueue {
 
   // From now on every completion the backend produces also adds 1 to the eventfd `fd`
   // (duplicated), so an event loop can wait for completions among its other sources
-  // instead of blocking in harvest(). Throws DISK_IO if the kernel refuses.
+  // instead of blocking in harvest(). Completions that happen inside commit() (io_uring
+  // answers a read from the page cache at once) add nothing: harvest after committing.
+  // Throws DISK_IO if the kernel refuses.
   virtual void set_completion_fd(int fd) = 0;
 
  protected:
