@@ -48,7 +48,7 @@ const DIFFERENCING: DiskFormat[] = ['qcow2'];
 const RESIZABLE: DiskFormat[] = ['raw', 'qcow2', 'vhdx', 'vhd'];
 const QEMU_NAME: Record<DiskFormat, string> = { raw: 'raw', qcow2: 'qcow2', vhdx: 'vhdx', vhd: 'vpc' };
 // Formats whose disks take requests in parallel (the others run their driver serially).
-const PARALLEL_IO: readonly string[] = ['raw', 'qcow2'];
+const PARALLEL_IO: readonly string[] = ['raw', 'qcow2', 'vhd'];
 const MiB = 1024 * 1024;
 
 interface QemuInfo {
@@ -153,7 +153,7 @@ describe('disk operations', () => {
       assert.equal(QEMU_NAME[format], q.format);
       assert.equal(image.virtualSize, q['virtual-size']);
       assert.equal(image.path, path);
-      // raw and qcow2 run requests in parallel; io_uring unless the host refused it (and then says why).
+      // raw, qcow2 and vhd run requests in parallel; io_uring unless the host refused it (and then says why).
       const io = r.ioPath;
       assert.ok(io, 'inspect reports the I/O path');
       if (PARALLEL_IO.includes(format)) assert.ok(['io_uring', 'threads'].includes(io.backend), io.backend);
