@@ -224,6 +224,12 @@ TEST(virtio_blk_keeps_64_qcow2_requests_on_the_disk_at_once) {
   many_in_flight(disk::Format::kQcow2, true, parallel_backend().c_str());
 }
 
+TEST(virtio_blk_keeps_64_vhd_and_vhdx_requests_on_the_disk_at_once) {
+  std::string backend = parallel_backend();
+  many_in_flight(disk::Format::kVhd, false, backend.c_str());
+  many_in_flight(disk::Format::kVhdx, false, backend.c_str());
+}
+
 TEST(virtio_blk_serves_a_driver_without_a_parallel_path_serially) {
   many_in_flight(disk::Format::kVhd, false, "serial", true);
 }
@@ -234,6 +240,11 @@ TEST(virtio_blk_overlapping_writes_land_in_arrival_order_raw) {
 
 TEST(virtio_blk_overlapping_writes_land_in_arrival_order_qcow2) {
   overlapping_writes_keep_arrival_order(disk::Format::kQcow2, true);
+}
+
+TEST(virtio_blk_overlapping_writes_land_in_arrival_order_vhd_and_vhdx) {
+  overlapping_writes_keep_arrival_order(disk::Format::kVhd, false);
+  overlapping_writes_keep_arrival_order(disk::Format::kVhdx, false);
 }
 
 // Several queues: MQ and num_queues are offered, and each request is answered on its own
