@@ -35,7 +35,7 @@ export const VcpuExits = z.strictObject({
 export const VcpuStats = z.strictObject({ id: z.int(), cpuTimeMs: z.number(), exits: VcpuExits });
 
 // A virtual hard disk of a running VM: the asynchronous I/O path its requests take
-// ('io_uring', 'threads', or 'serial' where the format's driver runs one at a time), its
+// ('io_uring', 'threads', or 'serial' for a driver without a parallel path), its
 // request queues (one per vCPU), the requests completed and the most on the disk at once.
 export const VmDiskStats = z.strictObject({
   path: z.string(),

@@ -42,7 +42,7 @@ export interface RawVcpuStats {
 }
 
 // One virtio-blk disk: the asynchronous path its requests take ('io_uring', 'threads', or
-// 'serial' for formats whose driver runs one request at a time), its request queues, the
+// 'serial' for a driver without a parallel path), its request queues, the
 // requests it completed and the most it had on the disk at once.
 export interface RawDiskStats {
   path: string;

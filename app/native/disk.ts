@@ -27,7 +27,8 @@ export interface DiskInspection {
   // The image first, then each image of its backing chain.
   images: DiskImageInfo[];
   // How a VM's disk reaches the data: 'io_uring' or 'threads' (requests in parallel), or
-  // 'serial' (the format's driver, one request at a time), and why it is not io_uring.
+  // 'serial' (a driver without a parallel path, one request at a time; no built-in format
+  // takes it), and why it is not io_uring.
   // Missing when the backing chain could not be opened.
   ioPath?: { backend: string; reason: string };
   // Why the backing chain could not be opened (images then holds the image alone).

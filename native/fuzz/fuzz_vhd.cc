@@ -1,5 +1,6 @@
 // VHD images are files the user picks: opening, reading, writing and checking any bytes
-// must end in a berth::Error or success, never a crash or an out-of-bounds access.
+// must end in a berth::Error or success, never a crash or an out-of-bounds access, on the
+// synchronous calls and on the asynchronous path.
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -12,6 +13,7 @@
 
 #include "common/error.h"
 #include "disk/block_device.h"
+#include "fuzz/async_exercise.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static int fd = ::memfd_create("fuzz-vhd", MFD_CLOEXEC);
@@ -52,6 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       disk->flush();
       disk->read(at, std::span<uint8_t>(w.data(), n));
     }
+    exercise_async(*disk, size);
     disk->check(false);
   } catch (const berth::Error&) {
     // Refusing bad input with an error is the expected outcome.

@@ -1,7 +1,8 @@
 // VHDX images are files the user picks: any bytes must open as a disk or fail with a
 // berth::Error, never crash or touch memory out of bounds. The input is written to a memfd
 // and opened through open_disk; reads, block_status, check() and (on a writable open) a
-// few writes exercise the BAT, the log replay and the metadata paths.
+// few writes exercise the BAT, the log replay and the metadata paths, and the asynchronous
+// path maps the same image.
 //
 // VHDX structures sit megabytes apart (headers, log at 1 MiB, BAT and metadata further on),
 // past libFuzzer's default input limit, so an input may also be a sparse description of the
@@ -19,6 +20,7 @@
 
 #include "common/error.h"
 #include "disk/block_device.h"
+#include "fuzz/async_exercise.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int fd = memfd_create("fuzz-vhdx", 0);
@@ -70,6 +72,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if (e.length == 0) break;
       pos += e.length;
     }
+    exercise_async(*dev, size);
     dev->check(false);
     (void)dev->info();
     if (!dev->read_only() && cap) {

@@ -3,7 +3,8 @@
 // vectored, with flushes) checked request by request and at the end against an in-memory
 // model (and the same on a host block device, a loop device, where one can be set up); the
 // end of a file that shrank behind the disk's back; range, read-only and queue
-// errors; destruction with requests in flight; and the serial path of VHDX and VHD.
+// errors; destruction with requests in flight; and the serial path (over the VHDX and VHD
+// drivers).
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/uio.h>
@@ -18,6 +19,7 @@
 #include "disk/async_disk.h"
 #include "common/unique_fd.h"
 #include "disk/block_device.h"
+#include "disk/serial_async_disk.h"
 #include "tests/async_test_helpers.h"
 
 using namespace berth::disk;
@@ -256,10 +258,11 @@ TEST_BOTH_BACKENDS(disk_async_raw_end_of_file_reads_as_zeroes, end_of_file_reads
 TEST_BOTH_BACKENDS(disk_async_raw_refusals, refusals)
 TEST_BOTH_BACKENDS(disk_async_raw_destroyed_with_requests_in_flight, destroyed_with_requests_in_flight)
 
-// VHDX and VHD have no parallel path: open_async gives their synchronous driver on a thread
-// of its own. Eight writes in flight at once, a flush and eight reads come back through the
+// The serial path (disk/serial_async_disk.h, open_async's default for a driver without a
+// parallel path) over the VHDX and VHD drivers: their synchronous calls on a thread of its
+// own. Eight writes in flight at once, a flush and eight reads come back through the
 // completion eventfd; qemu-img then finds the image clean and the data where it was written.
-TEST(disk_async_vhdx_and_vhd_run_their_driver_on_a_serial_thread) {
+TEST(disk_async_serial_path_runs_the_driver_on_a_thread_of_its_own) {
   TempDir dir;
   for (Format f : {Format::kVhdx, Format::kVhd}) {
     CreateOptions co;
@@ -268,7 +271,7 @@ TEST(disk_async_vhdx_and_vhd_run_their_driver_on_a_serial_thread) {
     std::string path = dir.file(std::string("d.") + format_name(f));
     create_disk(path, co);
     auto disk = open_disk(path);
-    auto aio = disk->open_async(8);
+    std::unique_ptr<AsyncDisk> aio = std::make_unique<SerialAsyncDisk>(*disk, 8);
     CHECK_STR(aio->backend(), "serial");
     CHECK_STR(aio->fallback_reason(), std::string("the ") + format_name(f) + " driver has no parallel path");
     berth::UniqueFd done(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
@@ -326,7 +329,8 @@ TEST(disk_async_serial_path_refuses_writes_to_a_read_only_image) {
   std::string path = dir.file("ro.vhd");
   create_disk(path, co);
   auto disk = open_disk(path, {.read_only = true});
-  auto aio = disk->open_async(2);
+  SerialAsyncDisk serial(*disk, 2);
+  AsyncDisk* aio = &serial;
   uint8_t buf[512] = {};
   iovec v{buf, sizeof buf};
   CHECK_THROWS_CODE(aio->submit({AsyncOp::kWrite, 0, std::span<const iovec>(&v, 1), 1}), "DISK_READ_ONLY",

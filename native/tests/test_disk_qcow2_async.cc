@@ -1,4 +1,4 @@
-// qcow2 through BlockDevice::open_async (disk/qcow2/async.h), with qemu-img as the judge:
+// qcow2 through BlockDevice::open_async (disk/mapped_async_disk.h), with qemu-img as the judge:
 // randomized workloads at depth 32 against an in-memory raw mirror (a fresh image, one
 // partly allocated by qemu-img, O_DIRECT, small clusters with tiny metadata caches, a
 // differencing image and a compressed one), with writes to the same clusters in flight
@@ -22,6 +22,7 @@
 #include "disk/block_device.h"
 #include "disk/qcow2/testing.h"
 #include "tests/async_test_helpers.h"
+#include "tests/async_workload.h"
 
 using namespace berth::disk;
 using namespace berth::test::async;
@@ -32,144 +33,6 @@ using berth::test::rvh::write_whole;
 namespace crash = berth::disk::qcow2::testing;
 
 namespace {
-
-constexpr unsigned kDepth = 32;
-constexpr uint64_t kHot = 8;  // clusters most requests aim at, so they share clusters in flight
-
-std::string pattern_bytes(uint64_t size, uint32_t seed) {
-  std::string s(size, '\0');
-  std::mt19937 rng(seed);
-  for (uint64_t off = 0; off < size; off += 65536) {
-    if ((off / 65536) % 3 == 1) continue;  // holes: unallocated clusters after convert
-    for (uint64_t i = off; i < std::min(size, off + 65536); ++i) s[i] = static_cast<char>(rng());
-  }
-  return s;
-}
-
-std::unique_ptr<AsyncDisk> open_aio(BlockDevice& dev, AsyncBackend b, unsigned depth = kDepth) {
-  try {
-    auto a = dev.open_async(depth, b);
-    CHECK(a != nullptr);
-    return a;
-  } catch (const berth::Error& e) {
-    if (b == AsyncBackend::kIoUring && e.code() == "DISK_UNSUPPORTED") SKIP(std::string("io_uring: ") + e.what());
-    throw;
-  }
-}
-
-struct Req {
-  AsyncOp op = AsyncOp::kRead;
-  uint64_t offset = 0, length = 0;
-  AlignedBytes memory;
-  uint8_t* data = nullptr;
-  std::vector<uint8_t> expected;
-};
-
-// Drives an AsyncDisk at depth 32 with random reads, writes and flushes (requests in flight
-// never overlap byte-wise where one writes, but often share a cluster). Keeps `model` (what
-// a completed write leaves) and calls on_flush(ok) when a flush completes. After a
-// simulated crash results are no longer checked.
-struct Driver {
-  Driver(AsyncDisk& a, std::vector<uint8_t>& m, uint64_t cluster_size, uint64_t seed)
-      : aio(a), model(m), cluster(cluster_size), rng(seed) {}
-  AsyncDisk& aio;
-  std::vector<uint8_t>& model;
-  uint64_t cluster;
-  std::mt19937_64 rng;
-  std::map<uint64_t, Req> pending;
-  uint64_t next_tag = 1, max_in_flight = 0, same_cluster = 0;
-  uint64_t hot_percent = 67;  // of the requests, those that aim at the hot clusters
-  std::function<void()> on_flush_submit = [] {};
-  std::function<void(bool)> on_flush = [](bool) {};
-  std::function<void(uint64_t, uint64_t)> on_write = [](uint64_t, uint64_t) {};
-
-  uint64_t pick(uint64_t lo, uint64_t hi) { return std::uniform_int_distribution<uint64_t>(lo, hi)(rng); }
-
-  void complete(unsigned wait_for) {
-    AsyncCompletion got[kDepth];
-    size_t n = aio.harvest(got, wait_for);
-    for (size_t i = 0; i < n; ++i) {
-      auto it = pending.find(got[i].tag);
-      CHECK(it != pending.end());
-      if (it == pending.end()) continue;
-      Req& p = it->second;
-      bool ok = got[i].result == int64_t(p.op == AsyncOp::kFlush ? 0 : p.length);
-      if (!crash::crashed()) {
-        if (!ok) CHECK_STR(aio.error_for(got[i]).what(), "");
-        if (ok && p.op == AsyncOp::kRead) CHECK(std::memcmp(p.data, p.expected.data(), p.length) == 0);
-      }
-      if (p.op == AsyncOp::kFlush) on_flush(ok);
-      pending.erase(it);
-    }
-  }
-  bool conflicts(AsyncOp op, uint64_t off, uint64_t len) const {
-    for (const auto& [tag, p] : pending) {
-      if (p.op == AsyncOp::kFlush || (op == AsyncOp::kRead && p.op == AsyncOp::kRead)) continue;
-      if (off < p.offset + p.length && p.offset < off + len) return true;
-    }
-    return false;
-  }
-  bool shares_cluster(uint64_t off, uint64_t len) const {
-    for (const auto& [tag, p] : pending) {
-      if (p.op != AsyncOp::kWrite) continue;
-      if (off / cluster <= (p.offset + p.length - 1) / cluster && p.offset / cluster <= (off + len - 1) / cluster) return true;
-    }
-    return false;
-  }
-  bool flush_pending() const {
-    return std::any_of(pending.begin(), pending.end(), [](const auto& e) { return e.second.op == AsyncOp::kFlush; });
-  }
-
-  void step() {
-    const uint64_t size = model.size();
-    uint64_t kind = pick(0, 99);
-    AsyncOp op = kind < 60 ? AsyncOp::kWrite : kind < 97 ? AsyncOp::kRead : AsyncOp::kFlush;
-    Req p;
-    p.op = op;
-    std::vector<iovec> iov;
-    if (op == AsyncOp::kFlush) {
-      while (pending.size() >= kDepth || flush_pending()) complete(1);  // one flush at a time
-      on_flush_submit();
-    } else {
-      uint64_t unit = pick(0, 9) < 7 ? 4096 : pick(0, 1) ? 512 : 1;
-      p.length = std::min<uint64_t>(size, pick(1, pick(0, 9) == 0 ? 64 : 8) * unit * (unit == 1 ? pick(1, 3000) : 1));
-      if (pick(0, 99) < hot_percent) {  // within a few hot clusters
-        uint64_t c = pick(0, kHot - 1) * (size / cluster / kHot);
-        p.offset = std::min(size - p.length, c * cluster + pick(0, cluster / unit - 1) * unit);
-      } else {
-        p.offset = pick(0, (size - p.length) / unit) * unit;
-      }
-      size_t shift = unit == 4096 ? 0 : pick(0, 64);
-      p.memory = aligned_alloc_bytes(p.length + shift);
-      p.data = p.memory.get() + shift;
-      uint64_t at = 0, pieces = pick(1, 3);
-      for (uint64_t k = 0; k < pieces && at < p.length; ++k) {
-        uint64_t rest = p.length - at;
-        uint64_t n = k + 1 == pieces ? rest : std::min(rest, std::max<uint64_t>(unit, rest / unit / 2 * unit));
-        iov.push_back({p.data + at, n});
-        at += n;
-      }
-      while (pending.size() >= kDepth || conflicts(op, p.offset, p.length)) complete(1);
-      if (op == AsyncOp::kWrite) {
-        same_cluster += shares_cluster(p.offset, p.length);
-        for (uint64_t k = 0; k < p.length; ++k) p.data[k] = static_cast<uint8_t>(rng());
-        std::memcpy(model.data() + p.offset, p.data, p.length);
-        on_write(p.offset, p.length);
-      } else {
-        p.expected.assign(model.begin() + static_cast<std::ptrdiff_t>(p.offset),
-                          model.begin() + static_cast<std::ptrdiff_t>(p.offset + p.length));
-      }
-    }
-    uint64_t tag = next_tag++;
-    auto& stored = pending.emplace(tag, std::move(p)).first->second;
-    aio.submit({op, stored.offset, iov, tag});
-    max_in_flight = std::max<uint64_t>(max_in_flight, aio.in_flight());
-    if (pick(0, 7) == 0) complete(0);
-  }
-  void finish() {
-    while (!pending.empty()) complete(kDepth);
-  }
-};
 
 // qemu-img check must find nothing, and the image must convert to exactly the model.
 void expect_image_is(const std::string& img, const std::vector<uint8_t>& model) {
@@ -259,6 +122,16 @@ TEST_BOTH_BACKENDS(qcow2_async_random_workload_depth32_fresh, fresh_image)
 TEST_BOTH_BACKENDS(qcow2_async_random_workload_depth32_direct, direct_image)
 TEST(qcow2_async_random_workload_depth32_other_images) { other_images(AsyncBackend::kIoUring); }
 
+TEST(qcow2_async_reads_of_allocated_clusters_are_queued_together) {
+  TempDir dir;
+  std::string img = dir.file("img.qcow2");
+  CreateOptions co;
+  co.size = 8 << 20;
+  create_disk(img, co);
+  auto dev = open_disk(img);
+  expect_reads_queued_together(*dev, img, 256 << 10);
+}
+
 // ---- power loss with requests in flight ---------------------------------------------------
 
 namespace {
@@ -291,6 +164,7 @@ void crash_workload(const std::string& img, const CrashCase& c, Durable& dur) {
   std::vector<uint8_t> model(c.size, 0);
   dur.flushed = dur.candidate = model;
   Driver d(*aio, model, c.cluster, 77);
+  d.crashed = crash::crashed;
   d.hot_percent = 25;  // fewer conflicts, so more requests are in flight when the power goes
   d.on_flush_submit = [&] {
     dur.candidate = model;

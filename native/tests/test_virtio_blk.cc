@@ -1,9 +1,9 @@
 // virtio-blk's request path without a guest: a driver side written into guest memory
 // (tests/virtio_driver.h) offers many requests at once, and the device keeps them on the
-// disk together (io_uring, the thread pool, or the serial path of VHD), answers each on the
-// queue it came from, keeps overlapping writes in arrival order, lets DISCARD wait for the
-// writes before it, and drops what is in flight on a reset without touching guest memory
-// afterwards. The real KVM path is in test/specs/kvm/virtio-blk.test.ts.
+// disk together (io_uring, the thread pool, or the serial path of a driver without a
+// parallel one), answers each on the queue it came from, keeps overlapping writes in
+// arrival order, lets DISCARD wait for the writes before it, and drops what is in flight
+// on a reset without touching guest memory afterwards. The real KVM path is in test/specs/kvm/virtio-blk.test.ts.
 #include <sys/eventfd.h>
 
 #include <cstdlib>
@@ -109,10 +109,51 @@ std::unique_ptr<disk::BlockDevice> new_disk(const TempDir& dir, disk::Format for
   return disk::open_disk(path, oo);
 }
 
+// A device that forwards everything but open_async: the driver without a parallel path
+// that BlockDevice::open_async's serial default is for.
+class SerialOnly final : public disk::BlockDevice {
+ public:
+  explicit SerialOnly(std::unique_ptr<disk::BlockDevice> d) : d_(std::move(d)) {}
+  uint64_t capacity() const override { return d_->capacity(); }
+  bool read_only() const override { return d_->read_only(); }
+  void read(uint64_t offset, std::span<uint8_t> buf) override { d_->read(offset, buf); }
+  void write(uint64_t offset, std::span<const uint8_t> buf) override { d_->write(offset, buf); }
+  void flush() override { d_->flush(); }
+  void discard(uint64_t offset, uint64_t length) override { d_->discard(offset, length); }
+  void write_zeroes(uint64_t offset, uint64_t length, bool may_unmap) override { d_->write_zeroes(offset, length, may_unmap); }
+  disk::Extent block_status(uint64_t offset, uint64_t length) override { return d_->block_status(offset, length); }
+  disk::ImageInfo info() const override { return d_->info(); }
+
+ private:
+  std::unique_ptr<disk::BlockDevice> d_;
+};
+
+// The backend a disk with a parallel path gets here: io_uring unless the environment forces
+// the thread pool or the kernel refuses it.
+std::string parallel_backend() {
+  const char* saved = std::getenv(disk::kBackendEnvVar);
+  std::string backend = saved && std::string(saved) == "threads" ? "threads" : "io_uring";
+  try {
+    disk::open_async_queue(1);
+  } catch (const Error& e) {
+    SKIP(std::string("no asynchronous queue: ") + e.what());
+  }
+  if (backend == "io_uring") {
+    try {
+      disk::open_async_queue(1, disk::AsyncBackend::kIoUring);
+    } catch (const Error&) {
+      backend = "threads";
+    }
+  }
+  return backend;
+}
+
 // 64 writes offered in one go are on the disk together, then 64 reads of them.
-void many_in_flight(disk::Format format, bool direct, const char* expected_backend) {
+void many_in_flight(disk::Format format, bool direct, const char* expected_backend, bool serial_only = false) {
   TempDir dir;
-  Rig rig(new_disk(dir, format, direct, "many.img"));
+  auto dev = new_disk(dir, format, direct, "many.img");
+  if (serial_only) dev = std::make_unique<SerialOnly>(std::move(dev));
+  Rig rig(std::move(dev));
   CHECK_STR(rig.blk->io_backend(), expected_backend);
   constexpr uint32_t kN = 64;
   for (uint32_t i = 0; i < kN; ++i) {
@@ -180,24 +221,18 @@ TEST(virtio_blk_keeps_64_raw_requests_in_the_thread_pool_at_once) {
 }
 
 TEST(virtio_blk_keeps_64_qcow2_requests_on_the_disk_at_once) {
-  const char* saved = std::getenv(disk::kBackendEnvVar);
-  std::string backend = saved && std::string(saved) == "threads" ? "threads" : "io_uring";
-  try {
-    disk::open_async_queue(1);
-  } catch (const Error& e) {
-    SKIP(std::string("no asynchronous queue: ") + e.what());
-  }
-  if (backend == "io_uring") {
-    try {
-      disk::open_async_queue(1, disk::AsyncBackend::kIoUring);
-    } catch (const Error&) {
-      backend = "threads";
-    }
-  }
-  many_in_flight(disk::Format::kQcow2, true, backend.c_str());
+  many_in_flight(disk::Format::kQcow2, true, parallel_backend().c_str());
 }
 
-TEST(virtio_blk_serves_vhd_through_its_serial_path) { many_in_flight(disk::Format::kVhd, false, "serial"); }
+TEST(virtio_blk_keeps_64_vhd_and_vhdx_requests_on_the_disk_at_once) {
+  std::string backend = parallel_backend();
+  many_in_flight(disk::Format::kVhd, false, backend.c_str());
+  many_in_flight(disk::Format::kVhdx, false, backend.c_str());
+}
+
+TEST(virtio_blk_serves_a_driver_without_a_parallel_path_serially) {
+  many_in_flight(disk::Format::kVhd, false, "serial", true);
+}
 
 TEST(virtio_blk_overlapping_writes_land_in_arrival_order_raw) {
   overlapping_writes_keep_arrival_order(disk::Format::kRaw, true);
@@ -205,6 +240,11 @@ TEST(virtio_blk_overlapping_writes_land_in_arrival_order_raw) {
 
 TEST(virtio_blk_overlapping_writes_land_in_arrival_order_qcow2) {
   overlapping_writes_keep_arrival_order(disk::Format::kQcow2, true);
+}
+
+TEST(virtio_blk_overlapping_writes_land_in_arrival_order_vhd_and_vhdx) {
+  overlapping_writes_keep_arrival_order(disk::Format::kVhd, false);
+  overlapping_writes_keep_arrival_order(disk::Format::kVhdx, false);
 }
 
 // Several queues: MQ and num_queues are offered, and each request is answered on its own

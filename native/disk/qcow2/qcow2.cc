@@ -52,6 +52,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <functional>
 #include <list>
 #include <memory>
 #include <set>
@@ -65,8 +66,8 @@
 #include "common/error.h"
 #include "disk/aligned_io.h"
 #include "disk/driver.h"
-#include "disk/qcow2/async.h"
-#include "disk/qcow2/async_host.h"
+#include "disk/mapped_async_disk.h"
+#include "disk/mapped_async_host.h"
 #ifdef BERTH_TEST_HOOKS
 #include "disk/qcow2/testing.h"
 #endif
@@ -386,7 +387,7 @@ struct Parsed {
   bool has_bitmaps = false;
 };
 
-class Qcow2Device final : public BlockDevice, public qcow2::AsyncHost {
+class Qcow2Device final : public BlockDevice, public MappedAsyncHost {
  public:
   Qcow2Device(File file, bool read_only, Parsed parsed, std::vector<uint64_t> l1, std::vector<uint64_t> reftable)
       : file_(std::move(file)),
@@ -476,34 +477,34 @@ class Qcow2Device final : public BlockDevice, public qcow2::AsyncHost {
     }
   }
 
-  // ---- the asynchronous path (disk/qcow2/async.h) -------------------------------------
+  // ---- the asynchronous path (disk/mapped_async_disk.h) -------------------------------
 
   // Data I/O to allocated clusters goes through the O_DIRECT descriptor if there is one;
   // the AsyncDisk must not outlive this device.
   std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend) override {
     AsyncTarget t{direct() ? data_->fd() : file_.fd(), direct(), direct() ? kDirectAlign : 512, kMaxFileBytes,
                   read_only_, file_.path()};
-    return qcow2::make_async_disk(*this, t, depth, backend);
+    return make_mapped_async_disk(*this, t, depth, backend);
   }
 
-  qcow2::Run read_run(uint64_t offset, uint64_t max) override {
+  MappedRun read_run(uint64_t offset, uint64_t max) override {
     auto kind = [&](const Mapping& m, uint64_t g) {
       switch (m.kind) {
-        case Kind::kNormal: return qcow2::RunKind::kHost;
+        case Kind::kNormal: return MappedRunKind::kHost;
         case Kind::kZeroPlain:
-        case Kind::kZeroAllocated: return qcow2::RunKind::kZero;
+        case Kind::kZeroAllocated: return MappedRunKind::kZero;
         case Kind::kUnallocated:
-          return unallocated_kind(g << cbits_) == ExtentKind::kZero ? qcow2::RunKind::kZero : qcow2::RunKind::kDriver;
-        default: return qcow2::RunKind::kDriver;
+          return unallocated_kind(g << cbits_) == ExtentKind::kZero ? MappedRunKind::kZero : MappedRunKind::kDriver;
+        default: return MappedRunKind::kDriver;
       }
     };
     return run(offset, max, [&](const Mapping& m, uint64_t g) { return std::pair{kind(m, g), false}; });
   }
 
-  qcow2::Run write_run(uint64_t offset, uint64_t max) override {
+  MappedRun write_run(uint64_t offset, uint64_t max) override {
     return run(offset, max, [](const Mapping& m, uint64_t) {
-      if (m.kind == Kind::kNormal && m.copied) return std::pair{qcow2::RunKind::kHost, false};
-      return std::pair{qcow2::RunKind::kDriver, m.kind == Kind::kNormal || m.kind == Kind::kCompressed};
+      if (m.kind == Kind::kNormal && m.copied) return std::pair{MappedRunKind::kHost, false};
+      return std::pair{MappedRunKind::kDriver, m.kind == Kind::kNormal || m.kind == Kind::kCompressed};
     });
   }
 
@@ -522,19 +523,32 @@ class Qcow2Device final : public BlockDevice, public qcow2::AsyncHost {
 
   BlockDevice& device() override { return *this; }
 
+#ifdef BERTH_TEST_HOOKS
+  // The simulated power loss lets the asynchronous writes in flight land first: they
+  // reached the file before the power went (disk/qcow2/testing.h).
+  void set_settle_hook(std::function<void()> settle) override {
+    settle_ = std::move(settle);
+    if (settle_) {
+      hook::on_crash([](void* self) { static_cast<Qcow2Device*>(self)->settle_(); }, this);
+    } else {
+      hook::on_crash(nullptr, nullptr);
+    }
+  }
+#endif
+
   // The run at guest offset `offset` (at most max bytes): clusters of the same kind, and
   // for kHost contiguous in the file; classify(mapping, cluster) -> (kind, settle_first).
   template <typename Classify>
-  qcow2::Run run(uint64_t offset, uint64_t max, Classify classify) {
+  MappedRun run(uint64_t offset, uint64_t max, Classify classify) {
     uint64_t g = offset >> cbits_, in = offset & (cs_ - 1);
     Mapping m = mapping(g);
     auto [kind, settle] = classify(m, g);
-    qcow2::Run r{kind, kind == qcow2::RunKind::kHost ? m.host + in : 0, std::min<uint64_t>(cs_ - in, max), settle};
+    MappedRun r{kind, kind == MappedRunKind::kHost ? m.host + in : 0, std::min<uint64_t>(cs_ - in, max), settle};
     while (r.length < max) {
       uint64_t k = (in + r.length) >> cbits_;
       Mapping next = mapping(g + k);
       auto [next_kind, next_settle] = classify(next, g + k);
-      if (next_kind != kind || (kind == qcow2::RunKind::kHost && next.host != m.host + (k << cbits_))) break;
+      if (next_kind != kind || (kind == MappedRunKind::kHost && next.host != m.host + (k << cbits_))) break;
       r.settle_first = r.settle_first || next_settle;
       r.length += std::min<uint64_t>(cs_, max - r.length);
     }
@@ -1663,6 +1677,9 @@ class Qcow2Device final : public BlockDevice, public qcow2::AsyncHost {
   uint64_t free_hint_ = 1;
   bool dirty_marked_ = false;
   bool unsynced_ = false;          // writes since the last sync
+#ifdef BERTH_TEST_HOOKS
+  std::function<void()> settle_;   // the asynchronous path's, for the crash hook
+#endif
   uint64_t phys_size_ = 0;         // bytes the file really spans (file_size_ counts allocations)
   std::set<uint64_t> l1_dirty_;    // L1 entries changed in memory only
   std::vector<Mapping> pending_free_;  // unreferenced in the cache, released after write-back

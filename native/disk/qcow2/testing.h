@@ -30,7 +30,8 @@ uint64_t writes_issued();
 // Called just before the simulated crash happens (before a lost page cache is rolled back),
 // so an asynchronous path can let the writes it has in flight land first: they reached
 // the file before the power went, and are rolled back with the rest if they were unsynced.
-// One callback at a time (the qcow2 AsyncDisk registers itself); nullptr removes it.
+// One callback at a time (a qcow2 device registers the AsyncDisk open on it, through
+// MappedAsyncHost::set_settle_hook); nullptr removes it.
 void on_crash(void (*callback)(void*), void* arg);
 
 }  // namespace berth::disk::qcow2::testing

@@ -16,6 +16,13 @@
 // block another writer left partly present is completed from the parent the first time
 // Berth writes to it. (Simpler than per-sector bits, and readers that ignore bitmaps, qemu
 // among them, still see the right data in every allocated block.)
+// Dynamic disks read allocated blocks whole, whatever their bitmap (as qemu does); a write
+// to sectors whose bits another writer (Hyper-V) left clear sets them, after the data is
+// synced, so readers that honour the bitmap see it. Blocks Berth allocates have every bit
+// set.
+// The asynchronous path (disk/mapped_async_disk.h) reads and writes allocated data in
+// parallel (writes of a differencing disk: fully present blocks only); allocations,
+// copy-on-write, bitmap updates and parent reads go through this driver in order.
 // Block allocation order (crash safety): bitmap + data and the moved footer first; the
 // BAT entry only after those are durable (at the next flush or on close). A crash in
 // between leaves an unreferenced block at the end of the file, which the next
@@ -44,6 +51,8 @@
 #include "common/error.h"
 #include "disk/aligned_io.h"
 #include "disk/driver.h"
+#include "disk/mapped_async_disk.h"
+#include "disk/mapped_async_host.h"
 
 namespace berth::disk::vhd {
 
@@ -61,6 +70,7 @@ constexpr uint32_t kParentIdAt = 40, kParentTimeAt = 56, kParentNameAt = 64, kPa
 constexpr uint32_t kLocatorsAt = 576, kLocatorSize = 24, kLocatorCount = 8;
 constexpr uint32_t kW2ru = 0x57327275, kW2ku = 0x57326B75;
 constexpr uint32_t kMaxLocatorBytes = 64 << 10;  // a path of 32767 UTF-16 units fits
+constexpr uint64_t kMaxFileBytes = uint64_t(kUnused) * kSector + kSector;  // the BAT's reach, plus the footer
 
 uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
 uint64_t be64(const uint8_t* p) { return uint64_t(be32(p)) << 32 | be32(p + 4); }
@@ -178,7 +188,7 @@ class VhdDisk;
 ParentRecord parent_record(const std::string& child_path, const std::string& recorded, const VhdDisk& parent,
                            const std::string& parent_path);
 
-class VhdDisk final : public BlockDevice {
+class VhdDisk final : public BlockDevice, public MappedAsyncHost {
  public:
   VhdDisk(File file, bool read_only) : file_(std::move(file)), read_only_(read_only) {}
 
@@ -300,6 +310,7 @@ class VhdDisk final : public BlockDevice {
         }
       } else {
         file_.write_all(data + in, piece);
+        mark_present(index, in, n);
       }
       done += n;
     }
@@ -313,6 +324,21 @@ class VhdDisk final : public BlockDevice {
       file_.sync();
     }
   }
+
+  // ---- the asynchronous path (disk/mapped_async_disk.h) -------------------------------
+  // Data in allocated blocks is file I/O in parallel (for writes to a differencing disk,
+  // in fully present blocks only); allocation, copy-on-write from the parent, bitmap
+  // updates and reads from the parent go through this driver. The AsyncDisk must not
+  // outlive this device.
+  std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend) override {
+    AsyncTarget t{file_.fd(), false, kSector, kMaxFileBytes, read_only_, file_.path()};
+    return make_mapped_async_disk(*this, t, depth, backend);
+  }
+  MappedRun read_run(uint64_t offset, uint64_t max) override { return run(offset, max, false); }
+  MappedRun write_run(uint64_t offset, uint64_t max) override { return run(offset, max, true); }
+  void before_data_write(uint64_t, uint64_t) override {}  // in place: flush() always syncs
+  void flush_all() override { flush(); }
+  BlockDevice& device() override { return *this; }
 
   void discard(uint64_t offset, uint64_t length) override { write_zeroes(offset, length, true); }
 
@@ -496,6 +522,7 @@ class VhdDisk final : public BlockDevice {
     }
     bat_.resize(new_needed, kUnused);
     bad_.resize(new_needed, false);
+    full_.resize(new_needed, false);
     bitmaps_.clear();
     // The footer at the end first (readers prefer it), then its copy at the start.
     uint64_t end_at = end_footer_missing_ ? file_.size() : file_.size() - kSector;
@@ -625,6 +652,7 @@ class VhdDisk final : public BlockDevice {
     file_.read_exact(bat_at_, raw);
     bat_.resize(needed);
     bad_.assign(needed, false);
+    full_.assign(needed, false);
     for (uint64_t i = 0; i < needed; i++) bat_[i] = be32(&raw[i * 4]);
 
     std::vector<Interval> used;
@@ -845,7 +873,75 @@ class VhdDisk final : public BlockDevice {
     std::vector<uint8_t> ones(bitmap_size_, 0xFF);
     file_.write_all(uint64_t(bat_[index]) * kSector, ones);
     bitmaps_[index] = ones;
+    full_[index] = true;
     return data;
+  }
+
+  // True when the bitmap bits of the sectors of [in, in + n) in allocated block index are
+  // all set (remembered per block once the whole bitmap is).
+  bool all_present(uint64_t index, uint64_t in, uint64_t n) {
+    if (full_[index]) return true;
+    const auto& b = bitmap(index);
+    uint64_t sectors = block_size_ / kSector;
+    bool whole = true;
+    for (uint64_t s = 0; s < sectors && whole; s++) whole = (b[s / 8] >> (7 - s % 8)) & 1;
+    if (whole) {
+      full_[index] = true;
+      return true;
+    }
+    for (uint64_t s = in / kSector; s <= (in + n - 1) / kSector; s++) {
+      if (!((b[s / 8] >> (7 - s % 8)) & 1)) return false;
+    }
+    return true;
+  }
+
+  // Dynamic disks: sectors written in a block that another writer left with bits clear get
+  // their bits, so readers that honour the bitmap (Hyper-V) see the data. The data is
+  // synced before the bits that expose it.
+  void mark_present(uint64_t index, uint64_t in, uint64_t n) {
+    if (n == 0 || all_present(index, in, n)) return;
+    std::vector<uint8_t> b = bitmap(index);
+    for (uint64_t s = in / kSector; s <= (in + n - 1) / kSector; s++) b[s / 8] |= uint8_t(0x80 >> (s % 8));
+    file_.sync();
+    file_.write_all(uint64_t(bat_[index]) * kSector, b);
+    bitmaps_[index] = std::move(b);
+  }
+
+  // The asynchronous path's run at guest offset `offset` (at most max bytes): the piece of
+  // its block, extended over following blocks of the same kind (never kHost: a bitmap
+  // lies between two blocks' data).
+  MappedRun run(uint64_t offset, uint64_t max, bool write) {
+    if (disk_type_ == kTypeFixed) return {MappedRunKind::kHost, offset, max};
+    uint64_t n = std::min<uint64_t>(max, block_size_ - offset % block_size_);
+    MappedRun r = block_run(offset, n, write);
+    bool whole = r.length == n;  // the run reached the end of its block
+    while (whole && r.kind != MappedRunKind::kHost && r.length < max) {
+      n = std::min<uint64_t>(max - r.length, block_size_);
+      MappedRun next = block_run(offset + r.length, n, write);
+      if (next.kind != r.kind) break;
+      r.length += next.length;
+      whole = next.length == n;
+    }
+    return r;
+  }
+
+  // [pos, pos + n) inside one block: allocated data is kHost (for a differencing disk's
+  // reads, the sectors of the same presence from pos; its writes only in fully present
+  // blocks, the rest completes the block through the driver); unallocated reads are
+  // zeroes, or the parent's (through the driver).
+  MappedRun block_run(uint64_t pos, uint64_t n, bool write) {
+    uint64_t index = pos / block_size_, in = pos % block_size_;
+    uint64_t data = block_data(index);
+    if (data == 0) return {write || differencing() ? MappedRunKind::kDriver : MappedRunKind::kZero, 0, n};
+    if (write) {
+      bool in_place = differencing() ? all_present(index, 0, block_size_) : all_present(index, in, n);
+      return {in_place ? MappedRunKind::kHost : MappedRunKind::kDriver, in_place ? data + in : 0, n};
+    }
+    if (!differencing() || all_present(index, in, n)) return {MappedRunKind::kHost, data + in, n};
+    bool present = sector_present(index, in / kSector);
+    uint64_t end = in + n, run_end = std::min(end, (in / kSector + 1) * kSector);
+    while (run_end < end && sector_present(index, run_end / kSector) == present) run_end = std::min(end, run_end + kSector);
+    return {present ? MappedRunKind::kHost : MappedRunKind::kDriver, present ? data + in : 0, run_end - in};
   }
 
   uint64_t allocate_block(uint64_t index) {
@@ -863,6 +959,8 @@ class VhdDisk final : public BlockDevice {
     end_footer_missing_ = false;
     used_end_ = end;
     bat_[index] = uint32_t(at / kSector);
+    full_[index] = true;
+    bitmaps_.erase(index);
     pending_.insert(index);
     return at + bitmap_size_;
   }
@@ -945,11 +1043,12 @@ class VhdDisk final : public BlockDevice {
   uint32_t bitmap_size_ = 0;
   std::vector<uint32_t> bat_;
   std::vector<bool> bad_;      // entries found damaged at open (read-only opens only)
+  std::vector<bool> full_;     // allocated blocks known to have every bitmap bit set
   std::set<uint64_t> pending_; // allocated blocks whose BAT entry is not yet on disk
   uint64_t used_end_ = 0;      // end of the last metadata or block: where the next block goes
   std::vector<std::string> problems_;
-  // Differencing disks.
   std::map<uint64_t, std::vector<uint8_t>> bitmaps_;  // sector bitmaps read so far
+  // Differencing disks.
   std::vector<Locator> locators_;
   std::string parent_name_, relative_, absolute_;
   std::string backing_recorded_, backing_resolved_;

@@ -12,6 +12,11 @@
 //
 // Writes to a differencing disk copy-on-write whole blocks (FULLY_PRESENT); blocks that
 // other writers left PARTIALLY_PRESENT are read through their sector bitmaps.
+//
+// The asynchronous path (disk/mapped_async_disk.h) reads and writes FULLY_PRESENT blocks
+// in parallel, in place; everything that changes the BAT (through the log) or reads a
+// parent or a sector bitmap goes through this driver, in submission order. Its first write
+// records the new DataWriteGuid through the driver before any data is queued.
 #include "disk/vhdx/vhdx.h"
 
 #include <algorithm>
@@ -27,6 +32,8 @@
 
 #include "common/error.h"
 #include "disk/driver.h"
+#include "disk/mapped_async_disk.h"
+#include "disk/mapped_async_host.h"
 
 namespace berth::disk::vhdx {
 
@@ -60,6 +67,7 @@ constexpr uint64_t kHeader1 = 64 * KiB, kHeader2 = 128 * KiB, kRegion1 = 192 * K
 constexpr uint64_t kSector = 4096;  // log and metadata update granularity
 constexpr uint64_t kMaxVirtualSize = 64 * TiB;
 constexpr uint64_t kMaxLogLength = 64 * MiB;
+constexpr uint64_t kMaxFileBytes = 1ull << 52;  // past any file a disk of kMaxVirtualSize needs
 
 // BAT states.
 constexpr uint64_t kNotPresent = 0, kUndefined = 1, kZero = 2, kUnmapped = 3, kFully = 6, kPartially = 7;
@@ -320,7 +328,7 @@ struct LogOp {
   std::vector<uint8_t> data;  // kSector bytes unless zero
 };
 
-class VhdxDevice final : public BlockDevice {
+class VhdxDevice final : public BlockDevice, public MappedAsyncHost {
  public:
   VhdxDevice(File file, const OpenOptions& options) : file_(std::move(file)), read_only_(options.read_only) {}
   ~VhdxDevice() override {
@@ -347,6 +355,16 @@ class VhdxDevice final : public BlockDevice {
   void shrink(uint64_t new_capacity);
   void set_backing(const std::string& recorded_path, std::unique_ptr<BlockDevice> backing) override;
   CheckReport check(bool repair) override;
+
+  // The asynchronous path (disk/mapped_async_disk.h): FULLY_PRESENT payload blocks are
+  // file I/O in parallel; everything that allocates a block or reads a parent or a sector
+  // bitmap goes through this driver. The AsyncDisk must not outlive this device.
+  std::unique_ptr<AsyncDisk> open_async(unsigned depth, AsyncBackend backend) override;
+  MappedRun read_run(uint64_t offset, uint64_t max) override;
+  MappedRun write_run(uint64_t offset, uint64_t max) override;
+  void before_data_write(uint64_t, uint64_t) override { unsynced_data_ = true; }
+  void flush_all() override { flush(); }
+  BlockDevice& device() override { return *this; }
 
   const Guid& data_write_guid() const { return header_.data_write; }
 
@@ -382,6 +400,8 @@ class VhdxDevice final : public BlockDevice {
   void read_in_block(uint64_t block, uint64_t in_off, std::span<uint8_t> out);
   void write_in_block(uint64_t block, uint64_t in_off, std::span<const uint8_t> data);
   bool block_reads_zero(uint64_t block) const;
+  MappedRun run(uint64_t offset, uint64_t max, bool write);
+  bool in_overlay(uint64_t offset, uint64_t length) const;
   bool bitmap_bit(uint64_t block, uint64_t sector_in_block, std::vector<uint8_t>* cache, uint64_t* cache_first);
 
   // Metadata updates.
@@ -1131,6 +1151,55 @@ void VhdxDevice::write(uint64_t offset, std::span<const uint8_t> buf) {
     write_in_block(block, in_off, buf.subspan(done, n));
     done += n;
   }
+}
+
+// ---------------------------------------------------------------------------------------
+// The asynchronous path
+
+std::unique_ptr<AsyncDisk> VhdxDevice::open_async(unsigned depth, AsyncBackend backend) {
+  AsyncTarget t{file_.fd(), file_.direct(), 4096, kMaxFileBytes, read_only_, path()};
+  return make_mapped_async_disk(*this, t, depth, backend);
+}
+
+MappedRun VhdxDevice::read_run(uint64_t offset, uint64_t max) { return run(offset, max, false); }
+
+MappedRun VhdxDevice::write_run(uint64_t offset, uint64_t max) {
+  // The first write after open records a new DataWriteGuid (and starts the log) before any
+  // data changes, in place or not.
+  begin_modification(true);
+  return run(offset, max, true);
+}
+
+// True when a log replayed into memory (a read-only open) covers part of the range: the
+// file alone does not hold what view_read returns there.
+bool VhdxDevice::in_overlay(uint64_t offset, uint64_t length) const {
+  return std::any_of(overlay_.begin(), overlay_.end(),
+                     [&](const LogOp& op) { return offset < op.offset + op.length && op.offset < offset + length; });
+}
+
+// The run at guest offset `offset` (at most max bytes): blocks of the same kind, kHost
+// ones contiguous in the file. FULLY_PRESENT data is kHost; blocks that read as zeroes
+// (without a parent) are kZero; everything else, and every write that is not in place,
+// goes through the driver.
+MappedRun VhdxDevice::run(uint64_t offset, uint64_t max, bool write) {
+  auto piece = [&](uint64_t pos, uint64_t n) {
+    uint64_t block = pos / block_size_, in_off = pos % block_size_;
+    uint64_t e = bat_[payload_index(block)];
+    if (state(e) == kFully && !in_overlay(offset_of(e) + in_off, n)) {
+      return MappedRun{MappedRunKind::kHost, offset_of(e) + in_off, n};
+    }
+    if (!write && block_reads_zero(block)) return MappedRun{MappedRunKind::kZero, 0, n};
+    return MappedRun{MappedRunKind::kDriver, 0, n};
+  };
+  uint64_t n = std::min<uint64_t>(max, block_size_ - offset % block_size_);
+  MappedRun r = piece(offset, n);
+  while (r.length < max) {
+    n = std::min<uint64_t>(max - r.length, block_size_);
+    MappedRun next = piece(offset + r.length, n);
+    if (next.kind != r.kind || (r.kind == MappedRunKind::kHost && next.host != r.host + r.length)) break;
+    r.length += n;
+  }
+  return r;
 }
 
 void VhdxDevice::write_zeroes(uint64_t offset, uint64_t length, bool may_unmap) {

@@ -47,8 +47,6 @@ const DIFFERENCING: DiskFormat[] = ['qcow2'];
 // Formats whose drivers implement resize: all of them.
 const RESIZABLE: DiskFormat[] = ['raw', 'qcow2', 'vhdx', 'vhd'];
 const QEMU_NAME: Record<DiskFormat, string> = { raw: 'raw', qcow2: 'qcow2', vhdx: 'vhdx', vhd: 'vpc' };
-// Formats whose disks take requests in parallel (the others run their driver serially).
-const PARALLEL_IO: readonly string[] = ['raw', 'qcow2'];
 const MiB = 1024 * 1024;
 
 interface QemuInfo {
@@ -153,11 +151,10 @@ describe('disk operations', () => {
       assert.equal(QEMU_NAME[format], q.format);
       assert.equal(image.virtualSize, q['virtual-size']);
       assert.equal(image.path, path);
-      // raw and qcow2 run requests in parallel; io_uring unless the host refused it (and then says why).
+      // Every format runs requests in parallel; io_uring unless the host refused it (and then says why).
       const io = r.ioPath;
       assert.ok(io, 'inspect reports the I/O path');
-      if (PARALLEL_IO.includes(format)) assert.ok(['io_uring', 'threads'].includes(io.backend), io.backend);
-      else assert.deepEqual(io, { backend: 'serial', reason: `the ${format} driver has no parallel path` });
+      assert.ok(['io_uring', 'threads'].includes(io.backend), io.backend);
       if (io.backend === 'threads') assert.match(io.reason, /io_uring refused|forced by BERTH_DISK_IO_BACKEND/);
       if (io.backend === 'io_uring') assert.equal(io.reason, '');
       await rejectsWith(createDisk(path, { format, size: 48 * MiB }), 'DISK_EXISTS', /already exists/);

@@ -1,4 +1,4 @@
-#include "disk/qcow2/async.h"
+#include "disk/mapped_async_disk.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -8,13 +8,9 @@
 #include <unordered_map>
 #include <vector>
 
-#include "disk/aligned_io.h"
+#include "disk/aligned_io.h"  // io_error
 
-#ifdef BERTH_TEST_HOOKS
-#include "disk/qcow2/testing.h"
-#endif
-
-namespace berth::disk::qcow2 {
+namespace berth::disk {
 namespace {
 
 // The iovecs of [from, from + length) of a request's buffers.
@@ -35,9 +31,9 @@ void slice(std::span<const iovec> iov, uint64_t from, uint64_t length, std::vect
 
 int errno_for(const Error& e) { return e.code() == "DISK_NO_SPACE" ? ENOSPC : EIO; }
 
-class Qcow2AsyncDisk final : public AsyncDisk {
+class MappedAsyncDisk final : public AsyncDisk {
  public:
-  Qcow2AsyncDisk(AsyncHost& host, const AsyncTarget& data, unsigned depth, AsyncBackend backend)
+  MappedAsyncDisk(MappedAsyncHost& host, const AsyncTarget& data, unsigned depth, AsyncBackend backend)
       : host_(host), dev_(host.device()), path_(data.path), data_(data, kMaxInFlight, backend) {
     if (depth == 0 || depth > kMaxInFlight) {
       throw Error("DISK_UNSUPPORTED", "a disk queue depth of " + std::to_string(depth) + " is not supported (1 to " +
@@ -45,16 +41,12 @@ class Qcow2AsyncDisk final : public AsyncDisk {
     }
     slots_.resize(depth);
     for (unsigned i = depth; i-- > 0;) free_.push_back(i);
-#ifdef BERTH_TEST_HOOKS
-    testing::on_crash([](void* self) { static_cast<Qcow2AsyncDisk*>(self)->settle(); }, this);
-#endif
+    host_.set_settle_hook([this] { settle(); });
   }
   // Waits for every request in flight: they complete (the thread pool alone would drop
   // the ones it has not started), so the device sees all of them before it is used again.
-  ~Qcow2AsyncDisk() override {
-#ifdef BERTH_TEST_HOOKS
-    testing::on_crash(nullptr, nullptr);
-#endif
+  ~MappedAsyncDisk() override {
+    host_.set_settle_hook({});
     try {
       settle();
     } catch (...) {
@@ -98,7 +90,7 @@ class Qcow2AsyncDisk final : public AsyncDisk {
   void pump(unsigned wait_for);
   void settle();
 
-  AsyncHost& host_;
+  MappedAsyncHost& host_;
   BlockDevice& dev_;
   std::string path_;
   FileAsyncDisk data_;
@@ -110,7 +102,7 @@ class Qcow2AsyncDisk final : public AsyncDisk {
   std::unordered_map<uint64_t, Error> errors_;  // of failed completions handed out, by tag
 };
 
-void Qcow2AsyncDisk::check(const DiskRequest& r, uint64_t length) const {
+void MappedAsyncDisk::check(const DiskRequest& r, uint64_t length) const {
   if (r.op == AsyncOp::kFlush) return;
   if (r.offset > dev_.capacity() || length > dev_.capacity() - r.offset) {
     throw Error("DISK_RANGE", "request at offset " + std::to_string(r.offset) + " (" + std::to_string(length) +
@@ -119,7 +111,7 @@ void Qcow2AsyncDisk::check(const DiskRequest& r, uint64_t length) const {
   if (r.op == AsyncOp::kWrite && dev_.read_only()) throw Error("DISK_READ_ONLY", path_ + " is open read-only");
 }
 
-void Qcow2AsyncDisk::submit(const DiskRequest& r) {
+void MappedAsyncDisk::submit(const DiskRequest& r) {
   uint64_t total = 0;
   for (const iovec& v : r.iov) total += v.iov_len;
   check(r, total);
@@ -143,20 +135,20 @@ void Qcow2AsyncDisk::submit(const DiskRequest& r) {
   done_part(index);  // the part submit() itself was
 }
 
-// Walks the request run by run: zeroes at once, data clusters to data_, the rest through
+// Walks the request run by run: zeroes at once, allocated data to data_, the rest through
 // the driver. A failed run fails the request; the runs already queued still complete.
-void Qcow2AsyncDisk::split(unsigned index, const DiskRequest& r) {
+void MappedAsyncDisk::split(unsigned index, const DiskRequest& r) {
   const uint64_t total = slots_[index].total;
   for (uint64_t pos = 0; pos < total;) {
-    Run run = r.op == AsyncOp::kWrite ? host_.write_run(r.offset + pos, total - pos)
-                                      : host_.read_run(r.offset + pos, total - pos);
+    MappedRun run = r.op == AsyncOp::kWrite ? host_.write_run(r.offset + pos, total - pos)
+                                            : host_.read_run(r.offset + pos, total - pos);
     slice(r.iov, pos, run.length, part_);
     switch (run.kind) {
-      case RunKind::kZero:
+      case MappedRunKind::kZero:
         for (const iovec& v : part_) std::memset(v.iov_base, 0, v.iov_len);
         break;
-      case RunKind::kHost: queue(index, r.op, run.host); break;
-      case RunKind::kDriver:
+      case MappedRunKind::kHost: queue(index, r.op, run.host); break;
+      case MappedRunKind::kDriver:
         if (run.settle_first) settle();
         through_driver(r.op, r.offset + pos);
         break;
@@ -165,7 +157,7 @@ void Qcow2AsyncDisk::split(unsigned index, const DiskRequest& r) {
   }
 }
 
-void Qcow2AsyncDisk::queue(unsigned index, AsyncOp op, uint64_t host) {
+void MappedAsyncDisk::queue(unsigned index, AsyncOp op, uint64_t host) {
   uint64_t length = 0;
   for (const iovec& v : part_) length += v.iov_len;
   if (op == AsyncOp::kWrite) host_.before_data_write(host, length);
@@ -174,7 +166,7 @@ void Qcow2AsyncDisk::queue(unsigned index, AsyncOp op, uint64_t host) {
   ++slots_[index].outstanding;
 }
 
-void Qcow2AsyncDisk::through_driver(AsyncOp op, uint64_t offset) {
+void MappedAsyncDisk::through_driver(AsyncOp op, uint64_t offset) {
   for (const iovec& v : part_) {
     auto* p = static_cast<uint8_t*>(v.iov_base);
     if (op == AsyncOp::kWrite) {
@@ -186,18 +178,18 @@ void Qcow2AsyncDisk::through_driver(AsyncOp op, uint64_t offset) {
   }
 }
 
-void Qcow2AsyncDisk::fail(unsigned index, int err, std::optional<Error> error) {
+void MappedAsyncDisk::fail(unsigned index, int err, std::optional<Error> error) {
   Slot& s = slots_[index];
   if (s.result < 0) return;  // the first failure is the one reported
   s.result = -err;
   s.error = std::move(error);
 }
 
-void Qcow2AsyncDisk::done_part(unsigned index) {
+void MappedAsyncDisk::done_part(unsigned index) {
   if (--slots_[index].outstanding == 0) ready_.push_back(index);
 }
 
-void Qcow2AsyncDisk::pump(unsigned wait_for) {
+void MappedAsyncDisk::pump(unsigned wait_for) {
   AsyncCompletion got[kMaxInFlight];
   size_t n = data_.harvest(got, wait_for);
   for (size_t i = 0; i < n; ++i) {
@@ -208,11 +200,11 @@ void Qcow2AsyncDisk::pump(unsigned wait_for) {
 }
 
 // Waits until nothing is in flight in data_ (the requests stay ready for harvest).
-void Qcow2AsyncDisk::settle() {
+void MappedAsyncDisk::settle() {
   while (data_.in_flight() > 0) pump(data_.in_flight());
 }
 
-size_t Qcow2AsyncDisk::harvest(std::span<AsyncCompletion> out, unsigned wait_for) {
+size_t MappedAsyncDisk::harvest(std::span<AsyncCompletion> out, unsigned wait_for) {
   size_t need = std::min<size_t>({wait_for, out.size(), busy_});
   if (need == 0 && data_.in_flight() > 0) pump(0);
   while (ready_.size() < need && data_.in_flight() > 0) pump(1);
@@ -236,9 +228,9 @@ size_t Qcow2AsyncDisk::harvest(std::span<AsyncCompletion> out, unsigned wait_for
 
 }  // namespace
 
-std::unique_ptr<AsyncDisk> make_async_disk(AsyncHost& host, const AsyncTarget& data, unsigned depth,
-                                           AsyncBackend backend) {
-  return std::make_unique<Qcow2AsyncDisk>(host, data, depth, backend);
+std::unique_ptr<AsyncDisk> make_mapped_async_disk(MappedAsyncHost& host, const AsyncTarget& data, unsigned depth,
+                                                  AsyncBackend backend) {
+  return std::make_unique<MappedAsyncDisk>(host, data, depth, backend);
 }
 
-}  // namespace berth::disk::qcow2
+}  // namespace berth::disk
