@@ -161,6 +161,22 @@ struct Driver {
   }
 };
 
+// `steps` random requests through a Driver, then every request completed: at least half the
+// queue was in flight at once and, when `expect_shared`, more than 50 writes shared a
+// cluster with a write in flight (the case the formats must serialize). Prints both counts.
+inline void run_random_workload(AsyncDisk& aio, std::vector<uint8_t>& model, uint64_t cluster, uint64_t seed, int steps,
+                                const char* name, bool expect_shared = true, uint64_t hot_percent = 67) {
+  Driver d(aio, model, cluster, seed);
+  d.hot_percent = hot_percent;
+  for (int i = 0; i < steps; ++i) d.step();
+  d.finish();
+  CHECK_EQ(aio.in_flight(), 0u);
+  CHECK(d.max_in_flight >= kDepth / 2);
+  if (expect_shared) CHECK(d.same_cluster > 50);
+  std::fprintf(stderr, "  %s: %llu writes shared a cluster with a write in flight, at most %llu requests in flight\n", name,
+               static_cast<unsigned long long>(d.same_cluster), static_cast<unsigned long long>(d.max_in_flight));
+}
+
 // Random bytes, with every third 64 KiB left zero (unallocated once qemu-img converts it).
 inline std::string pattern_bytes(uint64_t size, uint32_t seed) {
   std::string s(size, '\0');

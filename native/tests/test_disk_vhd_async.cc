@@ -90,14 +90,7 @@ void run_case(const Case& c, AsyncBackend b) {
     block = c.fixed ? 64 << 10 : dev->info().cluster_size;
     auto aio = open_aio(*dev, b);
     CHECK_STR(aio->backend(), backend_name(b));
-    Driver d(*aio, model, block, c.size ^ block);
-    for (int i = 0; i < 2000; ++i) d.step();
-    d.finish();
-    CHECK_EQ(aio->in_flight(), 0u);
-    CHECK(d.max_in_flight >= kDepth / 2);
-    CHECK(d.same_cluster > 50);  // writes sharing a block with a write in flight
-    std::fprintf(stderr, "  %s: %llu writes shared a block with a write in flight, at most %llu requests in flight\n",
-                 c.name, static_cast<unsigned long long>(d.same_cluster), static_cast<unsigned long long>(d.max_in_flight));
+    run_random_workload(*aio, model, block, c.size ^ block, 2000, c.name);
     aio.reset();
   }
   {

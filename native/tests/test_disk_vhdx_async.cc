@@ -80,14 +80,7 @@ void run_case(const Case& c, AsyncBackend b) {
     CHECK_EQ(dev->capacity(), c.size);
     auto aio = open_aio(*dev, b);
     CHECK_STR(aio->backend(), backend_name(b));
-    Driver d(*aio, model, dev->info().cluster_size, c.size + c.fixed + c.child);
-    for (int i = 0; i < 2000; ++i) d.step();
-    d.finish();
-    CHECK_EQ(aio->in_flight(), 0u);
-    CHECK(d.max_in_flight >= kDepth / 2);
-    CHECK(d.same_cluster > 50);  // writes sharing a block with a write in flight
-    std::fprintf(stderr, "  %s: %llu writes shared a block with a write in flight, at most %llu requests in flight\n",
-                 c.name, static_cast<unsigned long long>(d.same_cluster), static_cast<unsigned long long>(d.max_in_flight));
+    run_random_workload(*aio, model, dev->info().cluster_size, c.size + c.fixed + c.child, 2000, c.name);
     aio.reset();
   }
   {
