@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { BridgeError, type MethodArgs } from '../../app/api/bridge';
 import { VmConfig } from '../../app/api/config';
 import type { VmDetails } from '../../app/api/vm';
+import { keys } from '../src/cache';
 import { SettingsDialog } from '../src/dialogs/Settings';
 import { buttonNamed as buttonIn, click, domPerTest, newQueryClient, type, withApi } from './dom';
 import { FakeApi, must, uuid } from './fixtures';
@@ -100,5 +101,32 @@ describe('Settings: network adapter', () => {
     expect(closed).toBe(false);
     expect(field('Guest port').value).toBe('22');
     expect(field('Host port').value).toBe('');
+  });
+});
+
+describe('Settings: the configuration it edits', () => {
+  // After a checkpoint is applied the window's copy of the VM is stale until the service
+  // answers again: Settings opened then must edit the service's configuration, not the copy.
+  it('waits for a refetch in flight instead of editing a stale copy', async () => {
+    const stale: VmDetails = {
+      ...details,
+      memoryMiB: 96,
+      config: VmConfig.parse({ ...details.config, memory: { startupMiB: 96 } }),
+    };
+    let answer: (d: VmDetails) => void = () => undefined;
+    const api = new FakeApi({ 'vm.get': () => new Promise<VmDetails>((r) => (answer = r)) });
+    const client = newQueryClient();
+    client.setQueryData(keys.vm(details.id), stale);
+    await client.invalidateQueries({ queryKey: keys.vm(details.id) });
+    await dom.render(withApi(api, client, <SettingsDialog vmId={details.id} onClose={() => undefined} />));
+    await act(async () => new Promise((r) => setTimeout(r, 0)));
+    expect(dom.container.textContent).toContain('Loading...');
+    await act(async () => answer(details));
+    // The answer reaches the form through react-query's notification and an effect: a few
+    // turns of the event loop.
+    for (let i = 0; i < 100 && dom.container.textContent?.includes('Loading...'); i++) {
+      await act(async () => new Promise((r) => setTimeout(r, 10)));
+    }
+    expect(buttonNamed('Memory64 MB')).toBeTruthy();
   });
 });

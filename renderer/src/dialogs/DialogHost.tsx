@@ -3,6 +3,7 @@ import { useQueryClient } from '@tanstack/react-query';
 import { useState } from 'react';
 
 import { isBridgeError } from '../../../app/api/bridge';
+import { keys } from '../cache';
 import { call, useApi } from '../context';
 import { Dialog, ErrorBox, errorText, OperationProgress, useLongOperation } from './common';
 import { EditDiskWizard, HostDisksDialog, InspectDiskDialog, NewDiskWizard } from './DiskDialogs';
@@ -242,6 +243,7 @@ function CheckpointConfirm({
   onClose: () => void;
 }) {
   const api = useApi();
+  const client = useQueryClient();
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const long = useLongOperation();
@@ -282,6 +284,9 @@ function CheckpointConfirm({
           }),
         );
       }
+      // Applying a checkpoint changes the VM's settings: the window shows them (and Settings
+      // opens on them) once the dialog closes, not when the service's event arrives.
+      if (spec.kind !== 'delete-checkpoint') await client.invalidateQueries({ queryKey: keys.vm(spec.vmId) });
       onClose();
     } catch (e) {
       setError(errorText(e));

@@ -107,12 +107,14 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
   useEffect(() => {
-    if (details.data && !base) {
+    // Never a stale copy: while the details are being refetched (after a checkpoint was
+    // applied, say), the form waits for the service's answer.
+    if (details.data && !base && !details.isFetching) {
       const d = draftOf(details.data.config);
       setBase(d);
       setDraft(d);
     }
-  }, [details.data, base]);
+  }, [details.data, details.isFetching, base]);
   const running = details.data !== undefined && details.data.state !== 'Off' && details.data.state !== 'Failed';
 
   const apply = async (close: boolean) => {
