@@ -342,11 +342,14 @@ describe('disk operations', () => {
   });
 
   it('cancelling mid-convert leaves no partial file and the source unchanged', async () => {
-    // A large sparse source whose written half makes the copy take a while.
+    // A large sparse source whose written half makes the copy take a while: long enough that
+    // the abort sent on the first progress report arrives mid-copy even when the event loop
+    // is slow (at 256 MiB a loaded CI host once saw the copy finish first).
+    const SIZE = 1024 * MiB;
     const src = join(dir, 'cancel.raw');
-    await createDisk(src, { format: 'raw', size: 256 * MiB });
+    await createDisk(src, { format: 'raw', size: SIZE });
     const block = pattern(MiB, 41);
-    for (let off = 0; off < 256 * MiB; off += 2 * MiB) writeAt(src, off, block);
+    for (let off = 0; off < SIZE; off += 2 * MiB) writeAt(src, off, block);
     const before = sha256(src);
     for (const format of FORMATS) {
       const out = join(dir, `cancelled.${format}`);
@@ -369,7 +372,7 @@ describe('disk operations', () => {
         /cancelled/,
       );
       assert.ok(seen.length > 0);
-      assert.ok((seen.at(-1) ?? 0) < 256 * MiB, 'the copy stopped before the end');
+      assert.ok((seen.at(-1) ?? 0) < SIZE, 'the copy stopped before the end');
       assert.equal(existsSync(out), false);
       assert.deepEqual(partialFiles(dir), []);
       assert.equal(sha256(src), before);
