@@ -177,6 +177,11 @@ inline void run_random_workload(AsyncDisk& aio, std::vector<uint8_t>& model, uin
                static_cast<unsigned long long>(d.same_cluster), static_cast<unsigned long long>(d.max_in_flight));
 }
 
+// The starting bytes of a workload case, written to `folder`/base.raw; when `make` is not
+// empty it is run in the folder (it makes the image from base.raw) and `model` starts as
+// those bytes. Returns them.
+inline std::string prepare_base(const std::string& folder, const char* make, uint32_t seed, std::vector<uint8_t>& model);
+
 // Random bytes, with every third 64 KiB left zero (unallocated once qemu-img converts it).
 inline std::string pattern_bytes(uint64_t size, uint32_t seed) {
   std::string s(size, '\0');
@@ -186,6 +191,16 @@ inline std::string pattern_bytes(uint64_t size, uint32_t seed) {
     for (uint64_t i = off; i < std::min(size, off + 65536); ++i) s[i] = static_cast<char>(rng());
   }
   return s;
+}
+
+inline std::string prepare_base(const std::string& folder, const char* make, uint32_t seed, std::vector<uint8_t>& model) {
+  std::string base = pattern_bytes(model.size(), seed);
+  rvh::write_whole(folder + "/base.raw", base);
+  if (*make) {
+    CHECK_EQ(rvh::run("cd '" + folder + "' && " + make).rc, 0);
+    model.assign(base.begin(), base.end());
+  }
+  return base;
 }
 
 // The whole disk, read through aio in 1 MiB requests, up to its depth at once.

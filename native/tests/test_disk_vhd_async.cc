@@ -63,12 +63,7 @@ void run_case(const Case& c, AsyncBackend b) {
   TempDir dir;
   std::string img = dir.file("img.vhd");
   std::vector<uint8_t> model(c.size, 0);
-  std::string base = pattern_bytes(c.size, 5);
-  write_whole(dir.file("base.raw"), base);
-  if (*c.make) {
-    CHECK_EQ(run("cd '" + dir.path + "' && " + c.make).rc, 0);
-    model.assign(base.begin(), base.end());
-  }
+  std::string base = prepare_base(dir.path, c.make, 5, model);
   if (c.child) {
     CreateOptions co;
     co.format = Format::kVhd;

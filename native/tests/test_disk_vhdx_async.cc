@@ -66,12 +66,7 @@ void run_case(const Case& c, AsyncBackend b) {
   TempDir dir;
   std::string img = dir.file("img.vhdx");
   std::vector<uint8_t> model(c.size, 0);
-  std::string base = pattern_bytes(c.size, 9);
-  write_whole(dir.file("base.raw"), base);
-  if (*c.make) {
-    CHECK_EQ(run("cd '" + dir.path + "' && " + c.make).rc, 0);
-    model.assign(base.begin(), base.end());
-  }
+  std::string base = prepare_base(dir.path, c.make, 9, model);
   if (c.child) create_disk(img, vhdx_options(0, false, "parent.vhdx"));
   else if (!*c.make) create_disk(img, vhdx_options(c.size, c.fixed));
   std::string parent_sha = c.child ? sha_of(dir.file("parent.vhdx")) : "";
