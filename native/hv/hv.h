@@ -60,6 +60,62 @@ struct MsrEntry {
   uint64_t value = 0;
 };
 
+// Events a vCPU has pending or in injection (architectural, x86 SDM vol. 3 ch. 6).
+struct VcpuEvents {
+  bool exception_injected = false, exception_pending = false, exception_has_error_code = false;
+  uint8_t exception_nr = 0;
+  uint32_t exception_error_code = 0;
+  bool interrupt_injected = false, interrupt_soft = false;
+  uint8_t interrupt_nr = 0;
+  uint8_t interrupt_shadow = 0;  // STI / MOV SS blocking
+  bool nmi_injected = false, nmi_pending = false, nmi_masked = false;
+  uint32_t sipi_vector = 0;
+  bool smm = false, smi_pending = false, smm_inside_nmi = false, latched_init = false;
+};
+
+// What a vCPU is doing when it is not executing (the multiprocessor state).
+enum class MpState : uint32_t { kRunnable = 0, kUninitialized, kInitReceived, kHalted, kSipiReceived };
+constexpr uint32_t kMpStateCount = 5;
+
+struct DebugRegs {
+  uint64_t db[4] = {0, 0, 0, 0};
+  uint64_t dr6 = 0, dr7 = 0;
+};
+
+struct XcrEntry {
+  uint32_t index = 0;
+  uint64_t value = 0;
+};
+
+// Everything a vCPU holds, for saved state. The XSAVE area (the XSAVE instruction's
+// standard layout) and the local APIC's 1 KiB register page are architectural formats.
+struct VcpuState {
+  Regs regs;
+  SpecialRegs sregs;
+  std::vector<uint8_t> xsave;
+  std::vector<XcrEntry> xcrs;
+  std::vector<MsrEntry> msrs;
+  std::vector<uint8_t> lapic;
+  MpState mp_state = MpState::kRunnable;
+  VcpuEvents events;
+  DebugRegs debug;
+};
+constexpr size_t kLapicStateBytes = 1024;
+constexpr size_t kMaxXsaveBytes = 64 * 1024;
+constexpr size_t kMaxSavedMsrs = 256;
+constexpr size_t kMaxXcrs = 16;
+
+// The state of interrupt controllers and timers the hypervisor emulates itself (KVM: the
+// PICs, the IOAPIC and the PIT; none under a backend without them), and the VM clock.
+// Their layouts belong to the backend: `backend` names it and another backend refuses them.
+struct PlatformState {
+  std::string backend;
+  std::vector<std::vector<uint8_t>> chips;  // backend-defined order and sizes
+  uint64_t clock_ns = 0;                    // the guest's paravirtual clock (kvmclock)
+};
+constexpr size_t kMaxPlatformChips = 8;
+constexpr size_t kMaxPlatformChipBytes = 4096;
+
 enum class ExitKind {
   kIo,             // port I/O: see VcpuExit::io
   kMmio,           // access to guest-physical memory no RAM backs: see VcpuExit::mmio
@@ -110,6 +166,12 @@ class Vcpu {
   // Puts the FPU/SSE unit in its power-on state (FCW 0x37f, MXCSR 0x1f80).
   virtual void reset_fpu() = 0;
 
+  // Saved state: only while the vCPU is not running (its runner paused, or before its
+  // first run). get_state() after a paused run() has completed any pending I/O. set_state
+  // throws HV_VCPU_STATE naming what the hypervisor refused; call set_cpuid() first.
+  virtual VcpuState get_state() = 0;
+  virtual void set_state(const VcpuState& state) = 0;
+
   // Runs the vCPU until it exits to the VMM. Must be called on the vCPU's own thread.
   virtual const VcpuExit& run() = 0;
 
@@ -128,6 +190,11 @@ class Vm {
   virtual void set_irq_line(uint32_t irq, bool level) = 0;
   // CPUID values the hypervisor can offer a guest, before the VMM edits them.
   virtual std::vector<CpuidEntry> supported_cpuid() = 0;
+
+  // Saved state of the hypervisor's own platform devices and clock, with every vCPU paused.
+  // set_platform_state throws STATE_INVALID for another backend's state or bad sizes.
+  virtual PlatformState get_platform_state() = 0;
+  virtual void set_platform_state(const PlatformState& state) = 0;
 
   // Needs Capabilities::ioeventfd. A guest write of `len` bytes (1, 2, 4 or 8) to MMIO
   // address gpa (with value `datamatch`, when has_datamatch) signals the eventfd `fd`

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <memory>
@@ -37,6 +38,38 @@ static_assert(sizeof(kvm_cpuid_entry2) == 40 && sizeof(kvm_msr_entry) == 16);
 constexpr unsigned long kGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
 constexpr unsigned long kSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
 constexpr unsigned long kSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+constexpr unsigned long kGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
+struct MsrListHeader {
+  uint32_t nmsrs;
+};
+constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, MsrListHeader);
+
+// The MSRs saved state carries beyond those in the special registers (EFER, APIC base):
+// time (TSC, kvmclock), system-call entry points, memory types, speculation control and
+// the paravirtual features a Linux guest enables. Those the host's KVM does not list are
+// left out; TSC_DEADLINE is set last, after the local APIC (it only takes effect in
+// TSC-deadline mode).
+constexpr uint32_t kMsrTscDeadline = 0x6e0;
+constexpr uint32_t kSavedMsrCandidates[] = {
+    0x10,        // TSC
+    0x3b,        // TSC_ADJUST
+    0x48,        // SPEC_CTRL
+    0x174, 0x175, 0x176,  // SYSENTER_CS/ESP/EIP
+    0x1a0,       // MISC_ENABLE
+    0x277,       // PAT
+    0xda0,       // XSS
+    0xc0000081, 0xc0000082, 0xc0000083, 0xc0000084,  // STAR, LSTAR, CSTAR, SFMASK
+    0xc0000102,  // KERNEL_GS_BASE
+    0xc0000103,  // TSC_AUX
+    0xc001011f,  // AMD VIRT_SPEC_CTRL
+    0x11, 0x12,  // kvmclock (old numbers)
+    0x4b564d00, 0x4b564d01, 0x4b564d02, 0x4b564d03, 0x4b564d04, 0x4b564d05, 0x4b564d06,  // kvmclock, PV
+    kMsrTscDeadline,
+};
+// Memory-type range registers: KVM keeps them without listing them.
+constexpr uint32_t kMtrrMsrs[] = {0x2ff, 0x250, 0x258, 0x259, 0x268, 0x269, 0x26a, 0x26b, 0x26c, 0x26d, 0x26e, 0x26f,
+                                  0x200, 0x201, 0x202, 0x203, 0x204, 0x205, 0x206, 0x207,
+                                  0x208, 0x209, 0x20a, 0x20b, 0x20c, 0x20d, 0x20e, 0x20f};
 
 kvm_cpuid_entry2* cpuid_entries(std::vector<uint8_t>& buf) {
   return reinterpret_cast<kvm_cpuid_entry2*>(buf.data() + sizeof(CpuidHeader));
@@ -93,7 +126,8 @@ Segment from_kvm(const kvm_segment& k) {
 
 class KvmVcpu final : public Vcpu {
  public:
-  KvmVcpu(uint32_t id, UniqueFd fd, size_t run_size) : id_(id), fd_(std::move(fd)), run_size_(run_size) {
+  KvmVcpu(uint32_t id, UniqueFd fd, size_t run_size, const std::vector<uint32_t>& saved_msrs, size_t xsave_bytes)
+      : id_(id), fd_(std::move(fd)), run_size_(run_size), saved_msrs_(saved_msrs), xsave_bytes_(xsave_bytes) {
     void* p = mmap(nullptr, run_size_, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
     if (p == MAP_FAILED) fail("HV_VCPU_CREATE", "cannot map the KVM run structure of vCPU " + std::to_string(id));
     run_ = static_cast<kvm_run*>(p);
@@ -194,6 +228,9 @@ class KvmVcpu final : public Vcpu {
     if (xioctl(fd_.get(), KVM_SET_FPU, &f) < 0) fail("HV_VCPU_STATE", "KVM_SET_FPU");
   }
 
+  VcpuState get_state() override;
+  void set_state(const VcpuState& state) override;
+
   const VcpuExit& run() override {
     exit_ = VcpuExit{};
     if (ioctl(fd_.get(), KVM_RUN, 0) < 0) {
@@ -274,12 +311,150 @@ class KvmVcpu final : public Vcpu {
   size_t run_size_;
   kvm_run* run_ = nullptr;
   VcpuExit exit_;
+  std::vector<uint32_t> saved_msrs_;
+  size_t xsave_bytes_;
+
+  std::vector<MsrEntry> get_msrs(const std::vector<uint32_t>& indices);
 };
+
+std::vector<MsrEntry> KvmVcpu::get_msrs(const std::vector<uint32_t>& indices) {
+  std::vector<uint8_t> buf(sizeof(MsrsHeader) + indices.size() * sizeof(kvm_msr_entry));
+  auto* m = reinterpret_cast<MsrsHeader*>(buf.data());
+  m->nmsrs = static_cast<uint32_t>(indices.size());
+  auto* entries = reinterpret_cast<kvm_msr_entry*>(buf.data() + sizeof(MsrsHeader));
+  for (size_t i = 0; i < indices.size(); ++i) entries[i].index = indices[i];
+  int n = xioctl(fd_.get(), kGetMsrs, m);
+  if (n < 0) fail("HV_VCPU_STATE", "KVM_GET_MSRS");
+  std::vector<MsrEntry> out;
+  for (int i = 0; i < n; ++i) out.push_back({entries[i].index, entries[i].data});
+  return out;
+}
+
+VcpuState KvmVcpu::get_state() {
+  VcpuState st;
+  st.regs = get_regs();
+  st.sregs = get_sregs();
+  st.xsave.assign(xsave_bytes_, 0);
+#ifdef KVM_GET_XSAVE2
+  unsigned long get_xsave = xsave_bytes_ > sizeof(kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
+#else
+  unsigned long get_xsave = KVM_GET_XSAVE;
+#endif
+  if (xioctl(fd_.get(), get_xsave, st.xsave.data()) < 0) fail("HV_VCPU_STATE", "KVM_GET_XSAVE");
+  kvm_xcrs xcrs{};
+  if (xioctl(fd_.get(), KVM_GET_XCRS, &xcrs) < 0) fail("HV_VCPU_STATE", "KVM_GET_XCRS");
+  for (uint32_t i = 0; i < xcrs.nr_xcrs && i < KVM_MAX_XCRS; ++i) st.xcrs.push_back({xcrs.xcrs[i].xcr, xcrs.xcrs[i].value});
+  // KVM_GET_MSRS stops at the first MSR it cannot read: drop that one and go on.
+  std::vector<uint32_t> want = saved_msrs_;
+  while (!want.empty()) {
+    auto got = get_msrs(want);
+    st.msrs.insert(st.msrs.end(), got.begin(), got.end());
+    if (got.size() == want.size()) break;
+    want.erase(want.begin(), want.begin() + static_cast<long>(got.size()) + 1);
+  }
+  kvm_lapic_state lapic{};
+  if (xioctl(fd_.get(), KVM_GET_LAPIC, &lapic) < 0) fail("HV_VCPU_STATE", "KVM_GET_LAPIC");
+  st.lapic.assign(reinterpret_cast<uint8_t*>(lapic.regs), reinterpret_cast<uint8_t*>(lapic.regs) + kLapicStateBytes);
+  kvm_mp_state mp{};
+  if (xioctl(fd_.get(), KVM_GET_MP_STATE, &mp) < 0) fail("HV_VCPU_STATE", "KVM_GET_MP_STATE");
+  if (mp.mp_state >= kMpStateCount) {
+    throw Error("HV_VCPU_STATE", "vCPU " + std::to_string(id_) + " is in multiprocessor state " +
+                                     std::to_string(mp.mp_state) + ", which saved state cannot hold");
+  }
+  st.mp_state = static_cast<MpState>(mp.mp_state);
+  kvm_vcpu_events ev{};
+  if (xioctl(fd_.get(), KVM_GET_VCPU_EVENTS, &ev) < 0) fail("HV_VCPU_STATE", "KVM_GET_VCPU_EVENTS");
+  auto& e = st.events;
+  e.exception_injected = ev.exception.injected;
+  e.exception_pending = ev.exception.pending;
+  e.exception_has_error_code = ev.exception.has_error_code;
+  e.exception_nr = ev.exception.nr;
+  e.exception_error_code = ev.exception.error_code;
+  e.interrupt_injected = ev.interrupt.injected;
+  e.interrupt_soft = ev.interrupt.soft;
+  e.interrupt_nr = ev.interrupt.nr;
+  e.interrupt_shadow = ev.interrupt.shadow;
+  e.nmi_injected = ev.nmi.injected;
+  e.nmi_pending = ev.nmi.pending;
+  e.nmi_masked = ev.nmi.masked;
+  e.sipi_vector = ev.sipi_vector;
+  e.smm = ev.smi.smm;
+  e.smi_pending = ev.smi.pending;
+  e.smm_inside_nmi = ev.smi.smm_inside_nmi;
+  e.latched_init = ev.smi.latched_init;
+  kvm_debugregs dbg{};
+  if (xioctl(fd_.get(), KVM_GET_DEBUGREGS, &dbg) < 0) fail("HV_VCPU_STATE", "KVM_GET_DEBUGREGS");
+  for (int i = 0; i < 4; ++i) st.debug.db[i] = dbg.db[i];
+  st.debug.dr6 = dbg.dr6;
+  st.debug.dr7 = dbg.dr7;
+  return st;
+}
+
+void KvmVcpu::set_state(const VcpuState& st) {
+  auto refuse = [&](const std::string& what) {
+    throw Error("STATE_INVALID", "saved state, vCPU " + std::to_string(id_) + ": " + what);
+  };
+  if (st.lapic.size() != kLapicStateBytes) refuse("the local APIC state is not " + std::to_string(kLapicStateBytes) + " bytes");
+  if (st.xsave.size() < sizeof(kvm_xsave) || st.xsave.size() > xsave_bytes_) {
+    refuse("its XSAVE area is " + std::to_string(st.xsave.size()) + " bytes; this host's KVM takes " +
+           std::to_string(sizeof(kvm_xsave)) + " to " + std::to_string(xsave_bytes_));
+  }
+  if (st.xcrs.size() > KVM_MAX_XCRS) refuse("more extended control registers than KVM has");
+  set_sregs(st.sregs);
+  set_regs(st.regs);
+  std::vector<uint8_t> xsave(xsave_bytes_, 0);
+  std::memcpy(xsave.data(), st.xsave.data(), st.xsave.size());
+  if (xioctl(fd_.get(), KVM_SET_XSAVE, xsave.data()) < 0) fail("HV_VCPU_STATE", "KVM_SET_XSAVE (the saved FPU/vector state)");
+  kvm_xcrs xcrs{};
+  xcrs.nr_xcrs = static_cast<uint32_t>(st.xcrs.size());
+  for (size_t i = 0; i < st.xcrs.size(); ++i) {
+    xcrs.xcrs[i].xcr = st.xcrs[i].index;
+    xcrs.xcrs[i].value = st.xcrs[i].value;
+  }
+  if (xioctl(fd_.get(), KVM_SET_XCRS, &xcrs) < 0) fail("HV_VCPU_STATE", "KVM_SET_XCRS (the saved XCR0: a feature this CPU lacks?)");
+  std::vector<MsrEntry> msrs, deadline;
+  for (const auto& m : st.msrs) (m.index == kMsrTscDeadline ? deadline : msrs).push_back(m);
+  set_msrs(msrs);
+  kvm_mp_state mp{};
+  mp.mp_state = static_cast<uint32_t>(st.mp_state);
+  if (xioctl(fd_.get(), KVM_SET_MP_STATE, &mp) < 0) fail("HV_VCPU_STATE", "KVM_SET_MP_STATE");
+  kvm_lapic_state lapic{};
+  std::memcpy(lapic.regs, st.lapic.data(), kLapicStateBytes);
+  if (xioctl(fd_.get(), KVM_SET_LAPIC, &lapic) < 0) fail("HV_VCPU_STATE", "KVM_SET_LAPIC");
+  if (!deadline.empty()) set_msrs(deadline);
+  kvm_vcpu_events ev{};
+  const auto& e = st.events;
+  ev.exception.injected = e.exception_injected;
+  ev.exception.pending = e.exception_pending;
+  ev.exception.has_error_code = e.exception_has_error_code;
+  ev.exception.nr = e.exception_nr;
+  ev.exception.error_code = e.exception_error_code;
+  ev.interrupt.injected = e.interrupt_injected;
+  ev.interrupt.soft = e.interrupt_soft;
+  ev.interrupt.nr = e.interrupt_nr;
+  ev.interrupt.shadow = e.interrupt_shadow;
+  ev.nmi.injected = e.nmi_injected;
+  ev.nmi.pending = e.nmi_pending;
+  ev.nmi.masked = e.nmi_masked;
+  ev.sipi_vector = e.sipi_vector;
+  ev.smi.smm = e.smm;
+  ev.smi.pending = e.smi_pending;
+  ev.smi.smm_inside_nmi = e.smm_inside_nmi;
+  ev.smi.latched_init = e.latched_init;
+  ev.flags = KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR | KVM_VCPUEVENT_VALID_SHADOW |
+             KVM_VCPUEVENT_VALID_SMM;
+  if (xioctl(fd_.get(), KVM_SET_VCPU_EVENTS, &ev) < 0) fail("HV_VCPU_STATE", "KVM_SET_VCPU_EVENTS");
+  kvm_debugregs dbg{};
+  for (int i = 0; i < 4; ++i) dbg.db[i] = st.debug.db[i];
+  dbg.dr6 = st.debug.dr6;
+  dbg.dr7 = st.debug.dr7;
+  if (xioctl(fd_.get(), KVM_SET_DEBUGREGS, &dbg) < 0) fail("HV_VCPU_STATE", "KVM_SET_DEBUGREGS");
+}
 
 class KvmVm final : public Vm {
  public:
-  KvmVm(int kvm_fd, UniqueFd vm_fd, size_t run_size)
-      : kvm_fd_(kvm_fd), fd_(std::move(vm_fd)), run_size_(run_size) {
+  KvmVm(int kvm_fd, UniqueFd vm_fd, size_t run_size, const std::vector<uint32_t>& saved_msrs, size_t xsave_bytes)
+      : kvm_fd_(kvm_fd), fd_(std::move(vm_fd)), run_size_(run_size), saved_msrs_(saved_msrs), xsave_bytes_(xsave_bytes) {
     // The TSS and identity-map pages KVM needs on Intel, placed just below the 4 GiB
     // firmware area where no RAM is mapped.
     if (xioctl(fd_.get(), KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0) fail("HV_VM_CREATE", "KVM_SET_TSS_ADDR");
@@ -305,7 +480,7 @@ class KvmVm final : public Vm {
   std::unique_ptr<Vcpu> create_vcpu(uint32_t id) override {
     int fd = xioctl(fd_.get(), KVM_CREATE_VCPU, static_cast<unsigned long>(id));
     if (fd < 0) fail("HV_VCPU_CREATE", "KVM_CREATE_VCPU " + std::to_string(id));
-    return std::make_unique<KvmVcpu>(id, UniqueFd(fd), run_size_);
+    return std::make_unique<KvmVcpu>(id, UniqueFd(fd), run_size_, saved_msrs_, xsave_bytes_);
   }
 
   void set_irq_line(uint32_t irq, bool level) override {
@@ -355,16 +530,72 @@ class KvmVm final : public Vm {
     throw Error("HV_CPUID", "KVM_GET_SUPPORTED_CPUID returned more than 256 entries");
   }
 
+  // chips: PIC master, PIC slave, IOAPIC (each KVM's 512-byte kvm_irqchip union), then
+  // the PIT (kvm_pit_state2).
+  PlatformState get_platform_state() override {
+    PlatformState st;
+    st.backend = "kvm";
+    for (uint32_t chip = 0; chip < 3; ++chip) {
+      kvm_irqchip c{};
+      c.chip_id = chip;
+      if (xioctl(fd_.get(), KVM_GET_IRQCHIP, &c) < 0) fail("HV_VCPU_STATE", "KVM_GET_IRQCHIP");
+      auto* p = reinterpret_cast<const uint8_t*>(&c.chip);
+      st.chips.emplace_back(p, p + sizeof c.chip);
+    }
+    kvm_pit_state2 pit{};
+    if (xioctl(fd_.get(), KVM_GET_PIT2, &pit) < 0) fail("HV_VCPU_STATE", "KVM_GET_PIT2");
+    auto* p = reinterpret_cast<const uint8_t*>(&pit);
+    st.chips.emplace_back(p, p + sizeof pit);
+    kvm_clock_data clock{};
+    if (xioctl(fd_.get(), KVM_GET_CLOCK, &clock) < 0) fail("HV_VCPU_STATE", "KVM_GET_CLOCK");
+    st.clock_ns = clock.clock;
+    return st;
+  }
+
+  void set_platform_state(const PlatformState& st) override {
+    auto refuse = [](const std::string& what) { throw Error("STATE_INVALID", "saved state, platform: " + what); };
+    if (st.backend != "kvm") refuse("it was saved under the '" + st.backend + "' hypervisor, not KVM");
+    if (st.chips.size() != 4) refuse("KVM's platform state has 4 parts, not " + std::to_string(st.chips.size()));
+    for (uint32_t chip = 0; chip < 3; ++chip) {
+      kvm_irqchip c{};
+      if (st.chips[chip].size() != sizeof c.chip) refuse("interrupt controller " + std::to_string(chip) + " has the wrong size");
+      c.chip_id = chip;
+      std::memcpy(&c.chip, st.chips[chip].data(), sizeof c.chip);
+      if (chip == 2 && c.chip.ioapic.base_address != 0xfec00000) refuse("the IOAPIC is not at 0xfec00000");
+      if (xioctl(fd_.get(), KVM_SET_IRQCHIP, &c) < 0) fail("HV_VCPU_STATE", "KVM_SET_IRQCHIP");
+    }
+    kvm_pit_state2 pit{};
+    if (st.chips[3].size() != sizeof pit) refuse("the PIT state has the wrong size");
+    std::memcpy(&pit, st.chips[3].data(), sizeof pit);
+    for (const auto& ch : pit.channels) {
+      if (ch.mode > 5 || ch.rw_mode > 4 || ch.read_state > 4 || ch.write_state > 4) refuse("a PIT channel has an invalid mode");
+    }
+    if (xioctl(fd_.get(), KVM_SET_PIT2, &pit) < 0) fail("HV_VCPU_STATE", "KVM_SET_PIT2");
+    kvm_clock_data clock{};
+    clock.clock = st.clock_ns;
+    if (xioctl(fd_.get(), KVM_SET_CLOCK, &clock) < 0) fail("HV_VCPU_STATE", "KVM_SET_CLOCK");
+  }
+
  private:
   int kvm_fd_;  // owned by KvmHypervisor, which outlives its VMs
   UniqueFd fd_;
   size_t run_size_;
+  std::vector<uint32_t> saved_msrs_;
+  size_t xsave_bytes_;
 };
 
 class KvmHypervisor final : public Hypervisor {
  public:
   KvmHypervisor(UniqueFd fd, Capabilities caps, size_t run_size)
-      : fd_(std::move(fd)), caps_(std::move(caps)), run_size_(run_size) {}
+      : fd_(std::move(fd)), caps_(std::move(caps)), run_size_(run_size) {
+    saved_msrs_ = saved_msr_list(fd_.get());
+#ifdef KVM_CAP_XSAVE2
+    int xsave2 = ioctl(fd_.get(), KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+    if (xsave2 > static_cast<int>(xsave_bytes_) && static_cast<size_t>(xsave2) <= kMaxXsaveBytes) {
+      xsave_bytes_ = static_cast<size_t>(xsave2);
+    }
+#endif
+  }
 
   const Capabilities& capabilities() const override { return caps_; }
 
@@ -373,13 +604,36 @@ class KvmHypervisor final : public Hypervisor {
     if (vm < 0) {
       fail("HV_VM_CREATE", "KVM_CREATE_VM (the host may be out of memory or at its VM limit)");
     }
-    return std::make_unique<KvmVm>(fd_.get(), UniqueFd(vm), run_size_);
+    return std::make_unique<KvmVm>(fd_.get(), UniqueFd(vm), run_size_, saved_msrs_, xsave_bytes_);
   }
 
  private:
+  // The candidates KVM lists as saveable, then the MTRRs, then TSC_DEADLINE.
+  static std::vector<uint32_t> saved_msr_list(int kvm_fd) {
+    std::vector<uint32_t> listed;
+    MsrListHeader probe{0};
+    xioctl(kvm_fd, kGetMsrIndexList, &probe);  // E2BIG, with the count filled in
+    std::vector<uint8_t> buf(sizeof(MsrListHeader) + probe.nmsrs * sizeof(uint32_t));
+    auto* list = reinterpret_cast<MsrListHeader*>(buf.data());
+    list->nmsrs = probe.nmsrs;
+    if (probe.nmsrs > 0 && xioctl(kvm_fd, kGetMsrIndexList, list) == 0) {
+      const auto* idx = reinterpret_cast<const uint32_t*>(buf.data() + sizeof(MsrListHeader));
+      listed.assign(idx, idx + list->nmsrs);
+    }
+    std::vector<uint32_t> out;
+    for (uint32_t m : kSavedMsrCandidates) {
+      if (m != kMsrTscDeadline && std::find(listed.begin(), listed.end(), m) != listed.end()) out.push_back(m);
+    }
+    out.insert(out.end(), std::begin(kMtrrMsrs), std::end(kMtrrMsrs));
+    if (std::find(listed.begin(), listed.end(), kMsrTscDeadline) != listed.end()) out.push_back(kMsrTscDeadline);
+    return out;
+  }
+
   UniqueFd fd_;
   Capabilities caps_;
   size_t run_size_;
+  std::vector<uint32_t> saved_msrs_;
+  size_t xsave_bytes_ = sizeof(kvm_xsave);
 };
 
 }  // namespace
