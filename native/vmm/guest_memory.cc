@@ -1,6 +1,8 @@
 #include "vmm/guest_memory.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cerrno>
 
@@ -27,27 +29,51 @@ uint8_t* map_anonymous(uint64_t size) {
   return static_cast<uint8_t*>(p);
 }
 
+uint8_t* map_image(uint64_t size, int fd, uint64_t offset) {
+  void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_NORESERVE, fd, static_cast<off_t>(offset));
+  if (p == MAP_FAILED) {
+    throw SystemError("GUEST_MEMORY_MAP", "cannot map " + std::to_string(size >> 20) + " MiB of saved guest memory", errno);
+  }
+  return static_cast<uint8_t*>(p);
+}
+
 }  // namespace
 
-GuestMemory::GuestMemory(uint64_t size_bytes) : size_(size_bytes) {
-  if (size_bytes == 0 || size_bytes % 4096 != 0) {
+GuestMemory::GuestMemory(uint64_t size_bytes) : size_(size_bytes) { map_regions(nullptr); }
+
+GuestMemory::GuestMemory(uint64_t size_bytes, const MemoryImage& image) : size_(size_bytes) {
+  image_fd_ = fcntl(image.fd, F_DUPFD_CLOEXEC, 0);
+  if (image_fd_ < 0) throw SystemError("GUEST_MEMORY_MAP", "cannot keep the saved memory image open", errno);
+  image_offset_ = image.offset;
+  try {
+    map_regions(&image);
+  } catch (...) {
+    close(image_fd_);
+    throw;
+  }
+}
+
+void GuestMemory::map_regions(const MemoryImage* image) {
+  if (size_ == 0 || size_ % 4096 != 0) {
     throw Error("GUEST_MEMORY_SIZE", "guest memory size must be a non-zero multiple of 4 KiB");
   }
   try {
-    uint64_t low = size_bytes < kPciHoleStart ? size_bytes : kPciHoleStart;
-    regions_.push_back({0, low, map_anonymous(low)});
-    if (size_bytes > low) {
-      uint64_t high = size_bytes - low;
-      regions_.push_back({kHighRamStart, high, map_anonymous(high)});
+    uint64_t low = size_ < kPciHoleStart ? size_ : kPciHoleStart;
+    regions_.push_back({0, low, image ? map_image(low, image->fd, image->offset) : map_anonymous(low)});
+    if (size_ > low) {
+      uint64_t high = size_ - low;
+      regions_.push_back({kHighRamStart, high, image ? map_image(high, image->fd, image->offset + low) : map_anonymous(high)});
     }
   } catch (...) {
     for (auto& r : regions_) munmap(r.host, r.size);
+    regions_.clear();
     throw;
   }
 }
 
 GuestMemory::~GuestMemory() {
   for (auto& r : regions_) munmap(r.host, r.size);
+  if (image_fd_ >= 0) close(image_fd_);
 }
 
 bool GuestMemory::contains(uint64_t gpa, uint64_t len) const {
@@ -81,6 +107,17 @@ void GuestMemory::read(uint64_t gpa, std::span<uint8_t> out) {
 }
 
 void GuestMemory::clear() {
+  if (image_fd_ >= 0) {
+    // A private file mapping would fall back to the file's pages: put fresh anonymous
+    // memory at the same addresses instead (the hypervisor VM is rebuilt after a reset).
+    for (auto& r : regions_) {
+      void* p = mmap(r.host, r.size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+      if (p == MAP_FAILED) throw SystemError("GUEST_MEMORY_MAP", "cannot replace the saved guest memory on reset", errno);
+    }
+    close(image_fd_);
+    image_fd_ = -1;
+    return;
+  }
   for (auto& r : regions_) {
     // MADV_DONTNEED on private anonymous memory gives back zero pages and frees RSS.
     madvise(r.host, r.size, MADV_DONTNEED);

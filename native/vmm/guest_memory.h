@@ -1,5 +1,7 @@
 // Guest RAM: one anonymous MAP_NORESERVE mapping per RAM region. Below 4 GiB RAM stops
-// at the 32-bit PCI hole (3 GiB); the rest is mapped from 4 GiB up.
+// at the 32-bit PCI hole (3 GiB); the rest is mapped from 4 GiB up. A VM resumed from saved
+// state maps its RAM privately from the state file instead (pages load when first touched,
+// writes stay in the process), until a reset gives it fresh anonymous memory.
 #pragma once
 
 #include <cstdint>
@@ -19,9 +21,16 @@ struct RamRegion {
   uint8_t* host = nullptr;  // owned by GuestMemory
 };
 
+// Where a saved memory image lies: the regions one after another from `offset` of `fd`.
+struct MemoryImage {
+  int fd = -1;          // duplicated by GuestMemory, which keeps it while mapped
+  uint64_t offset = 0;  // a multiple of the page size
+};
+
 class GuestMemory {
  public:
   explicit GuestMemory(uint64_t size_bytes);
+  GuestMemory(uint64_t size_bytes, const MemoryImage& image);
   ~GuestMemory();
   GuestMemory(const GuestMemory&) = delete;
   GuestMemory& operator=(const GuestMemory&) = delete;
@@ -50,9 +59,17 @@ class GuestMemory {
   // Returns every page to the zero state (used on machine reset).
   void clear();
 
+  // The file RAM is mapped from (-1 for anonymous memory), for writing a new image.
+  int image_fd() const { return image_fd_; }
+  uint64_t image_offset() const { return image_offset_; }
+
  private:
+  void map_regions(const MemoryImage* image);
+
   uint64_t size_;
   std::vector<RamRegion> regions_;
+  int image_fd_ = -1;
+  uint64_t image_offset_ = 0;
 };
 
 }  // namespace berth::vmm
