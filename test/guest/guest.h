@@ -102,6 +102,7 @@ void pit_delay_start(void);
 u32 pit_elapsed(void); /* 1.193182 MHz ticks since pit_delay_start, poll at least every 10 ms */
 __attribute__((noreturn)) void scenario_echo(void);
 __attribute__((noreturn)) void scenario_timer(void);
+__attribute__((noreturn)) void scenario_counter(void);
 
 /* smp.c */
 struct mp_info {

@@ -246,3 +246,41 @@ void scenario_timer(void)
 	puts("timer: rate out of range\n");
 	guest_exit(1);
 }
+
+/* Counts in memory, ten a second (the PIT at 100 Hz through the IOAPIC), printing each
+ * value; typed bytes are echoed from the UART's interrupt, and Ctrl-D ends the guest. A
+ * VM saved and resumed must go on counting from where it was, not from zero. */
+static volatile u32 counter;
+
+void scenario_counter(void)
+{
+	u32 bsp = irq_setup();
+	ioapic_route_isa(0, VEC_TIMER, bsp);
+	ioapic_route_isa(4, VEC_UART, bsp);
+	outb(COM1 + 2, 0x01); /* FCR: FIFO on, RX trigger level 1 byte */
+	outb(COM1 + 4, 0x0b); /* MCR: DTR | RTS | OUT2 */
+	outb(COM1 + 1, 0x01); /* IER: received data available */
+	pit_start(11932);
+	puts("counter: ready\n");
+	u32 next = timer_ticks + 10;
+	for (;;) {
+		cli();
+		if (echo_done)
+			break;
+		if ((int)(timer_ticks - next) >= 0) {
+			next += 10;
+			counter++;
+			__asm__ volatile("sti" ::: "memory");
+			puts("count: ");
+			put_u32(counter);
+			putc('\n');
+			continue;
+		}
+		sti_hlt();
+	}
+	outb(COM1 + 1, 0x00);
+	puts("\ncounter: done at ");
+	put_u32(counter);
+	putc('\n');
+	guest_exit(0);
+}

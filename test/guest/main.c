@@ -117,6 +117,8 @@ void kmain(const struct hvm_start_info *si)
 		scenario_echo();
 	else if (streq(w, "timer"))
 		scenario_timer();
+	else if (streq(w, "counter"))
+		scenario_counter();
 	else if (streq(w, "rtc"))
 		scenario_rtc();
 	else if (streq(w, "reset"))
