@@ -34,7 +34,9 @@ import { z } from 'zod';
 import { DiskAttachment, MAX_DISKS, NetworkAdapter, NewVmRequest, VmName } from './config';
 import { ErrorBody, type ErrorCode } from './errors';
 import { CheckpointList, CheckpointSummary, HostDisk } from './storage';
-import { LastExit, VmDetails, VmRef, VmSettingsPatch, VmState, VmStats, VmSummary } from './vm';
+import { LastExit, MoveResult, VmDetails, VmRef, VmSettingsPatch, VmState, VmStats, VmSummary } from './vm';
+
+export { MoveResult };
 
 // ---- shared pieces --------------------------------------------------------------------------
 
@@ -53,7 +55,14 @@ export type DiskFormat = z.infer<typeof DiskFormat>;
 export const OperationStarted = z.strictObject({ operationId: id });
 export type OperationStarted = z.infer<typeof OperationStarted>;
 
-export const OPERATION_KINDS = ['disk.create', 'disk.edit', 'checkpoint.delete', 'vm.export', 'vm.import'] as const;
+export const OPERATION_KINDS = [
+  'disk.create',
+  'disk.edit',
+  'checkpoint.delete',
+  'vm.export',
+  'vm.import',
+  'vm.move',
+] as const;
 export const OperationKind = z.enum(OPERATION_KINDS);
 
 export const Operation = z.strictObject({
@@ -212,7 +221,15 @@ export const METHODS = {
   'vm.turnOff': def(vmArgs, VmSummary),
   // Presses the power button and waits up to timeoutSeconds (default 120) for the power-off.
   'vm.shutDown': def(z.strictObject({ vm: VmRef, timeoutSeconds: z.int().min(1).max(3600).optional() }), VmSummary),
+  // Saves the VM's memory and device state and ends its worker (Saved); the summary's
+  // savedState has the file's size and how long the guest was paused.
   'vm.save': def(vmArgs, VmSummary),
+  // Discards a Saved VM's state (Off): the next start boots afresh.
+  'vm.deleteSavedState': def(vmArgs, VmSummary),
+  // Quick migration to another Berth data root (a folder, or ssh://[user@]host[:port]/path
+  // or user@host:/path): saved if running, files copied, registered and resumed there,
+  // removed here. The operation's result is a MoveResult.
+  'vm.move': def(z.strictObject({ vm: VmRef, destination: filePath }), OperationStarted),
   'vm.pause': def(vmArgs, VmSummary),
   'vm.resume': def(vmArgs, VmSummary),
   'vm.reset': def(vmArgs, VmSummary),

@@ -14,7 +14,7 @@ export const HostShutdownRecord = z.strictObject({
 });
 export type HostShutdownRecord = z.infer<typeof HostShutdownRecord>;
 
-export const HostActionOutcome = z.enum(['started', 'shut-down', 'turned-off', 'failed']);
+export const HostActionOutcome = z.enum(['started', 'shut-down', 'turned-off', 'saved', 'failed']);
 
 export const HostActionResult = z.strictObject({
   vm: z.uuid(),

@@ -34,6 +34,28 @@ export const RUN_FILES = {
   failed: 'failed.json',
 } as const;
 
+// Saved memory and device state, written by the worker (op save / checkpoint), read by a
+// worker that starts with WorkerSpec.restoreFrom.
+export const STATE_FILES = {
+  // In state/: the state of a Saved VM. Its presence (with no worker) is what makes the VM
+  // Saved; starting the VM resumes from it and deletes it once the VM runs.
+  saved: 'saved.bstate',
+  // In state/: what the services learned when saving (SavedStateInfo); optional.
+  savedInfo: 'saved.json',
+  // In checkpoints/<checkpoint id>/: the memory and device state of a standard checkpoint
+  // taken while the VM ran. It belongs to the checkpoint: applying it never deletes it.
+  checkpoint: 'memory.bstate',
+} as const;
+
+// state/saved.json: timings of the save that wrote state/saved.bstate.
+export const SavedStateInfo = z.strictObject({
+  savedAt: z.iso.datetime(),
+  memoryBytes: z.int().min(0),
+  pauseMs: z.number().min(0),
+  totalMs: z.number().min(0),
+});
+export type SavedStateInfo = z.infer<typeof SavedStateInfo>;
+
 export const WorkerPidFile = z.strictObject({
   pid: z.int(),
   // /proc start time on Linux, to tell a reused pid from the worker; null elsewhere.

@@ -6,15 +6,20 @@ import { z } from 'zod';
 
 import { ErrorBody } from './errors';
 import { formatIssues } from './issues';
-import { LastExit, VmState, VmStats } from './vm';
+import { LastExit, SaveResult, VmState, VmStats } from './vm';
 
 // 2: 'stop' became 'turn-off' and 'shutdown' 'shut-down', the words the window and CLI use.
-export const PROTOCOL_VERSION = 2;
+// 3: 'save' and 'checkpoint' (saved memory and device state), LastExit reason 'saved'.
+export const PROTOCOL_VERSION = 3;
 // A line longer than this closes the connection (a console chunk is far smaller).
 export const MAX_LINE_BYTES = 1024 * 1024;
 export const SCROLLBACK_BYTES = 256 * 1024;
 
 const id = z.int().min(0);
+const absolutePath = z
+  .string()
+  .min(2)
+  .refine((p) => p.startsWith('/') && !p.includes('\0'), 'must be an absolute path');
 const base64 = z.string().regex(/^[A-Za-z0-9+/]*={0,2}$/, 'must be base64');
 
 export const Request = z.discriminatedUnion('op', [
@@ -33,6 +38,14 @@ export const Request = z.discriminatedUnion('op', [
   // Ask the guest to shut down: presses the ACPI power button and answers at once; the
   // guest's power-off then ends the worker like any exit.
   z.strictObject({ id, op: z.literal('shut-down') }),
+  // Pause, write the whole VM state to path (temp + rename + fsync), flush the disks, answer
+  // SaveResult, then end: exit event with reason 'saved', and the worker process ends.
+  z.strictObject({ id, op: z.literal('save'), path: absolutePath }),
+  // A standard checkpoint of the running (or paused) VM: pause, write the state to path,
+  // flush, reopen each virtio-blk disk on its new top file (disks: one per disk, in the
+  // spec's order; each an overlay over the disk's current file), resume if it was running.
+  // On an error the VM continues on its old files.
+  z.strictObject({ id, op: z.literal('checkpoint'), path: absolutePath, disks: z.array(absolutePath) }),
 ]);
 export type Request = z.infer<typeof Request>;
 export type RequestInput = z.input<typeof Request>;
@@ -64,6 +77,8 @@ export const Results = {
   'turn-off': StateResult,
   reset: StateResult,
   'shut-down': StateResult,
+  save: SaveResult,
+  checkpoint: SaveResult,
 } as const satisfies Record<Op, z.ZodType>;
 export type Result<O extends Op> = z.infer<(typeof Results)[O]>;
 

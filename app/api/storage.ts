@@ -48,6 +48,9 @@ export const CheckpointRecord = z.strictObject({
   // What was taken: a production checkpoint (a consistent disk state; the VM was off) or
   // a standard one (a production one was not possible and the setting allowed it).
   type: z.enum(['standard', 'production']).default('standard'),
+  // Taken while the VM ran: checkpoints/<id>/memory.bstate (STATE_FILES.checkpoint) holds
+  // its memory and device state, and applying it resumes the VM at that moment.
+  holdsMemory: z.boolean().default(false),
 });
 export type CheckpointRecord = z.infer<typeof CheckpointRecord>;
 
@@ -69,6 +72,10 @@ export const CheckpointSummary = z.strictObject({
   disks: z.array(CheckpointDisk),
   excludedSlots: z.array(z.int()),
   type: z.enum(['standard', 'production']),
+  // Whether it holds the VM's memory (taken while it ran), and its state file's allocated
+  // bytes (null without memory).
+  holdsMemory: z.boolean(),
+  stateBytes: z.int().min(0).nullable(),
 });
 export type CheckpointSummary = z.infer<typeof CheckpointSummary>;
 
@@ -90,6 +97,10 @@ export const ExportManifest = z.strictObject({
   config: z.string(),
   disks: z.array(z.string()),
   checkpoints: z.array(z.string()),
+  // A Saved VM's state file (state/saved.bstate): the import is Saved too.
+  savedState: z.string().optional(),
+  // The memory state files of checkpoints that hold memory (checkpoints/<id>/memory.bstate).
+  checkpointStates: z.array(z.string()).default([]),
 });
 export type ExportManifest = z.infer<typeof ExportManifest>;
 

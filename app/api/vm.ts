@@ -4,7 +4,9 @@ import { z } from 'zod';
 import { AutomaticStartAction, AutomaticStartDelay, AutomaticStopAction, VmConfig } from './config';
 
 // Off -> Starting -> Running <-> Paused; Running/Paused -> Stopping -> Off; a worker that
-// dies leaves Failed. Saved is reserved for saved memory state (part B).
+// dies leaves Failed. Running/Paused -> Saved (the worker wrote the VM's state to
+// state/saved.bstate and ended); Saved -> Starting (start resumes from it) or Off (its saved
+// state deleted).
 export const VM_STATES = ['Off', 'Starting', 'Running', 'Paused', 'Stopping', 'Saved', 'Failed'] as const;
 export const VmState = z.enum(VM_STATES);
 export type VmState = z.infer<typeof VmState>;
@@ -13,8 +15,9 @@ export type VmState = z.infer<typeof VmState>;
 export const LastExit = z.strictObject({
   // guest-exit: the test-exit port; power-off: the guest turned itself off (ACPI \_S5);
   // reset: a guest reset with restart disabled; stopped: turned off from the host;
-  // error: the VMM stopped the VM on an error (detail says which).
-  reason: z.enum(['guest-exit', 'reset', 'power-off', 'stopped', 'error']),
+  // error: the VMM stopped the VM on an error (detail says which); saved: the worker wrote
+  // the VM's state (op save) and ended.
+  reason: z.enum(['guest-exit', 'reset', 'power-off', 'stopped', 'error', 'saved']),
   code: z.int(),
   detail: z.string(),
   at: z.iso.datetime(),
@@ -59,6 +62,28 @@ export const VmStats = z.strictObject({
 });
 export type VmStats = z.infer<typeof VmStats>;
 
+// What the worker answers to op save and op checkpoint: the state file's allocated bytes,
+// the guest memory written, how long the guest was paused and the whole operation took.
+export const SaveResult = z.strictObject({
+  stateBytes: z.int().min(0),
+  memoryBytes: z.int().min(0),
+  pauseMs: z.number().min(0),
+  totalMs: z.number().min(0),
+});
+export type SaveResult = z.infer<typeof SaveResult>;
+
+// A Saved VM's state file: its allocated size, when it was written and, when this Berth
+// saved it, the timings of that save.
+export const SavedStateSummary = z.strictObject({
+  path: z.string(),
+  stateBytes: z.int().min(0),
+  savedAt: z.iso.datetime(),
+  memoryBytes: z.int().min(0).optional(),
+  pauseMs: z.number().min(0).optional(),
+  totalMs: z.number().min(0).optional(),
+});
+export type SavedStateSummary = z.infer<typeof SavedStateSummary>;
+
 export const VmSummary = z.strictObject({
   id: z.uuid(),
   name: z.string(),
@@ -70,8 +95,27 @@ export const VmSummary = z.strictObject({
   workerPid: z.int().optional(),
   stats: VmStats.optional(),
   lastExit: LastExit.optional(),
+  // Set while the VM is Saved.
+  savedState: SavedStateSummary.optional(),
+  // Set by a start that resumed the VM from saved state (or a checkpoint's memory).
+  resumedFrom: z.enum(['saved-state', 'checkpoint']).optional(),
 });
 export type VmSummary = z.infer<typeof VmSummary>;
+
+// What a move did: where the VM went, the state it is in there, and the time it was not
+// running (from the start of the save to running on the target; null when it was not running).
+export const MoveResult = z.strictObject({
+  id: z.uuid(),
+  name: z.string(),
+  destination: z.string(),
+  remote: z.boolean(),
+  stateThere: VmState,
+  bytesCopied: z.number().min(0),
+  downtimeMs: z.number().min(0).nullable(),
+  // Disk files outside the VM's folder: copied there, the originals left in place here.
+  leftBehind: z.array(z.string()),
+});
+export type MoveResult = z.infer<typeof MoveResult>;
 
 export const VmDetails = VmSummary.extend({ config: VmConfig, folder: z.string() });
 export type VmDetails = z.infer<typeof VmDetails>;
@@ -84,6 +128,8 @@ export const LifecycleAction = z.enum([
   'shut-down',
   'turn-off',
   'save',
+  'delete-saved-state',
+  'move',
   'pause',
   'resume',
   'reset',
@@ -109,9 +155,7 @@ export const VmSettingsPatch = z.strictObject({
   standardCheckpointFallback: z.boolean().optional(),
   automaticStartAction: AutomaticStartAction.optional(),
   automaticStartDelaySeconds: AutomaticStartDelay.optional(),
-  // 'save' stays readable in a configuration but cannot be chosen until saved state exists.
-  automaticStopAction: AutomaticStopAction.refine((a) => a !== 'save', {
-    message: "'save' needs saved memory state, which Berth cannot write yet: choose 'turn-off' or 'shut-down'",
-  }).optional(),
+  // 'save': the host's shutdown saves the VM (Saved), its startup resumes it.
+  automaticStopAction: AutomaticStopAction.optional(),
 });
 export type VmSettingsPatch = z.infer<typeof VmSettingsPatch>;

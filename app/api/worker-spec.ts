@@ -48,5 +48,11 @@ export const WorkerSpec = z.strictObject({
   com1: z.boolean(),
   disks: z.array(WorkerDisk),
   nics: z.array(WorkerNic),
+  // Resume from this state file (absolute) instead of booting: the saved state of a Saved VM
+  // or a checkpoint's memory. Only read. The rest of the spec must describe the machine that
+  // was saved (memory, vCPUs, the same disks in the same order, NICs), else the start fails
+  // with STATE_MACHINE_MISMATCH; a damaged file with STATE_INVALID, STATE_VERSION or
+  // STATE_CPU_MISMATCH.
+  restoreFrom: filePath.refine((p) => p.startsWith('/'), 'must be an absolute path').optional(),
 });
 export type WorkerSpec = z.infer<typeof WorkerSpec>;

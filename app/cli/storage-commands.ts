@@ -150,7 +150,8 @@ function treeText(l: CheckpointList): string {
   const lines: string[] = [];
   const walk = (parent: string | null, depth: number): void => {
     for (const c of l.checkpoints.filter((x) => x.parent === parent)) {
-      lines.push(`${'  '.repeat(depth)}${c.name}  (${c.id.slice(0, 8)}, ${c.createdAt})`);
+      const memory = c.holdsMemory ? `, memory ${formatBytes(c.stateBytes ?? 0)}` : '';
+      lines.push(`${'  '.repeat(depth)}${c.name}  (${c.id.slice(0, 8)}, ${c.createdAt}, ${c.type}${memory})`);
       walk(c.id, depth + 1);
       if (c.isNowParent) lines.push(`${'  '.repeat(depth + 1)}Now`);
     }
@@ -163,7 +164,7 @@ function treeText(l: CheckpointList): string {
 export const checkpointCommands: Record<string, Command> = {
   create: {
     usage: 'berth checkpoint create VM [--name NAME] [--exclude-passthrough] [--json]',
-    summary: 'take a checkpoint of a VM that is off',
+    summary: 'take a checkpoint (of a running VM: a standard checkpoint holding its memory)',
     positionals: ['VM'],
     options: { name: { type: 'string' }, 'exclude-passthrough': { type: 'boolean' } },
     run: async ({ checkpoints, args, values, print }) => {
@@ -188,14 +189,18 @@ export const checkpointCommands: Record<string, Command> = {
   },
   apply: {
     usage: 'berth checkpoint apply VM CHECKPOINT [--save-current [--save-name NAME]] [--json]',
-    summary: 'go back to a checkpoint (the current state is discarded unless --save-current)',
+    summary:
+      'go back to a checkpoint (the current state is discarded unless --save-current; a running VM is turned ' +
+      'off first; a checkpoint that holds memory resumes the VM at that moment)',
     positionals: ['VM', 'CHECKPOINT'],
     options: { 'save-current': { type: 'boolean' }, 'save-name': { type: 'string' } },
     run: async ({ checkpoints, args, values, print }) => {
       const saveName = str(values, 'save-name');
       const save = saveName ?? values['save-current'] === true;
       const l = await checkpoints.apply(args[0] ?? '', args[1] ?? '', { saveCurrent: save });
-      print(`applied; Now is under '${l.checkpoints.find((c) => c.id === l.now)?.name ?? ''}'`);
+      const applied = l.checkpoints.find((c) => c.id === l.now);
+      print(`applied; Now is under '${applied?.name ?? ''}'`);
+      if (applied?.holdsMemory) print(`'${l.vm}' resumed from the checkpoint's memory`);
       return l;
     },
   },
@@ -270,7 +275,7 @@ export const topCommands: Record<string, Command> = {
     },
   },
   import: {
-    usage: 'berth import FOLDER [--register | --restore | --copy [--name NAME]] [--json]',
+    usage: 'berth import FOLDER [--register | --restore [--move-files] | --copy [--name NAME]] [--json]',
     summary: 'import an exported VM: register it in place (default), restore (copy, same id) or copy (new id)',
     positionals: ['FOLDER'],
     options: {
@@ -278,14 +283,21 @@ export const topCommands: Record<string, Command> = {
       restore: { type: 'boolean' },
       copy: { type: 'boolean' },
       name: { type: 'string' },
+      'move-files': { type: 'boolean' },
     },
     run: async (ctx) => {
       const modes = (['register', 'restore', 'copy'] as const).filter((m) => ctx.values[m] === true);
       if (modes.length > 1) throw new UsageError('choose one of --register, --restore, --copy');
       const mode = modes[0] ?? 'register';
       const name = str(ctx.values, 'name');
+      const moveFiles = ctx.values['move-files'] === true;
+      if (moveFiles && mode !== 'restore') throw new UsageError('--move-files goes with --restore');
       const vm = await withProgress(ctx, 'importing', (p) =>
-        ctx.exports.importVm(ctx.args[0] ?? '', mode, { ...p, ...(name === undefined ? {} : { name }) }),
+        ctx.exports.importVm(ctx.args[0] ?? '', mode, {
+          ...p,
+          ...(name === undefined ? {} : { name }),
+          ...(moveFiles ? { moveFiles } : {}),
+        }),
       );
       ctx.print(`imported '${vm.name}' (${vm.id}) by ${mode}`);
       return vm;

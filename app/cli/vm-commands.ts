@@ -4,7 +4,7 @@
 import { basename } from 'node:path';
 
 import { BerthError, toErrorBody, type NetworkAdapter, type VmDetails, type VmSummary } from '../api';
-import { SHUT_DOWN_TIMEOUT_MS, VmManager } from '../services';
+import { MoveService, SHUT_DOWN_TIMEOUT_MS, VmManager } from '../services';
 import {
   filePath,
   list,
@@ -17,7 +17,7 @@ import {
   str,
   UsageError,
 } from './parse';
-import { formatDuration, table, type Command, type Context, type Options } from './command';
+import { formatBytes, formatDuration, table, withProgress, type Command, type Context, type Options } from './command';
 
 function adapterText(n: NetworkAdapter): string {
   return n.kind === 'bridge' ? `bridge ${n.bridge ?? ''} ${n.mac}` : `nat ${n.mac}`;
@@ -73,6 +73,13 @@ function showText(vm: VmDetails): string {
         `${basename(d.path)}: ${d.ioBackend}, ${d.queues} queue${d.queues === 1 ? '' : 's'}, ` +
           `${d.completedRequests} requests, up to ${d.peakInFlight} in flight`,
       ]);
+    }
+  }
+  if (vm.savedState) {
+    const s = vm.savedState;
+    lines.push(['Saved state', `${formatBytes(s.stateBytes)} at ${s.savedAt} (${s.path})`]);
+    if (s.pauseMs !== undefined && s.totalMs !== undefined) {
+      lines.push(['Save took', `${Math.round(s.totalMs)} ms, the guest paused ${Math.round(s.pauseMs)} ms`]);
     }
   }
   if (vm.lastExit) lines.push(['Last exit', `${vm.lastExit.reason} code ${vm.lastExit.code} at ${vm.lastExit.at}`]);
@@ -208,7 +215,7 @@ export const vmCommands: Record<string, Command> = {
       '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port on|off] [--com1 on|off]\n' +
       '              [--checkpoint-type standard|production|disabled]\n' +
       '              [--automatic-start-action nothing|start|restart-if-running] [--automatic-start-delay S]\n' +
-      '              [--automatic-stop-action turn-off|shut-down]\n' +
+      '              [--automatic-stop-action turn-off|save|shut-down]\n' +
       '              [--add-disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
       '              [--remove-disk SLOT]... [--add-nic nat[,mac=MAC][,restricted][,forward=...]...\n' +
       '               | bridge:NAME[,mac=MAC]]...\n' +
@@ -252,7 +259,6 @@ export const vmCommands: Record<string, Command> = {
           str(values, 'standard-checkpoint-fallback'),
         ),
         automaticStartDelaySeconds: parseCount('automatic-start-delay', str(values, 'automatic-start-delay')),
-        // 'save' reaches the services, which say why it cannot be chosen yet.
         automaticStopAction: oneOf('automatic-stop-action', str(values, 'automatic-stop-action'), [
           'turn-off',
           'save',
@@ -284,7 +290,64 @@ export const vmCommands: Record<string, Command> = {
       return vm;
     },
   },
-  start: lifecycle('start', 'start a VM in its own worker process', (m, n) => m.start(n)),
+  start: {
+    usage: 'berth vm start NAME [--json]',
+    summary: 'start a VM in its own worker process (a Saved VM resumes from its saved state)',
+    positionals: ['NAME'],
+    run: async ({ manager, args, print }) => {
+      const vm = await manager.start(args[0] ?? '');
+      if (vm.resumedFrom === 'saved-state') print(`'${vm.name}' resumed from its saved state`);
+      print(summaryLine(vm));
+      return vm;
+    },
+  },
+  save: {
+    usage: 'berth vm save NAME [--json]',
+    summary: "save a running or paused VM's memory and device state and stop its worker (Saved); start resumes it",
+    positionals: ['NAME'],
+    run: async ({ manager, args, print }) => {
+      const vm = await manager.save(args[0] ?? '');
+      print(summaryLine(vm));
+      const s = vm.savedState;
+      if (s) {
+        const timing =
+          s.pauseMs !== undefined && s.totalMs !== undefined
+            ? ` in ${Math.round(s.totalMs)} ms (the guest paused ${Math.round(s.pauseMs)} ms)`
+            : '';
+        print(`saved ${formatBytes(s.stateBytes)} to ${s.path}${timing}`);
+      }
+      return vm;
+    },
+  },
+  'delete-saved-state': lifecycle(
+    'delete-saved-state',
+    "discard a Saved VM's saved state (it becomes Off; the next start boots afresh)",
+    (m, n) => m.deleteSavedState(n),
+  ),
+  move: {
+    usage: 'berth vm move NAME --to FOLDER | --to ssh://[user@]host[:port]/path | --to user@host:/path [--json]',
+    summary:
+      'quick migration: save the VM if it runs, copy its files to another Berth data root, register and resume ' +
+      'it there, then remove it here (ssh targets need berth on their PATH)',
+    positionals: ['NAME'],
+    options: { to: { type: 'string' } },
+    run: async (ctx) => {
+      const to = str(ctx.values, 'to');
+      if (to === undefined || to === '') throw new UsageError('--to is required: the destination data root');
+      const r = await withProgress(ctx, 'moving', (p) => new MoveService(ctx.manager).move(ctx.args[0] ?? '', to, p));
+      ctx.print(
+        `moved '${r.name}' to ${r.destination}; it is ${r.stateThere} there (${formatBytes(r.bytesCopied)} copied)`,
+      );
+      if (r.downtimeMs !== null)
+        ctx.print(`down-time: ${(r.downtimeMs / 1000).toFixed(1)} s (from the save to running there)`);
+      if (r.leftBehind.length > 0) {
+        ctx.print(
+          `disk files outside its folder were copied; the originals are still here: ${r.leftBehind.join(', ')}`,
+        );
+      }
+      return r;
+    },
+  },
   stop: {
     usage: 'berth vm stop NAME [--timeout SECONDS] [--json]',
     summary: `shut a VM down: press its ACPI power button and wait for the guest to power off (${

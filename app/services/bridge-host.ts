@@ -308,6 +308,13 @@ export class BridgeHost {
       'vm.shutDown': ({ vm, timeoutSeconds }) =>
         acted(m.shutDown(vm, timeoutSeconds === undefined ? undefined : timeoutSeconds * 1000)),
       'vm.save': ({ vm }) => acted(m.save(vm)),
+      'vm.deleteSavedState': ({ vm }) => acted(m.deleteSavedState(vm)),
+      'vm.move': async ({ vm, destination }) => {
+        const id = await this.vmId(vm);
+        return this.startOperation('vm.move', `Moving ${vm} to ${destination}`, id, (ctx) =>
+          st.moveVm(id, destination, ctx),
+        );
+      },
       'vm.pause': ({ vm }) => acted(m.pause(vm)),
       'vm.resume': ({ vm }) => acted(m.resume(vm)),
       'vm.reset': ({ vm }) => acted(m.reset(vm)),

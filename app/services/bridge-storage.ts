@@ -5,6 +5,7 @@
 import {
   BerthError,
   type DiskAttachment,
+  type MoveResult,
   type NetworkAdapter,
   type NewVmRequest,
   type VmDetails,
@@ -26,6 +27,7 @@ import { ExportService } from './export';
 import { exportCheckpoint } from './export-checkpoint';
 import { HardwareService } from './hardware';
 import type { VmManager } from './manager';
+import { MoveService } from './move';
 
 export interface OperationContext {
   // Units done and in all; reported to the windows at most every 100 ms (and at the end).
@@ -56,6 +58,8 @@ export interface StorageBackend {
     ctx: OperationContext,
   ): Promise<{ folder: string }>;
   importVm(request: ImportRequest, ctx: OperationContext): Promise<VmSummary>;
+  // Quick migration to another data root (a folder or an SSH target).
+  moveVm(vm: string, destination: string, ctx: OperationContext): Promise<MoveResult>;
 }
 
 export function storageBackend(manager: VmManager): StorageBackend {
@@ -63,6 +67,7 @@ export function storageBackend(manager: VmManager): StorageBackend {
   const hardware = new HardwareService(manager);
   const checkpoints = new CheckpointService(manager);
   const exports = new ExportService(manager);
+  const moves = new MoveService(manager);
   const progress = (ctx: OperationContext) => ({
     onProgress: (done: number, total: number) => ctx.progress(done, total),
     signal: ctx.signal,
@@ -138,5 +143,6 @@ export function storageBackend(manager: VmManager): StorageBackend {
       void folder;
       return summary;
     },
+    moveVm: (vm, destination, ctx) => moves.move(vm, destination, progress(ctx)),
   };
 }

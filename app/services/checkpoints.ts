@@ -21,6 +21,12 @@
 // metadata file's final content, all idempotent: a crash after that point is rolled
 // forward. Any later operation on the VM (and starting it) first finishes a leftover
 // journal. crashPoint() names the steps (see crash.ts).
+//
+// A standard checkpoint of a running VM (checkpoints-live.ts) also holds the VM's memory and
+// device state (checkpoints/<id>/memory.bstate): its 'prepare' journal carries the commit's
+// writes and the state file, and the worker switches to the new overlays only together with
+// writing that file, so recovery rolls it forward when the file exists and back otherwise.
+// Applying such a checkpoint resumes the VM from that file (which stays the checkpoint's).
 import { randomUUID } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import { basename, dirname, extname, join, resolve } from 'node:path';
@@ -42,7 +48,15 @@ import { crashPoint } from './crash';
 import { atomicWriteJson, readJsonIfExists } from './fsutil';
 import type { VmManager } from './manager';
 import type { VmEntry } from './registry';
+import { createLiveCheckpoint } from './checkpoints-live';
 import { VmPaths } from './paths';
+import {
+  allocatedBytes,
+  checkpointStateFolder,
+  checkpointStatePath,
+  needsOffMessage,
+  savedStateFiles,
+} from './saved-state';
 
 const JOURNAL = 'journal.json';
 const TREE = 'tree.json';
@@ -56,7 +70,7 @@ const DiskStep = z.discriminatedUnion('kind', [
 ]);
 type DiskStep = z.infer<typeof DiskStep>;
 
-const Journal = z.strictObject({
+export const Journal = z.strictObject({
   op: z.enum(['create', 'apply', 'delete']),
   phase: z.enum(['prepare', 'commit']),
   checkpoint: z.string(),
@@ -64,8 +78,24 @@ const Journal = z.strictObject({
   diskSteps: z.array(DiskStep).default([]),
   writes: z.array(z.strictObject({ path: z.string(), content: z.unknown() })).default([]),
   removes: z.array(z.string()).default([]),
+  // A live checkpoint: the state file the worker writes; when it exists the worker runs on
+  // the new overlays, so a 'prepare' journal is rolled forward (its writes are complete).
+  stateFile: z.string().optional(),
 });
-type Journal = z.infer<typeof Journal>;
+export type Journal = z.infer<typeof Journal>;
+
+export interface CreateOptions {
+  name?: string;
+  excludePassthrough?: boolean;
+}
+
+export interface CreatePlan {
+  id: string;
+  overlays: { slot: number; base: string; overlay: string; format: 'qcow2' | 'vhdx' }[];
+  record: CheckpointRecord;
+  // The commit's metadata: the record, the configuration on the overlays, the tree.
+  writes: Journal['writes'];
+}
 
 export interface Tree {
   records: Map<string, CheckpointRecord>;
@@ -131,9 +161,12 @@ export function checkpointFiles(tree: Tree): Map<string, string> {
   return out;
 }
 
-function summarize(tree: Tree): CheckpointSummary[] {
+export async function summarize(tree: Tree, paths: VmPaths): Promise<CheckpointSummary[]> {
   const all = [...tree.records.values()].sort((a, b) => a.createdAt.localeCompare(b.createdAt));
-  return all.map((r) => ({
+  const bytes = await Promise.all(
+    all.map((r) => (r.holdsMemory ? allocatedBytes(checkpointStatePath(paths, r.id)) : Promise.resolve(null))),
+  );
+  return all.map((r, i) => ({
     id: r.id,
     name: r.name,
     parent: r.parent,
@@ -143,6 +176,8 @@ function summarize(tree: Tree): CheckpointSummary[] {
     disks: r.disks,
     excludedSlots: r.excludedSlots,
     type: r.type,
+    holdsMemory: r.holdsMemory,
+    stateBytes: bytes[i] ?? null,
   }));
 }
 
@@ -158,8 +193,9 @@ export class CheckpointService {
       return;
     }
     const journal = Journal.parse(raw);
-    if (journal.phase === 'prepare') {
-      for (const f of journal.created) await fs.rm(f, { force: true });
+    const liveDone = journal.stateFile !== undefined && (await exists(journal.stateFile));
+    if (journal.phase === 'prepare' && !liveDone) {
+      for (const f of journal.created) await fs.rm(f, { force: true, recursive: true });
     } else {
       await CheckpointService.commit(journal, true);
     }
@@ -168,7 +204,7 @@ export class CheckpointService {
 
   // The commit half: disk steps, then the metadata files, then the removals. Every step
   // can run again after a crash.
-  private static async commit(journal: Journal, recovering = false): Promise<void> {
+  static async commit(journal: Journal, recovering = false): Promise<void> {
     const op = journal.op;
     for (const step of journal.diskSteps) {
       if (step.kind === 'merge') {
@@ -197,26 +233,26 @@ export class CheckpointService {
       await atomicWriteJson(w.path, w.content);
       if (!recovering) crashPoint(`${op}:write-${i}`);
     }
-    for (const r of journal.removes) await fs.rm(r, { force: true });
+    // Files, and a checkpoint's folder (its memory state).
+    for (const r of journal.removes) await fs.rm(r, { force: true, recursive: true });
     if (!recovering) crashPoint(`${op}:removed`);
   }
 
-  private async writeJournal(paths: VmPaths, journal: Journal): Promise<void> {
+  static async writeJournal(paths: VmPaths, journal: Journal): Promise<void> {
     await atomicWriteJson(join(paths.checkpoints, JOURNAL), journal);
   }
 
-  private async endJournal(paths: VmPaths): Promise<void> {
+  static async endJournal(paths: VmPaths): Promise<void> {
     await fs.rm(join(paths.checkpoints, JOURNAL), { force: true });
   }
 
-  // Runs fn under the VM's lock, after finishing any interrupted operation; refuses a VM
-  // that is not off (why: the refusal's reason for this operation).
+  // Runs fn under the VM's lock, after finishing any interrupted operation; refuses a VM in
+  // a state outside `allowed` (Off unless told), saying what to do.
   private async offline<T>(
     ref: string,
     what: string,
-    fn: (entry: VmEntry & { config: VmConfig }, config: VmConfig) => Promise<T>,
-    why: (config: VmConfig, state: VmState) => string = () =>
-      'checkpoints of running VMs need saved state, which comes later',
+    fn: (entry: VmEntry & { config: VmConfig }, config: VmConfig, state: VmState) => Promise<T>,
+    allowed: readonly VmState[] = ['Off'],
   ): Promise<T> {
     const entry = await this.manager.registry.resolve(ref);
     return this.manager.registry.withVmLock(entry, what, async () => {
@@ -224,13 +260,10 @@ export class CheckpointService {
       await CheckpointService.recover(entry.paths);
       const config = migrateConfig(JSON.parse(await fs.readFile(entry.paths.config, 'utf8')));
       const { state } = await this.manager.state(entry.id);
-      if (state !== 'Off') {
-        throw new BerthError(
-          'INVALID_STATE',
-          `cannot ${what} of '${config.name}': it is ${state}; stop the VM first (${why(config, state)})`,
-        );
+      if (!allowed.includes(state)) {
+        throw new BerthError('INVALID_STATE', needsOffMessage(`${what} of '${config.name}'`, config.name, state));
       }
-      return fn(entry, config);
+      return fn(entry, config, state);
     });
   }
 
@@ -240,7 +273,7 @@ export class CheckpointService {
       await CheckpointService.recover(entry.paths);
       return readTree(entry.paths);
     });
-    return { vm: entry.config.name, now: tree.now, checkpoints: summarize(tree) };
+    return { vm: entry.config.name, now: tree.now, checkpoints: await summarize(tree, entry.paths) };
   }
 
   // A checkpoint by id, name or id prefix; refusals list the candidates.
@@ -266,42 +299,29 @@ export class CheckpointService {
 
   // Hyper-V's rules: a production checkpoint of a VM that is off is taken (a powered-off
   // disk is consistent); of a running VM it needs the guest to quiesce its disks, which
-  // Berth has no guest channel for, so it is refused, or falls back to a standard one when
-  // the VM's setting allows, and a standard checkpoint of a running VM needs saved memory
-  // state, which the VMM cannot write yet.
-  async create(ref: string, options: { name?: string; excludePassthrough?: boolean } = {}): Promise<CheckpointSummary> {
-    return this.offline(
-      ref,
-      'take a checkpoint',
-      async (entry, config) => {
-        const id = await this.createLocked(entry.paths, config, options);
-        const tree = await readTree(entry.paths);
-        const s = summarize(tree).find((c) => c.id === id);
-        if (!s) throw new BerthError('INTERNAL', 'the new checkpoint vanished');
-        return s;
-      },
-      (config) => {
-        const standard =
-          'a standard checkpoint of a running VM needs its saved memory state, which Berth cannot write yet';
-        if (config.checkpoints.type !== 'production') return standard;
-        const production =
-          "a production checkpoint of a running VM needs the guest's cooperation to make its disks consistent, " +
-          'and Berth has no channel to the guest for that yet';
-        if (config.checkpoints.standardFallback) return `${production}; ${standard}`;
-        return (
-          `${production}; creating a standard checkpoint instead is turned off for this VM ` +
-          `(berth vm set '${config.name}' --standard-checkpoint-fallback on)`
-        );
-      },
-    );
+  // Berth has no guest channel for, so it is refused, or falls back to a standard one (with
+  // the VM's memory, checkpoints-live.ts) when the VM's setting allows.
+  async create(ref: string, options: CreateOptions = {}): Promise<CheckpointSummary> {
+    const { id, state } = await this.manager.state(ref);
+    if (state === 'Running' || state === 'Paused') return createLiveCheckpoint(this.manager, id, options);
+    return this.offline(ref, 'take a checkpoint', async (entry, config) => {
+      const plan = await CheckpointService.plan(entry.paths, config, options, config.checkpoints.type);
+      await CheckpointService.createLocked(entry.paths, plan);
+      const s = (await summarize(await readTree(entry.paths), entry.paths)).find((c) => c.id === plan.id);
+      if (!s) throw new BerthError('INTERNAL', 'the new checkpoint vanished');
+      return s;
+    });
   }
 
-  private async createLocked(
+  // What taking a checkpoint will do: the new overlay of each virtual disk, the record, and
+  // the configuration that points at the overlays.
+  static async plan(
     paths: VmPaths,
     config: VmConfig,
-    options: { name?: string; excludePassthrough?: boolean },
-  ): Promise<string> {
-    if (config.checkpoints.type === 'disabled') {
+    options: CreateOptions,
+    type: VmConfig['checkpoints']['type'],
+  ): Promise<CreatePlan> {
+    if (type === 'disabled') {
       throw new BerthError(
         'INVALID_STATE',
         `checkpoints are disabled for '${config.name}'; enable them with 'berth vm set ${config.name} --checkpoint-type standard'`,
@@ -319,7 +339,7 @@ export class CheckpointService {
     const tree = await readTree(paths);
     const id = randomUUID();
     const short = id.slice(0, 8);
-    const overlays: { slot: number; base: string; overlay: string; format: 'qcow2' | 'vhdx' }[] = [];
+    const overlays: CreatePlan['overlays'] = [];
     for (const d of config.disks) {
       if (d.kind !== 'virtual') continue;
       const base = resolve(paths.folder, d.path);
@@ -337,110 +357,173 @@ export class CheckpointService {
       config,
       disks: overlays.map((o) => ({ slot: o.slot, path: o.base })),
       excludedSlots: passthrough.map((d) => d.slot),
-      // Taken only while the VM is off: a consistent disk state, as a production one is.
-      type: config.checkpoints.type === 'production' ? 'production' : 'standard',
+      // Of a VM that is off: a consistent disk state, as a production one is.
+      type: type === 'production' ? 'production' : 'standard',
+      holdsMemory: false,
     };
     const next = structuredClone(config);
     for (const d of next.disks) {
       const o = overlays.find((x) => x.slot === d.slot);
       if (d.kind === 'virtual' && o) d.path = o.overlay;
     }
-    const journal: Journal = {
-      op: 'create',
-      phase: 'prepare',
-      checkpoint: id,
-      created: overlays.map((o) => o.overlay),
-      diskSteps: [],
-      writes: [],
-      removes: [],
-    };
-    await this.writeJournal(paths, journal);
-    crashPoint('create:journaled');
-    await fs.mkdir(paths.disks, { recursive: true, mode: 0o700 });
-    for (const o of overlays) {
-      await createDisk(o.overlay, { format: o.format, backingPath: backingReference(o.overlay, o.base) });
-      crashPoint('create:overlay');
-    }
-    journal.phase = 'commit';
-    journal.writes = [
+    const writes: Journal['writes'] = [
       { path: join(paths.checkpoints, `${id}.json`), content: record },
       { path: paths.config, content: parseConfig(next) },
       { path: join(paths.checkpoints, TREE), content: { now: id, retained: tree.retained } },
     ];
-    await this.writeJournal(paths, journal);
+    return { id, overlays, record, writes };
+  }
+
+  // Creates the overlays (each a differencing disk over the disk's current file).
+  static async createOverlays(paths: VmPaths, plan: CreatePlan, step: string): Promise<void> {
+    await fs.mkdir(paths.disks, { recursive: true, mode: 0o700 });
+    for (const o of plan.overlays) {
+      await createDisk(o.overlay, { format: o.format, backingPath: backingReference(o.overlay, o.base) });
+      crashPoint(step);
+    }
+  }
+
+  // A checkpoint of a VM that is off.
+  private static async createLocked(paths: VmPaths, plan: CreatePlan): Promise<string> {
+    const journal: Journal = {
+      op: 'create',
+      phase: 'prepare',
+      checkpoint: plan.id,
+      created: plan.overlays.map((o) => o.overlay),
+      diskSteps: [],
+      writes: [],
+      removes: [],
+    };
+    await CheckpointService.writeJournal(paths, journal);
+    crashPoint('create:journaled');
+    await CheckpointService.createOverlays(paths, plan, 'create:overlay');
+    journal.phase = 'commit';
+    journal.writes = plan.writes;
+    await CheckpointService.writeJournal(paths, journal);
     crashPoint('create:committing');
     await CheckpointService.commit(journal);
-    await this.endJournal(paths);
-    return id;
+    await CheckpointService.endJournal(paths);
+    return plan.id;
   }
 
   // Goes back to a checkpoint: new overlays on its files; the current overlays are
-  // discarded unless saveCurrent takes a checkpoint of the current state first.
+  // discarded unless saveCurrent takes a checkpoint of the current state first. A running VM
+  // is turned off first (after that checkpoint, which then holds its memory), as Hyper-V
+  // asks; a Saved VM's saved state is discarded with the rest of the current state. A
+  // checkpoint that holds memory then resumes the VM at that moment (its file stays).
   async apply(
     ref: string,
     checkpointRef: string,
     options: { saveCurrent?: boolean | string } = {},
   ): Promise<CheckpointList> {
-    return this.offline(ref, 'apply a checkpoint', async (entry, config) => {
-      const paths = entry.paths;
-      let tree = await readTree(paths);
-      const target = CheckpointService.find(tree, config.name, checkpointRef);
-      if (options.saveCurrent) {
-        const name = typeof options.saveCurrent === 'string' ? options.saveCurrent : undefined;
-        await this.createLocked(paths, config, name === undefined ? {} : { name });
-        config = migrateConfig(JSON.parse(await fs.readFile(paths.config, 'utf8')));
-        tree = await readTree(paths);
-      }
-      const named = checkpointFiles(tree);
-      const discard = config.disks
-        .filter((d) => d.kind === 'virtual')
-        .map((d) => resolve(paths.folder, d.kind === 'virtual' ? d.path : ''))
-        .filter((f) => isBerthOverlay(paths, f) && !named.has(f));
-      const short = randomUUID().slice(0, 8);
-      const overlays = await Promise.all(
-        target.disks.map(async (d) => {
-          const info = await inspectDisk(d.path);
-          const format = info.images[0]?.format === 'vhdx' ? 'vhdx' : 'qcow2';
-          const stem = basename(d.path, extname(d.path)).replace(OVERLAY_RE, '');
-          return { slot: d.slot, base: d.path, overlay: join(paths.disks, `${stem}.ckpt-${short}.${format}`), format };
-        }),
+    const entry = await this.manager.registry.resolve(ref);
+    const name = entry.config.name;
+    const before = await this.manager.state(entry.id);
+    const saveName = typeof options.saveCurrent === 'string' ? { name: options.saveCurrent } : {};
+    let saveCurrent = options.saveCurrent !== undefined && options.saveCurrent !== false;
+    if (before.state === 'Running' || before.state === 'Paused') {
+      CheckpointService.find(await readTree(entry.paths), name, checkpointRef);
+      if (saveCurrent) await createLiveCheckpoint(this.manager, entry.id, saveName);
+      saveCurrent = false;
+      await this.manager.turnOff(entry.id);
+    } else if (before.state === 'Saved' && saveCurrent) {
+      throw new BerthError(
+        'INVALID_STATE',
+        `cannot keep the current state of '${name}' in a checkpoint while it is Saved (its memory is in its saved ` +
+          `state); start it first (a checkpoint of a running VM holds its memory), or apply without saving it`,
       );
-      const next: VmConfig = structuredClone({ ...target.config, id: config.id, name: config.name });
-      for (const d of next.disks) {
-        const o = overlays.find((x) => x.slot === d.slot);
-        if (d.kind === 'virtual' && o) d.path = o.overlay;
+    }
+    const { list, target } = await this.offline(
+      entry.id,
+      'apply a checkpoint',
+      async (entry, config, state) => {
+        const paths = entry.paths;
+        let tree = await readTree(paths);
+        const target = CheckpointService.find(tree, config.name, checkpointRef);
+        if (saveCurrent) {
+          await CheckpointService.createLocked(
+            paths,
+            await CheckpointService.plan(paths, config, saveName, config.checkpoints.type),
+          );
+          config = migrateConfig(JSON.parse(await fs.readFile(paths.config, 'utf8')));
+          tree = await readTree(paths);
+        }
+        const list = await this.applyLocked(paths, config, tree, target, state === 'Saved');
+        return { list, target };
+      },
+      ['Off', 'Saved'],
+    );
+    if (target.holdsMemory) {
+      try {
+        await this.manager.start(entry.id, { restoreFrom: checkpointStatePath(entry.paths, target.id) });
+      } catch (err) {
+        const body = err instanceof BerthError ? err : new BerthError('START_FAILED', String(err));
+        throw new BerthError(
+          body.code,
+          `applied checkpoint '${target.name}' to '${name}', but could not resume it from the checkpoint's memory: ` +
+            `${body.message}; it is Off on the checkpoint's disks (start it to boot them afresh)`,
+        );
       }
-      const journal: Journal = {
-        op: 'apply',
-        phase: 'prepare',
-        checkpoint: target.id,
-        created: overlays.map((o) => o.overlay),
-        diskSteps: [],
-        writes: [],
-        removes: [],
-      };
-      await this.writeJournal(paths, journal);
-      crashPoint('apply:journaled');
-      for (const o of overlays) {
-        await createDisk(o.overlay, {
-          format: o.format as 'qcow2' | 'vhdx',
-          backingPath: backingReference(o.overlay, o.base),
-        });
-        crashPoint('apply:overlay');
-      }
-      journal.phase = 'commit';
-      journal.writes = [
-        { path: paths.config, content: parseConfig(next) },
-        { path: join(paths.checkpoints, TREE), content: { now: target.id, retained: tree.retained } },
-      ];
-      journal.removes = discard;
-      await this.writeJournal(paths, journal);
-      crashPoint('apply:committing');
-      await CheckpointService.commit(journal);
-      await this.endJournal(paths);
-      const after = await readTree(paths);
-      return { vm: config.name, now: after.now, checkpoints: summarize(after) };
-    });
+    }
+    return list;
+  }
+
+  private async applyLocked(
+    paths: VmPaths,
+    config: VmConfig,
+    tree: Tree,
+    target: CheckpointRecord,
+    discardSavedState: boolean,
+  ): Promise<CheckpointList> {
+    const named = checkpointFiles(tree);
+    const discard = config.disks
+      .filter((d) => d.kind === 'virtual')
+      .map((d) => resolve(paths.folder, d.kind === 'virtual' ? d.path : ''))
+      .filter((f) => isBerthOverlay(paths, f) && !named.has(f));
+    const short = randomUUID().slice(0, 8);
+    const overlays = await Promise.all(
+      target.disks.map(async (d) => {
+        const info = await inspectDisk(d.path);
+        const format = info.images[0]?.format === 'vhdx' ? 'vhdx' : 'qcow2';
+        const stem = basename(d.path, extname(d.path)).replace(OVERLAY_RE, '');
+        return { slot: d.slot, base: d.path, overlay: join(paths.disks, `${stem}.ckpt-${short}.${format}`), format };
+      }),
+    );
+    const next: VmConfig = structuredClone({ ...target.config, id: config.id, name: config.name });
+    for (const d of next.disks) {
+      const o = overlays.find((x) => x.slot === d.slot);
+      if (d.kind === 'virtual' && o) d.path = o.overlay;
+    }
+    const journal: Journal = {
+      op: 'apply',
+      phase: 'prepare',
+      checkpoint: target.id,
+      created: overlays.map((o) => o.overlay),
+      diskSteps: [],
+      writes: [],
+      removes: [],
+    };
+    await CheckpointService.writeJournal(paths, journal);
+    crashPoint('apply:journaled');
+    for (const o of overlays) {
+      await createDisk(o.overlay, {
+        format: o.format as 'qcow2' | 'vhdx',
+        backingPath: backingReference(o.overlay, o.base),
+      });
+      crashPoint('apply:overlay');
+    }
+    journal.phase = 'commit';
+    journal.writes = [
+      { path: paths.config, content: parseConfig(next) },
+      { path: join(paths.checkpoints, TREE), content: { now: target.id, retained: tree.retained } },
+    ];
+    journal.removes = [...discard, ...(discardSavedState ? savedStateFiles(paths) : [])];
+    await CheckpointService.writeJournal(paths, journal);
+    crashPoint('apply:committing');
+    await CheckpointService.commit(journal);
+    await CheckpointService.endJournal(paths);
+    const after = await readTree(paths);
+    return { vm: config.name, now: after.now, checkpoints: await summarize(after, paths) };
   }
 
   async rename(ref: string, checkpointRef: string, newName: string): Promise<CheckpointSummary> {
@@ -453,7 +536,7 @@ export class CheckpointService {
       if (!checked.success) throw new BerthError('INVALID_CONFIG', `name: must be 1 to 100 characters`);
       r.name = newName;
       await atomicWriteJson(join(entry.paths.checkpoints, `${r.id}.json`), r);
-      const s = summarize(tree).find((c) => c.id === r.id);
+      const s = (await summarize(tree, entry.paths)).find((c) => c.id === r.id);
       if (!s) throw new BerthError('INTERNAL', 'the checkpoint vanished');
       return s;
     });
@@ -472,7 +555,7 @@ export class CheckpointService {
       visit(target.id);
       for (const id of order) await this.deleteOne(entry.paths, id);
       const after = await readTree(entry.paths);
-      return { vm: config.name, now: after.now, checkpoints: summarize(after) };
+      return { vm: config.name, now: after.now, checkpoints: await summarize(after, entry.paths) };
     });
   }
 
@@ -492,7 +575,8 @@ export class CheckpointService {
     const childrenOf = (f: string): string[] => [...known].filter((k) => parentOf.get(k) === f);
 
     const steps: DiskStep[] = [];
-    const removes: string[] = [join(paths.checkpoints, `${id}.json`)];
+    // The record and its folder (a standard checkpoint's memory state).
+    const removes: string[] = [join(paths.checkpoints, `${id}.json`), checkpointStateFolder(paths, id)];
     const replace = new Map<string, string>();
     for (const d of victim.disks) {
       const f = resolve(d.path);
@@ -543,10 +627,10 @@ export class CheckpointService {
       writes,
       removes,
     };
-    await this.writeJournal(paths, journal);
+    await CheckpointService.writeJournal(paths, journal);
     crashPoint('delete:journaled');
     await CheckpointService.commit(journal);
-    await this.endJournal(paths);
+    await CheckpointService.endJournal(paths);
   }
 }
 

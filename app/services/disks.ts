@@ -30,6 +30,8 @@ export interface Use {
   // attached: a VM that is off uses it as a disk; backing: the parent of a VM's disk.
   how: 'open' | 'checkpoint' | 'attached' | 'backing';
   detail: string;
+  // open by a VM that is Saved: its saved state expects the disk unchanged.
+  saved?: true;
 }
 
 // Native disk errors become service errors with the same code (DISK_CORRUPT stays
@@ -73,8 +75,14 @@ export class DiskService {
           .then((i) => i.images.map((x) => x.path))
           .catch(() => [top]);
         chain.forEach((file, i) => {
-          if (running) add(file, { vm: config.name, how: 'open', detail: `slot ${d.slot}` });
-          else if (i === 0) add(file, { vm: config.name, how: 'attached', detail: `slot ${d.slot}` });
+          if (running) {
+            add(file, {
+              vm: config.name,
+              how: 'open',
+              detail: `slot ${d.slot}`,
+              ...(state === 'Saved' ? { saved: true } : {}),
+            });
+          } else if (i === 0) add(file, { vm: config.name, how: 'attached', detail: `slot ${d.slot}` });
           else add(file, { vm: config.name, how: 'backing', detail: `the parent of its disk on slot ${d.slot}` });
         });
       }
@@ -92,6 +100,14 @@ export class DiskService {
   static refusal(file: string, verb: string, use: Use): BerthError {
     switch (use.how) {
       case 'open':
+        if (use.saved) {
+          return new BerthError(
+            'IN_USE',
+            `cannot ${verb} ${file}: VM '${use.vm}' is Saved and its saved state expects this disk unchanged ` +
+              `(${use.detail}); delete the saved state first ('berth vm delete-saved-state ${use.vm}'), ` +
+              'or start the VM and shut it down',
+          );
+        }
         return new BerthError(
           'IN_USE',
           `cannot ${verb} ${file}: VM '${use.vm}' is running and has it open (${use.detail}); stop the VM first`,

@@ -23,10 +23,11 @@ export async function exportCheckpoint(
   const entry = await manager.registry.resolve(ref);
   const name = entry.config.name;
   const { state } = await manager.state(entry.id);
-  if (state !== 'Off' && state !== 'Failed') {
+  // A Saved VM's checkpoints are as still as an Off one's (its current disks are not read).
+  if (state !== 'Off' && state !== 'Failed' && state !== 'Saved') {
     throw new BerthError(
       'INVALID_STATE',
-      `cannot export a checkpoint of '${name}' while it is ${state}; turn it off first`,
+      `cannot export a checkpoint of '${name}' while it is ${state}; turn it off (or save it) first`,
     );
   }
   return manager.registry.withVmLock(entry, 'export a checkpoint', async () => {
@@ -82,6 +83,7 @@ export async function exportCheckpoint(
         config: 'config.json',
         disks: written.map((f) => join('disks', f)),
         checkpoints: [],
+        checkpointStates: [],
       };
       await atomicWriteJson(join(folder, 'export.json'), manifest);
       options.onProgress?.(total, total, '');

@@ -8,9 +8,11 @@
 // restore (copy the disks into Berth's data root, same id) or copy (copy, new id). The
 // configuration alone exports as Berth JSON, libvirt domain XML or an OVF 2.0 envelope
 // (with its disks flattened to standalone qcow2 files, which is what the OVF names).
+// A Saved VM's state (state/saved.bstate) and the memory of checkpoints that hold it
+// (checkpoints/<id>/memory.bstate) travel with it, so an imported Saved VM is Saved there.
 import { randomUUID } from 'node:crypto';
 import { promises as fs, realpathSync } from 'node:fs';
-import { basename, extname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
+import { basename, dirname, extname, isAbsolute, join, normalize, relative, resolve, sep } from 'node:path';
 
 import {
   BerthError,
@@ -22,6 +24,7 @@ import {
   formatIssues,
   migrateConfigDetailed,
   randomMac,
+  STATE_FILES,
   type ImportMode,
   type VmConfig,
   type VmDetails,
@@ -32,6 +35,7 @@ import { chainFailure, diskCall } from './disks';
 import { atomicWriteJson } from './fsutil';
 import type { VmManager } from './manager';
 import { VmPaths } from './paths';
+import { checkpointStatePath, savedStatePath } from './saved-state';
 
 export interface ProgressOptions {
   onProgress?: (done: number, total: number, what: string) => void;
@@ -89,7 +93,7 @@ export class ExportService {
 
   // Every file the VM and its checkpoints need: tops, checkpoint views, retained parents,
   // and their backing chains.
-  private async filesOf(folder: string, config: VmConfig): Promise<{ files: string[]; parent: Map<string, string> }> {
+  async filesOf(folder: string, config: VmConfig): Promise<{ files: string[]; parent: Map<string, string> }> {
     const tree = await readTree(new VmPaths(folder));
     const roots = [
       ...config.disks.flatMap((d) => (d.kind === 'virtual' ? [resolve(folder, d.path)] : [])),
@@ -157,24 +161,57 @@ export class ExportService {
     return names;
   }
 
+  // Copies (or, with move, renames: same file system) the saved state and the checkpoints'
+  // memory from one VM folder layout to another. Returns the files written.
+  static async copyStates(
+    from: VmPaths,
+    to: VmPaths,
+    records: CheckpointRecord[],
+    options: { move?: boolean; saved?: boolean } = {},
+  ): Promise<{ saved?: string; checkpoints: string[] }> {
+    const move = options.move ?? false;
+    const put = async (src: string, dst: string): Promise<void> => {
+      await fs.mkdir(dirname(dst), { recursive: true, mode: 0o700 });
+      if (move) await fs.rename(src, dst);
+      else await fs.copyFile(src, dst);
+    };
+    const out: { saved?: string; checkpoints: string[] } = { checkpoints: [] };
+    const saved = savedStatePath(from);
+    if (options.saved !== false && (await fs.stat(saved).catch(() => undefined))) {
+      out.saved = savedStatePath(to);
+      await put(saved, out.saved);
+      const info = join(from.state, STATE_FILES.savedInfo);
+      if (await fs.stat(info).catch(() => undefined)) await put(info, join(to.state, STATE_FILES.savedInfo));
+    }
+    for (const r of records) {
+      if (!r.holdsMemory) continue;
+      const src = checkpointStatePath(from, r.id);
+      if (!(await fs.stat(src).catch(() => undefined))) continue;
+      const dst = checkpointStatePath(to, r.id);
+      await put(src, dst);
+      out.checkpoints.push(dst);
+    }
+    return out;
+  }
+
   async exportVm(
     ref: string,
     dest: string,
-    options: ProgressOptions = {},
+    options: ProgressOptions & { folderName?: string } = {},
   ): Promise<{ folder: string; manifest: ExportManifest }> {
     const entry = await this.manager.registry.resolve(ref);
-    const { state } = await this.manager.state(entry.id);
-    if (state !== 'Off' && state !== 'Failed') {
-      throw new BerthError(
-        'INVALID_STATE',
-        `cannot export '${entry.config.name}' while it is ${state}; turn it off first`,
-      );
-    }
-    const folder = resolve(dest, fileSafe(entry.config.name));
+    const folder = resolve(dest, options.folderName ?? fileSafe(entry.config.name));
     if (await fs.stat(folder).catch(() => undefined)) {
       throw new BerthError('CONFLICT', `${folder} already exists; choose another destination or remove it`);
     }
     return this.manager.registry.withVmLock(entry, 'export VM', async () => {
+      const { state } = await this.manager.state(entry.id);
+      if (state !== 'Off' && state !== 'Failed' && state !== 'Saved') {
+        throw new BerthError(
+          'INVALID_STATE',
+          `cannot export '${entry.config.name}' while it is ${state}; save it or turn it off first`,
+        );
+      }
       await CheckpointService.recover(entry.paths);
       const src = entry.paths.folder;
       const config = entry.config;
@@ -200,6 +237,7 @@ export class ExportService {
           now: tree.now,
           retained: tree.retained.map(rel),
         });
+        const states = await ExportService.copyStates(entry.paths, new VmPaths(folder), [...tree.records.values()]);
         const manifest: ExportManifest = {
           berthExport: EXPORT_FORMAT_VERSION,
           vmId: config.id,
@@ -208,7 +246,9 @@ export class ExportService {
           config: 'config.json',
           disks: [...names.values()].map((n) => relative(folder, n)),
           checkpoints: cps,
+          checkpointStates: states.checkpoints.map((f) => relative(folder, f)),
         };
+        if (states.saved !== undefined) manifest.savedState = relative(folder, states.saved);
         await atomicWriteJson(join(folder, 'export.json'), manifest);
         return { folder, manifest };
       } catch (err) {
@@ -218,10 +258,12 @@ export class ExportService {
     });
   }
 
+  // moveFiles (restore only): the export's files are moved into the VM's folder instead of
+  // copied (the export is used up; both must be on one file system), as a move does.
   async importVm(
     source: string,
     mode: ImportMode,
-    options: ProgressOptions & { name?: string } = {},
+    options: ProgressOptions & { name?: string; moveFiles?: boolean } = {},
   ): Promise<VmDetails> {
     const root = resolve(source);
     const manifestRaw = await fs.readFile(join(root, 'export.json'), 'utf8').catch(() => {
@@ -251,6 +293,24 @@ export class ExportService {
     const tree = CheckpointTreeFile.parse(JSON.parse(treeRaw));
     tree.retained.forEach((f, i) => check(f, `checkpoints/tree.json: retained[${i}]`));
     const diskFiles = manifest.disks.map((d, i) => check(d, `disks[${i}]`));
+    const rootPaths = new VmPaths(root);
+    if (
+      manifest.savedState !== undefined &&
+      check(manifest.savedState, 'savedState') !== realpathSync(savedStatePath(rootPaths))
+    ) {
+      throw new BerthError('INVALID_CONFIG', `savedState: must be ${relative(root, savedStatePath(rootPaths))}`);
+    }
+    manifest.checkpointStates.forEach((f, i) => check(f, `checkpointStates[${i}]`));
+    if (manifest.savedState !== undefined && mode === 'copy') {
+      throw new BerthError(
+        'INVALID_STATE',
+        `'${manifest.name}' was exported Saved: a copy gets new network addresses, which its saved guest does not ` +
+          'expect; import it with --restore or --register, or delete its saved state before exporting',
+      );
+    }
+    if (options.moveFiles && mode !== 'restore') {
+      throw new BerthError('INVALID_CONFIG', 'moving the files applies to a restore import only');
+    }
     for (const f of diskFiles) {
       const info = await diskCall(() => inspectDisk(f));
       if (info.chainError) throw new BerthError('INVALID_CONFIG', `${relative(root, f)}: ${info.chainError.message}`);
@@ -287,6 +347,12 @@ export class ExportService {
           });
     const mapped: VmConfig = withId(mapPaths({ ...imported, name }, target));
     const config: VmConfig = { ...mapped, network: newMacs(mapped.network) };
+    // Mapped before any file moves (the mapping checks each file in the import folder).
+    const mappedRecords = records.map((r) => {
+      const rec = withId(mapPaths(r, target));
+      return { ...rec, config: { ...rec.config, id, network: newMacs(rec.config.network) } };
+    });
+    const retained = tree.retained.map(target);
     await this.manager.registry.adopt(config, async (paths) => {
       if (mode !== 'register') {
         const realRoot = realpathSync(root);
@@ -305,17 +371,17 @@ export class ExportService {
             );
           }
         }
-        await ExportService.copyDisks(diskFiles, parent, paths.disks, options);
+        if (options.moveFiles) {
+          await fs.mkdir(paths.disks, { recursive: true, mode: 0o700 });
+          for (const f of diskFiles) await fs.rename(f, join(paths.disks, relative(join(realRoot, 'disks'), f)));
+        } else await ExportService.copyDisks(diskFiles, parent, paths.disks, options);
       }
-      for (const r of records) {
-        const rec = withId(mapPaths(r, target));
-        rec.config = { ...rec.config, id, network: newMacs(rec.config.network) };
-        await atomicWriteJson(join(paths.checkpoints, `${r.id}.json`), rec);
-      }
-      await atomicWriteJson(join(paths.checkpoints, 'tree.json'), {
-        now: tree.now,
-        retained: tree.retained.map(target),
+      await ExportService.copyStates(rootPaths, paths, records, {
+        move: options.moveFiles ?? false,
+        saved: manifest.savedState !== undefined,
       });
+      for (const rec of mappedRecords) await atomicWriteJson(join(paths.checkpoints, `${rec.id}.json`), rec);
+      await atomicWriteJson(join(paths.checkpoints, 'tree.json'), { now: tree.now, retained });
     });
     return this.manager.show(id);
   }

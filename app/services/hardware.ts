@@ -23,6 +23,7 @@ import { createDisk, inspectDisk } from '../native/disk';
 import { diskCall, DiskService, type Use } from './disks';
 import type { VmManager } from './manager';
 import type { VmEntry } from './registry';
+import { needsOffMessage } from './saved-state';
 
 export type DiskSpec =
   // name: the new file's name in the VM's disks/ folder (default disk<slot>.<format>).
@@ -180,7 +181,7 @@ export class HardwareService {
       await this.manager.registry.update(entry.id, verb, async (c) => {
         const { state } = await this.manager.state(entry.id);
         if (state !== 'Off' && state !== 'Failed') {
-          throw new BerthError('INVALID_STATE', `cannot ${verb} '${c.name}' while it is ${state}; turn it off first`);
+          throw new BerthError('INVALID_STATE', needsOffMessage(`${verb} '${c.name}'`, c.name, state));
         }
         await edit(c, ctx);
         return c;

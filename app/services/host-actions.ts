@@ -2,8 +2,9 @@
 // startup() starts every VM set to 'start' (each after its own delay) and every VM set to
 // 'restart-if-running' that shutdown() found running; shutdown() applies each running VM's
 // stop action ('shut-down' presses the power button and turns off a guest that does not
-// respond; 'save', which Berth cannot do yet, is carried out as a shut-down) and records
-// which VMs were running. VMs are handled side by side; one failing stops no other.
+// respond; 'save' saves its memory and device state, and the startup resumes it when its
+// start action says so) and records which VMs were running. VMs are handled side by side;
+// one failing stops no other.
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -71,19 +72,22 @@ export class HostActions {
         await this.manager.turnOff(c.id);
         return { ...base, outcome: 'turned-off' };
       }
-      const instead = c.automaticStopAction === 'save' ? 'saved state does not exist yet: shut down instead; ' : '';
+      if (c.automaticStopAction === 'save') {
+        await this.manager.save(c.id);
+        return { ...base, outcome: 'saved' };
+      }
       // A paused guest cannot see the power button.
       if (state === 'Paused') await this.manager.resume(c.id);
       try {
         await this.manager.shutDown(c.id, timeoutMs);
-        return { ...base, outcome: 'shut-down', ...(instead ? { message: instead.replace(/; $/, '') } : {}) };
+        return { ...base, outcome: 'shut-down' };
       } catch (err) {
         if (!(err instanceof BerthError && err.code === 'SHUTDOWN_TIMEOUT')) throw err;
         await this.manager.turnOff(c.id);
         return {
           ...base,
           outcome: 'turned-off',
-          message: `${instead}${err.message.replace(/ Turn it off.*$/, '')} Turned off.`,
+          message: `${err.message.replace(/ Turn it off.*$/, '')} Turned off.`,
         };
       }
     } catch (err) {

@@ -14,3 +14,4 @@ export { ExportService, type ProgressOptions } from './export';
 export { exportCheckpoint } from './export-checkpoint';
 export { storageBackend, type OperationContext, type StorageBackend } from './bridge-storage';
 export { HostActions } from './host-actions';
+export { MoveService, parseMoveTarget, type MoveTarget } from './move';

@@ -12,6 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import {
   assertTransition,
   BerthError,
+  isErrorCode,
   LastExit,
   VmSettingsPatch,
   WorkerFailure,
@@ -20,6 +21,7 @@ import {
   ConfigError,
   migrateConfig,
   type NewVmRequest,
+  type SavedStateSummary,
   type VmConfig,
   type VmDetails,
   type VmState,
@@ -38,6 +40,15 @@ import {
 import { CheckpointService } from './checkpoints';
 import type { VmPaths } from './paths';
 import { Registry, type VmEntry } from './registry';
+import {
+  deleteSavedState,
+  discardSavedState,
+  keptStateHint,
+  needsOffMessage,
+  readSavedState,
+  savedStatePath,
+  saveVm,
+} from './saved-state';
 import { toWorkerSpec } from './worker-spec';
 import { vmmPath } from '../native/vmm';
 
@@ -83,6 +94,7 @@ interface Probe {
   workerPid?: number;
   stats?: VmStats;
   lastExit?: LastExit;
+  savedState?: SavedStateSummary;
 }
 
 type Entry = VmEntry & { config: VmConfig };
@@ -118,6 +130,8 @@ function describeExit(exit: LastExit): string {
       return 'turned off';
     case 'error':
       return `stopped on an error: ${exit.detail}`;
+    case 'saved':
+      return 'saved';
   }
 }
 
@@ -222,6 +236,9 @@ export class VmManager {
       if (starting?.pid !== undefined && sameProcessAlive(starting.pid, starting.procStart ?? null)) {
         return { state: 'Starting', reason: `being started by process ${starting.pid}` };
       }
+      // The state file is what makes a VM without a worker Saved (a failed resume keeps it).
+      const savedState = await readSavedState(p);
+      if (savedState) return withExit({ state: 'Saved', savedState });
       const failed = WorkerFailure.safeParse(await readJsonIfExists(p.runFile('failed')).catch(() => undefined));
       if (failed.success && (!lastExit || failed.data.at > lastExit.at)) {
         return withExit({ state: 'Failed', reason: failed.data.reason });
@@ -256,6 +273,8 @@ export class VmManager {
     if (lastExit && lastExit.pid === worker.pid) {
       await removeIfExists(p.runFile('socket'));
       await removeIfExists(p.runFile('pid'));
+      const savedState = await readSavedState(p);
+      if (savedState) return withExit({ state: 'Saved', savedState });
       return withExit({ state: 'Off', reason: `last run: ${describeExit(lastExit)}` });
     }
     const failure: WorkerFailure = {
@@ -281,6 +300,7 @@ export class VmManager {
     if (probe.workerPid !== undefined) s.workerPid = probe.workerPid;
     if (probe.stats !== undefined) s.stats = probe.stats;
     if (probe.lastExit !== undefined) s.lastExit = probe.lastExit;
+    if (probe.savedState !== undefined) s.savedState = probe.savedState;
     return s;
   }
 
@@ -354,10 +374,8 @@ export class VmManager {
       if (hardware.length > 0) {
         const { state } = await this.probe(entry);
         if (state !== 'Off' && state !== 'Failed') {
-          throw new BerthError(
-            'INVALID_STATE',
-            `cannot change ${hardware.map((k) => settingNames[k]).join(', ')} of '${c.name}' while it is ${state}; turn it off first`,
-          );
+          const what = `change ${hardware.map((k) => settingNames[k]).join(', ')}`;
+          throw new BerthError('INVALID_STATE', needsOffMessage(`${what} of '${c.name}'`, c.name, state));
         }
       }
       if (patch.notes !== undefined) c.notes = patch.notes;
@@ -412,108 +430,130 @@ export class VmManager {
     });
   }
 
-  // Spawns the worker and waits until the VM runs (or the worker reports why it cannot).
-  async start(ref: string, options: { timeoutMs?: number } = {}): Promise<VmSummary> {
+  // Spawns the worker and waits until the VM runs (or the worker reports why it cannot). A
+  // Saved VM resumes from its saved state, which is deleted once it runs (kept if the start
+  // fails); restoreFrom (a checkpoint's memory, applied) resumes from that file, never deleted.
+  async start(ref: string, options: { timeoutMs?: number; restoreFrom?: string } = {}): Promise<VmSummary> {
     const entry = await this.registry.resolve(ref);
     const name = entry.config.name;
     const p = entry.paths;
     return this.registry.withVmLock(entry, 'start VM', async () => {
       const current = await this.probe(entry);
       assertTransition(name, current.state, 'start');
-      // A checkpoint operation a crash interrupted is finished (or undone) first.
-      await CheckpointService.recover(p);
-      const config = migrateConfig(JSON.parse(await fs.readFile(p.config, 'utf8')));
-      await checkStartFiles(config, p.folder);
-      await checkDiskFiles(config, p.folder);
-      const vmm = vmmPath();
-      if (!existsSync(vmm)) {
-        throw new BerthError(
-          'START_FAILED',
-          `cannot start '${name}': berth-vmm is missing at ${vmm}; run 'npm run build'`,
-        );
-      }
-      checkSocketPath(p.runFile('socket'));
-      await fs.mkdir(p.run, { recursive: true, mode: 0o700 });
-      for (const f of ['pid', 'socket', 'status', 'lastExit', 'startError', 'failed'] as const) {
-        await removeIfExists(p.runFile(f));
-      }
-      await atomicWriteJson(p.runFile('spec'), toWorkerSpec(config));
-      await atomicWriteJson(p.runFile('starting'), { pid: process.pid, procStart: processStartTime(process.pid) });
+      const resume =
+        current.state === 'Saved'
+          ? { from: 'saved-state' as const, path: savedStatePath(p) }
+          : options.restoreFrom !== undefined
+            ? { from: 'checkpoint' as const, path: resolvePath(options.restoreFrom) }
+            : undefined;
       try {
-        const log = openSync(p.runFile('log'), 'a', 0o600);
-        writeSync(log, `\n${new Date().toISOString()} starting '${name}' for process ${process.pid}\n`);
-        let wrapperExited = false;
-        try {
-          const child = spawn('/bin/sh', ['-c', WRAPPER, 'berth-worker', p.runFile('status'), vmm, ...workerArgs(p)], {
-            detached: true,
-            stdio: ['ignore', log, log],
-            // Relative paths in the configuration are relative to the VM's folder.
-            cwd: p.folder,
-          });
-          child.on('exit', () => (wrapperExited = true));
-          child.on('error', () => (wrapperExited = true));
-          child.unref();
-        } finally {
-          closeSync(log);
-        }
-        const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS);
-        while (Date.now() < deadline) {
-          const pidFile = WorkerPidFile.safeParse(await readJsonIfExists(p.runFile('pid')).catch(() => undefined));
-          if (pidFile.success) {
-            try {
-              const client = await this.connect(entry, 1000);
-              try {
-                const { state } = await client.request({ op: 'state' });
-                if (state === 'Running' || state === 'Paused') {
-                  return this.summary(entry, { state, workerPid: pidFile.data.pid });
-                }
-              } finally {
-                client.close();
-              }
-            } catch {
-              // not listening yet, or it just ended: look again
-            }
-          }
-          const failure = await readJsonIfExists(p.runFile('startError')).catch(() => undefined);
-          if (failure && typeof failure === 'object') {
-            const f = failure as { code?: string; message?: string };
-            throw new BerthError(
-              f.code === 'UNSUPPORTED' || f.code === 'INVALID_CONFIG' ? f.code : 'START_FAILED',
-              `cannot start '${name}': ${f.message ?? 'unknown error'}`,
-            );
-          }
-          // A guest that ends at once (a test guest, a kernel that powers off) can finish
-          // before the VM was seen running: it did start, and its exit record says how it ended.
-          const ended = LastExit.safeParse(await readJsonIfExists(p.runFile('lastExit')).catch(() => undefined));
-          if (ended.success) {
-            return this.summary(entry, {
-              state: 'Off',
-              reason: `last run: ${describeExit(ended.data)}`,
-              lastExit: ended.data,
-            });
-          }
-          if (wrapperExited) {
-            // Not "being started by" this very process: the start is over.
-            await removeIfExists(p.runFile('starting'));
-            const probe = await this.probe(entry);
-            throw new BerthError(
-              'START_FAILED',
-              `cannot start '${name}': ${probe.reason ?? `the worker ended at once; see ${p.runFile('log')}`}`,
-            );
-          }
-          await sleep(25);
-        }
-        throw new BerthError(
-          'START_FAILED',
-          `'${name}' did not start within the time allowed; see ${p.runFile('log')}`,
-        );
-      } finally {
-        await removeIfExists(p.runFile('starting'));
+        const summary = await this.spawnWorker(entry, options, resume?.path);
+        if (resume?.from === 'saved-state') await discardSavedState(p);
+        return resume ? { ...summary, resumedFrom: resume.from } : summary;
+      } catch (err) {
+        if (resume?.from !== 'saved-state' || !(err instanceof BerthError)) throw err;
+        throw new BerthError(err.code, `${err.message}; ${keptStateHint(name, p)}`);
       }
     });
   }
 
-  private async running(
+  private async spawnWorker(entry: Entry, options: { timeoutMs?: number }, restoreFrom?: string): Promise<VmSummary> {
+    const name = entry.config.name;
+    const p = entry.paths;
+    // A checkpoint operation a crash interrupted is finished (or undone) first.
+    await CheckpointService.recover(p);
+    const config = migrateConfig(JSON.parse(await fs.readFile(p.config, 'utf8')));
+    await checkStartFiles(config, p.folder);
+    await checkDiskFiles(config, p.folder);
+    const vmm = vmmPath();
+    if (!existsSync(vmm)) {
+      throw new BerthError(
+        'START_FAILED',
+        `cannot start '${name}': berth-vmm is missing at ${vmm}; run 'npm run build'`,
+      );
+    }
+    checkSocketPath(p.runFile('socket'));
+    await fs.mkdir(p.run, { recursive: true, mode: 0o700 });
+    for (const f of ['pid', 'socket', 'status', 'lastExit', 'startError', 'failed'] as const) {
+      await removeIfExists(p.runFile(f));
+    }
+    const spec = toWorkerSpec(config);
+    if (restoreFrom !== undefined) spec.restoreFrom = restoreFrom;
+    await atomicWriteJson(p.runFile('spec'), spec);
+    await atomicWriteJson(p.runFile('starting'), { pid: process.pid, procStart: processStartTime(process.pid) });
+    try {
+      const log = openSync(p.runFile('log'), 'a', 0o600);
+      writeSync(log, `\n${new Date().toISOString()} starting '${name}' for process ${process.pid}\n`);
+      let wrapperExited = false;
+      try {
+        const child = spawn('/bin/sh', ['-c', WRAPPER, 'berth-worker', p.runFile('status'), vmm, ...workerArgs(p)], {
+          detached: true,
+          stdio: ['ignore', log, log],
+          // Relative paths in the configuration are relative to the VM's folder.
+          cwd: p.folder,
+        });
+        child.on('exit', () => (wrapperExited = true));
+        child.on('error', () => (wrapperExited = true));
+        child.unref();
+      } finally {
+        closeSync(log);
+      }
+      const deadline = Date.now() + (options.timeoutMs ?? DEFAULT_START_TIMEOUT_MS);
+      while (Date.now() < deadline) {
+        const pidFile = WorkerPidFile.safeParse(await readJsonIfExists(p.runFile('pid')).catch(() => undefined));
+        if (pidFile.success) {
+          try {
+            const client = await this.connect(entry, 1000);
+            try {
+              const { state } = await client.request({ op: 'state' });
+              if (state === 'Running' || state === 'Paused') {
+                return this.summary(entry, { state, workerPid: pidFile.data.pid });
+              }
+            } finally {
+              client.close();
+            }
+          } catch {
+            // not listening yet, or it just ended: look again
+          }
+        }
+        const failure = await readJsonIfExists(p.runFile('startError')).catch(() => undefined);
+        if (failure && typeof failure === 'object') {
+          const f = failure as { code?: string; message?: string };
+          const kept = f.code === 'UNSUPPORTED' || f.code === 'INVALID_CONFIG' || f.code?.startsWith('STATE_');
+          throw new BerthError(
+            kept && isErrorCode(f.code) ? f.code : 'START_FAILED',
+            `cannot start '${name}': ${f.message ?? 'unknown error'}`,
+          );
+        }
+        // A guest that ends at once (a test guest, a kernel that powers off) can finish
+        // before the VM was seen running: it did start, and its exit record says how it ended.
+        const ended = LastExit.safeParse(await readJsonIfExists(p.runFile('lastExit')).catch(() => undefined));
+        if (ended.success) {
+          return this.summary(entry, {
+            state: 'Off',
+            reason: `last run: ${describeExit(ended.data)}`,
+            lastExit: ended.data,
+          });
+        }
+        if (wrapperExited) {
+          // Not "being started by" this very process: the start is over.
+          await removeIfExists(p.runFile('starting'));
+          const probe = await this.probe(entry);
+          throw new BerthError(
+            'START_FAILED',
+            `cannot start '${name}': ${probe.reason ?? `the worker ended at once; see ${p.runFile('log')}`}`,
+          );
+        }
+        await sleep(25);
+      }
+      throw new BerthError('START_FAILED', `'${name}' did not start within the time allowed; see ${p.runFile('log')}`);
+    } finally {
+      await removeIfExists(p.runFile('starting'));
+    }
+  }
+
+  // The VM's worker, connected, once the lifecycle allows the action in its current state.
+  async running(
     ref: string,
     action: Parameters<typeof assertTransition>[2],
   ): Promise<{ entry: Entry; client: ControlClient }> {
@@ -581,10 +621,13 @@ export class VmManager {
     return this.summary(entry, await this.probe(entry));
   }
 
-  async save(ref: string): Promise<VmSummary> {
-    const entry = await this.registry.resolve(ref);
-    assertTransition(entry.config.name, (await this.probe(entry)).state, 'save');
-    throw new BerthError('INTERNAL', 'unreachable');
+  // Hyper-V's Save (saved-state.ts): the VM's state to state/saved.bstate; the worker ends.
+  save(ref: string): Promise<VmSummary> {
+    return saveVm(this, ref);
+  }
+
+  deleteSavedState(ref: string): Promise<VmSummary> {
+    return deleteSavedState(this, ref);
   }
 
   // Turns the VM off at once and waits until its worker has gone. A Failed VM is cleared to Off.

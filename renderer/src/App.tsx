@@ -97,7 +97,14 @@ export function App(props: { onListCommit?: () => void }) {
           return;
         case 'turn-off':
         case 'shut-down':
-          setDialog({ kind: id as 'turn-off' | 'shut-down', vms: targets.map((v) => ({ id: v.id, name: v.name })) });
+        case 'delete-saved-state':
+          setDialog({
+            kind: id as 'turn-off' | 'shut-down' | 'delete-saved-state',
+            vms: targets.map((v) => ({ id: v.id, name: v.name })),
+          });
+          return;
+        case 'move':
+          setDialog({ kind: 'move', vmId: first.id, name: first.name });
           return;
         case 'delete':
           setDialog({ kind: 'delete-vm', vms: targets.map((v) => ({ id: v.id, name: v.name })) });

@@ -5,6 +5,7 @@ import { useMemo } from 'react';
 
 import type { CheckpointList } from '../../app/api/bridge';
 import { buildCheckpointTree, type CheckpointNode } from './context';
+import { formatBytes } from './format';
 
 export const NOW = '__now__';
 
@@ -15,12 +16,18 @@ interface Flat {
   now: boolean;
   // What the tooltip says: "Production checkpoint" or "Standard checkpoint".
   title: string;
+  // Shown beside a checkpoint that holds the VM's memory: its state file's size.
+  memory?: string;
 }
 
 function flatten(nodes: CheckpointNode[], depth: number, out: Flat[]): void {
   for (const n of nodes) {
-    const title = `${n.checkpoint.type === 'production' ? 'Production' : 'Standard'} checkpoint, ${n.checkpoint.createdAt}`;
-    out.push({ id: n.checkpoint.id, label: n.checkpoint.name, depth, now: false, title });
+    const c = n.checkpoint;
+    const memory = c.holdsMemory ? formatBytes(c.stateBytes ?? 0) : undefined;
+    const title =
+      `${c.type === 'production' ? 'Production' : 'Standard'} checkpoint, ${c.createdAt}` +
+      (memory !== undefined ? `, with the virtual machine's memory (${memory})` : '');
+    out.push({ id: c.id, label: c.name, depth, now: false, title, ...(memory !== undefined ? { memory } : {}) });
     flatten(n.children, depth + 1, out);
     if (n.current) out.push({ id: NOW, label: 'Now', depth: depth + 1, now: true, title: 'Now' });
   }
@@ -94,6 +101,11 @@ export function CheckpointsPane(props: {
         >
           <span className={f.now ? 'now-icon' : 'cp-icon'} aria-hidden="true" />
           {f.label}
+          {f.memory !== undefined ? (
+            <span className="cp-memory" aria-label={`holds memory, ${f.memory}`}>
+              {` (memory, ${f.memory})`}
+            </span>
+          ) : null}
         </li>
       ))}
     </ul>

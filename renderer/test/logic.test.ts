@@ -20,9 +20,11 @@ describe('action enablement', () => {
     expect(e['shut-down']).toBe(false);
     expect(e.pause).toBe(false);
     expect(e.reset).toBe(false);
-    expect(e.save).toBeUndefined();
+    expect(e.save).toBe(false);
+    expect(e['delete-saved-state']).toBeUndefined(); // only offered for a Saved VM
     expect(e.delete).toBe(true);
     expect(e.export).toBe(true);
+    expect(e.move).toBe(true);
     expect(e.checkpoint).toBe(true);
     expect(e.revert).toBe(false);
     expect(e.connect).toBe(true);
@@ -34,11 +36,40 @@ describe('action enablement', () => {
     expect(e['shut-down']).toBe(true);
     expect(e.pause).toBe(true);
     expect(e.reset).toBe(true);
-    expect(e.save).toBeUndefined(); // no VM can be saved yet: not offered at all
+    expect(e.save).toBe(true);
+    expect(e['delete-saved-state']).toBeUndefined();
     expect(e.delete).toBe(false);
-    expect(e.revert).toBe(false); // checkpoints are taken and applied while Off
-    expect(e.checkpoint).toBe(false);
+    // A standard checkpoint of a running VM holds its memory; Revert turns it off first.
+    expect(e.revert).toBe(true);
+    expect(e.checkpoint).toBe(true);
     expect(e.export).toBe(false);
+    expect(e.move).toBe(true); // saved for the move, resumed at the destination
+  });
+  it('a Saved VM offers Start and Delete Saved State, not Turn Off, Save or Pause', () => {
+    const e = enabled([{ state: 'Saved', hasCurrentCheckpoint: true }]);
+    const labels = vmActionsFor([{ state: 'Saved' }]).map((a) => a.label);
+    expect(labels).toContain('Start');
+    expect(labels).toContain('Delete Saved State...');
+    expect(e.start).toBe(true);
+    expect(e['delete-saved-state']).toBe(true);
+    expect(e['turn-off']).toBe(false);
+    expect(e['shut-down']).toBe(false);
+    expect(e.save).toBe(false);
+    expect(e.pause).toBe(false);
+    expect(e.reset).toBe(false);
+    expect(e.delete).toBe(true);
+    expect(e.export).toBe(true);
+    expect(e.move).toBe(true);
+    expect(e.revert).toBe(true);
+    expect(e.checkpoint).toBe(false);
+    expect(e.rename).toBe(true);
+  });
+  it('Save is offered for a paused VM, and Delete Saved State for a selection with a Saved VM', () => {
+    expect(enabled([{ state: 'Paused' }]).save).toBe(true);
+    const mixed = vmActionsFor([{ state: 'Saved' }, { state: 'Off' }]);
+    expect(mixed.find((a) => a.id === 'delete-saved-state')?.enabled).toBe(false);
+    expect(enabled([{ state: 'Saved' }, { state: 'Saved' }])['delete-saved-state']).toBe(true);
+    expect(mixed.map((a) => a.id)).not.toContain('move'); // one VM at a time
   });
   it('shows Resume in place of Pause for a paused VM', () => {
     const ids = vmActionsFor([{ state: 'Paused' }]).map((a) => a.id);
@@ -54,6 +85,8 @@ describe('action enablement', () => {
       expect(e.rename).toBe(false);
       expect(e.checkpoint).toBe(false);
       expect(e.delete).toBe(false);
+      expect(e.save).toBe(false);
+      expect(e.move).toBe(false);
     }
   });
   it('Failed VMs can be started, turned off (clears the failure) and deleted', () => {
@@ -75,13 +108,22 @@ describe('action enablement', () => {
   it('checkpoints disabled in the settings disable Checkpoint', () => {
     expect(enabled([{ state: 'Off', checkpointsDisabled: true }]).checkpoint).toBe(false);
   });
-  it('checkpoint actions need an Off VM; Delete Subtree needs children', () => {
+  it('checkpoint actions: Apply on a settled VM, Delete while Off; Delete Subtree needs children', () => {
     const a = Object.fromEntries(checkpointActionsFor({ state: 'Off' }, false).map((x) => [x.id, x.enabled]));
     expect(a.apply).toBe(true);
     expect(a['delete-subtree']).toBe(false);
     expect(enabled([{ state: 'Off', hasCurrentCheckpoint: true }]).revert).toBe(true);
     const b = Object.fromEntries(checkpointActionsFor({ state: 'Running' }, true).map((x) => [x.id, x.enabled]));
-    expect(b.apply).toBe(false);
+    expect(b.apply).toBe(true); // the service turns the VM off first
+    expect(b.delete).toBe(false);
+    expect(b['delete-subtree']).toBe(false);
+    expect(b.export).toBe(false);
+    const c = Object.fromEntries(checkpointActionsFor({ state: 'Saved' }, true).map((x) => [x.id, x.enabled]));
+    expect(c.apply).toBe(true);
+    expect(c.export).toBe(true);
+    expect(c.delete).toBe(false);
+    const d = Object.fromEntries(checkpointActionsFor({ state: 'Starting' }, true).map((x) => [x.id, x.enabled]));
+    expect(d.apply).toBe(false);
     expect(checkpointActionsFor(undefined, false)).toEqual([]);
   });
 });
@@ -259,6 +301,8 @@ describe('checkpoint tree', () => {
       disks: [],
       excludedSlots: [],
       type,
+      holdsMemory: false,
+      stateBytes: null,
     });
     const flat = flattenCheckpoints({
       vm: 'v',
@@ -270,5 +314,31 @@ describe('checkpoint tree', () => {
       ['c2', 'Standard checkpoint, 2026-01-01T00:00:00.000Z'],
       ['Now', 'Now'],
     ]);
+  });
+
+  it('marks a checkpoint that holds memory, with its size', () => {
+    const flat = flattenCheckpoints({
+      vm: 'v',
+      now: uuid(1),
+      checkpoints: [
+        {
+          id: uuid(1),
+          name: 'live',
+          parent: null,
+          createdAt: '2026-01-01T00:00:00.000Z',
+          children: [],
+          isNowParent: true,
+          disks: [],
+          excludedSlots: [],
+          type: 'standard',
+          holdsMemory: true,
+          stateBytes: 3 * 1024 * 1024,
+        },
+      ],
+    });
+    expect(flat[0]?.memory).toBe('3.0 MB');
+    expect(flat[0]?.title).toBe(
+      "Standard checkpoint, 2026-01-01T00:00:00.000Z, with the virtual machine's memory (3.0 MB)",
+    );
   });
 });

@@ -239,6 +239,41 @@ describe('the window', () => {
     expect(document.querySelector('[role="dialog"]')).toBeNull();
   });
 
+  it('a Saved VM: the State column says Saved, Start resumes it, Delete Saved State asks and deletes', async () => {
+    const api = new FakeApi({
+      'host.info': () => hostInfo,
+      'vm.list': () => [vm(1, 'Saved', { name: 'web1' }), vm(2, 'Running', { name: 'web2' })],
+      'vm.get': () => {
+        throw new BridgeError('NOT_FOUND', 'nope');
+      },
+      'checkpoint.list': ({ vm: id }) => ({ vm: id, now: null, checkpoints: [] }),
+      'vm.deleteSavedState': () => vm(1, 'Off', { name: 'web1' }),
+    });
+    await mount(api);
+    expect(cellTexts(must(rows()[0])).slice(0, 2)).toEqual(['web1', 'Saved']);
+    await act(async () => must(rows()[0]).dispatchEvent(new MouseEvent('mousedown', { bubbles: true, button: 0 })));
+    await settle();
+    expect(action('start')?.textContent).toBe('Start');
+    expect(action('start')?.disabled).toBe(false);
+    expect(action('turn-off')?.disabled).toBe(true);
+    expect(action('save')?.disabled).toBe(true);
+    expect(action('move')?.disabled).toBe(false);
+    await act(async () => must(action('delete-saved-state'), 'Delete Saved State').click());
+    await settle();
+    const dialog = () => must(document.querySelector<HTMLElement>('[role="dialog"]'), 'the dialog');
+    expect(dialog().textContent).toContain("delete the saved state of 'web1'");
+    const button = [...dialog().querySelectorAll<HTMLButtonElement>('button')].find((b) => b.textContent === 'Delete');
+    await act(async () => must(button, 'Delete').click());
+    await settle();
+    expect(api.calls.filter((c) => c.method === 'vm.deleteSavedState').map((c) => c.args)).toEqual([{ vm: vm(1).id }]);
+    expect(document.querySelector('[role="dialog"]')).toBeNull();
+    // A running VM offers Save, and no Delete Saved State.
+    await act(async () => must(rows()[1]).dispatchEvent(new MouseEvent('mousedown', { bubbles: true, button: 0 })));
+    await settle();
+    expect(action('save')?.disabled).toBe(false);
+    expect(action('delete-saved-state')).toBeNull();
+  });
+
   it('keyboard: arrows move the selection, Ctrl+A selects all, the context menu lists the actions', async () => {
     const api = new FakeApi({
       'host.info': () => hostInfo,

@@ -7,7 +7,7 @@ import { keys } from '../cache';
 import { call, useApi } from '../context';
 import { Dialog, ErrorBox, errorText, OperationProgress, useLongOperation } from './common';
 import { EditDiskWizard, HostDisksDialog, InspectDiskDialog, NewDiskWizard } from './DiskDialogs';
-import { ExportDialog, ImportWizard } from './ExportImport';
+import { ExportDialog, ImportWizard, MoveDialog } from './ExportImport';
 import { NewVmWizard } from './NewVmWizard';
 import { SettingsDialog } from './Settings';
 
@@ -17,7 +17,8 @@ type CpRef = { vmId: string; vmName: string; checkpointId: string; checkpointNam
 export type DialogSpec =
   | { kind: 'new-vm' | 'new-disk' | 'import' | 'edit-disk' | 'inspect-disk' | 'host-disks' }
   | { kind: 'settings'; vmId: string }
-  | { kind: 'turn-off' | 'shut-down' | 'delete-vm'; vms: VmRefs }
+  | { kind: 'turn-off' | 'shut-down' | 'delete-vm' | 'delete-saved-state'; vms: VmRefs }
+  | { kind: 'move'; vmId: string; name: string }
   | { kind: 'rename-vm'; vmId: string; name: string }
   | { kind: 'export'; vmId: string; name: string; checkpointId?: string }
   | { kind: 'revert'; vmId: string; name: string }
@@ -45,7 +46,10 @@ export function DialogHost({ spec, onClose }: { spec: DialogSpec; onClose: () =>
     case 'turn-off':
     case 'shut-down':
     case 'delete-vm':
+    case 'delete-saved-state':
       return <PowerConfirm spec={spec} onClose={onClose} />;
+    case 'move':
+      return <MoveDialog vmId={spec.vmId} name={spec.name} onClose={onClose} />;
     case 'rename-vm':
       return <RenameVm vmId={spec.vmId} name={spec.name} onClose={onClose} />;
     case 'revert':
@@ -65,7 +69,7 @@ function PowerConfirm({
   spec,
   onClose,
 }: {
-  spec: { kind: 'turn-off' | 'shut-down' | 'delete-vm'; vms: VmRefs };
+  spec: { kind: 'turn-off' | 'shut-down' | 'delete-vm' | 'delete-saved-state'; vms: VmRefs };
   onClose: () => void;
 }) {
   const api = useApi();
@@ -89,6 +93,11 @@ function PowerConfirm({
       message: `Are you sure you want to delete ${names(spec.vms)}? The virtual machine configuration and its checkpoints will be deleted.`,
       ok: 'Delete',
     },
+    'delete-saved-state': {
+      title: 'Delete Saved State',
+      message: `Are you sure you want to delete the saved state of ${names(spec.vms)}? The virtual machine will be off and start afresh next time: whatever ran in the guest is lost.`,
+      ok: 'Delete',
+    },
   }[spec.kind];
   // VMs whose guest did not act on the power button: like Hyper-V, offer to turn them off.
   const [unresponsive, setUnresponsive] = useState<VmRefs>([]);
@@ -102,6 +111,7 @@ function PowerConfirm({
       try {
         if (kind === 'turn-off') await call(api, client, 'vm.turnOff', { vm: vm.id });
         else if (kind === 'shut-down') await call(api, client, 'vm.shutDown', { vm: vm.id });
+        else if (kind === 'delete-saved-state') await call(api, client, 'vm.deleteSavedState', { vm: vm.id });
         else await api.invoke('vm.remove', { vm: vm.id, deleteDisks });
       } catch (e) {
         failures.push(errorText(e));

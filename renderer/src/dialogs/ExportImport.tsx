@@ -2,7 +2,7 @@
 // (register in place, restore, copy). Both run as operations with progress and Cancel.
 import { useState } from 'react';
 
-import type { ImportRequest } from '../../../app/api/bridge';
+import { MoveResult, type ImportRequest } from '../../../app/api/bridge';
 import { useApi } from '../context';
 import { Dialog, ErrorBox, errorText, OperationProgress, Row, useLongOperation, Wizard } from './common';
 
@@ -69,6 +69,80 @@ export function ExportDialog(props: {
           value={folder}
           placeholder="/path/to/exports"
           onChange={(e) => setFolder(e.target.value)}
+          disabled={busy || !!done}
+        />
+      </Row>
+      {long.operationId ? <OperationProgress operationId={long.operationId} onEnd={long.onEnd} /> : null}
+      {done ? (
+        <p className="success" role="status">
+          {done}
+        </p>
+      ) : null}
+      <ErrorBox error={error} />
+    </Dialog>
+  );
+}
+
+// Move (quick migration): another Berth data root on this host, or an SSH target. A running
+// VM is saved for the move and resumed there; the dialog reports the down-time.
+export function MoveDialog(props: { vmId: string; name: string; onClose: () => void }) {
+  const api = useApi();
+  const [destination, setDestination] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const [done, setDone] = useState<string>();
+  const long = useLongOperation();
+  const run = async () => {
+    setBusy(true);
+    setError(undefined);
+    try {
+      const op = await long.start(api.invoke('vm.move', { vm: props.vmId, destination: destination.trim() }));
+      const parsed = MoveResult.safeParse(op.result);
+      const r = parsed.success ? parsed.data : undefined;
+      const downtime = r && r.downtimeMs !== null ? ` Down-time: ${(r.downtimeMs / 1000).toFixed(1)} s.` : '';
+      setDone(`Moved '${props.name}' to ${destination.trim()}${r ? `; it is ${r.stateThere} there` : ''}.${downtime}`);
+    } catch (e) {
+      setError(errorText(e));
+      long.reset();
+    }
+    setBusy(false);
+  };
+  return (
+    <Dialog
+      title="Move Virtual Machine"
+      onClose={props.onClose}
+      footer={
+        done ? (
+          <button type="button" className="primary" onClick={props.onClose}>
+            Close
+          </button>
+        ) : (
+          <>
+            <button
+              type="button"
+              className="primary"
+              disabled={busy || destination.trim() === ''}
+              onClick={() => void run()}
+            >
+              Move
+            </button>
+            <button type="button" onClick={props.onClose}>
+              Cancel
+            </button>
+          </>
+        )
+      }
+    >
+      <p className="message">
+        Specify the Berth data root to move &apos;{props.name}&apos; to: a folder on this computer, or
+        ssh://user@host/path for another one. A running virtual machine is saved, moved and resumed there.
+      </p>
+      <Row label="Destination:">
+        <input
+          type="text"
+          value={destination}
+          placeholder="/path/to/berth-root or ssh://user@host/path"
+          onChange={(e) => setDestination(e.target.value)}
           disabled={busy || !!done}
         />
       </Row>

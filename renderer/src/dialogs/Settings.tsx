@@ -76,8 +76,7 @@ export function settingsPatch(before: Draft, after: Draft): VmUpdatePatch {
   if (after.automaticStartDelaySeconds !== before.automaticStartDelaySeconds) {
     p.automaticStartDelaySeconds = after.automaticStartDelaySeconds;
   }
-  // A stored 'save' (no longer offered) is kept until another action is chosen.
-  if (after.automaticStopAction !== before.automaticStopAction && after.automaticStopAction !== 'save') {
+  if (after.automaticStopAction !== before.automaticStopAction) {
     p.automaticStopAction = after.automaticStopAction;
   }
   if (JSON.stringify(after.disks) !== JSON.stringify(before.disks)) p.disks = after.disks;
@@ -400,8 +399,9 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               ) : null}
               <p className="hint">
                 Production checkpoints are taken of a virtual machine that is off (its disks are then consistent). Of a
-                running virtual machine Berth cannot take one yet: it has no way to ask the guest to make its disks
-                consistent, nor to save its memory for a standard checkpoint.
+                running virtual machine Berth cannot take one: it has no way to ask the guest to make its disks
+                consistent. A standard checkpoint of a running virtual machine holds its memory and resumes it at that
+                moment when applied.
               </p>
             </fieldset>
           ) : null}
@@ -437,9 +437,7 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
                   onChange={(e) => set('automaticStopAction', e.target.value as Draft['automaticStopAction'])}
                 >
                   <option value="turn-off">Turn off the virtual machine</option>
-                  <option value="save" disabled>
-                    Save the virtual machine state (not available: Berth cannot save memory state yet)
-                  </option>
+                  <option value="save">Save the virtual machine state</option>
                   <option value="shut-down">Shut down the guest operating system</option>
                 </select>
               </Row>

@@ -165,14 +165,26 @@ describe('lifecycle state machine', () => {
     assert.equal(refusal('Paused', 'reset').message, "cannot reset 'web1': it is Paused; resume it first");
     assert.equal(refusal('Running', 'remove').message, "cannot remove 'web1': it is Running; turn it off first");
     assert.equal(refusal('Off', 'turn-off').message, "cannot turn off 'web1': it is Off; it is already off");
-    assert.equal(
-      refusal('Saved', 'start').message,
-      "cannot start 'web1': it is Saved; saved state cannot be restored yet",
-    );
     assert.equal(refusal('Off', 'save').code, 'INVALID_STATE');
-    const save = refusal('Running', 'save');
-    assert.equal(save.code, 'UNSUPPORTED');
-    assert.match(save.message, /^cannot save 'web1': saved state is not available yet/);
+    assert.equal(
+      refusal('Off', 'save').message,
+      "cannot save 'web1': it is Off; only a running or paused VM can be saved",
+    );
+    assert.equal(refusal('Saved', 'save').message, "cannot save 'web1': it is Saved; it is already saved");
+    // A Saved VM has nothing running: Delete Saved State, not Turn Off, makes it Off (as in Hyper-V).
+    assert.equal(
+      refusal('Saved', 'turn-off').message,
+      "cannot turn off 'web1': it is Saved; nothing runs (its memory is saved on disk); delete the saved state to " +
+        'make it Off, or start it',
+    );
+    assert.equal(
+      refusal('Running', 'delete-saved-state').message,
+      "cannot delete the saved state of 'web1': it is Running; it has no saved state (save it first)",
+    );
+    assert.equal(
+      refusal('Saved', 'console').message,
+      "cannot attach to the console of 'web1': it is Saved; start it first (it resumes from its saved state)",
+    );
   });
 
   it('allows the transitions of the diagram', () => {
@@ -188,6 +200,11 @@ describe('lifecycle state machine', () => {
       ['Running', 'shut-down'],
       ['Off', 'remove'],
       ['Failed', 'remove'],
+      ['Running', 'save'],
+      ['Paused', 'save'],
+      ['Saved', 'start'],
+      ['Saved', 'delete-saved-state'],
+      ['Saved', 'remove'],
     ];
     for (const [state, action] of ok) assert.doesNotThrow(() => assertTransition('web1', state, action));
   });
@@ -203,5 +220,21 @@ describe('control protocol messages', () => {
     assert.ok(!unknown.ok && /^op: must be one of/.test(unknown.error));
     assert.ok(!protocol.parseRequest('{').ok);
     assert.throws(() => protocol.parseIncoming('{"event":"state","state":"Dancing"}'), /state: must be one of/);
+  });
+
+  it('takes save and checkpoint with absolute paths only', () => {
+    assert.deepEqual(protocol.parseRequest('{"id":4,"op":"save","path":"/vm/state/saved.bstate"}'), {
+      ok: true,
+      request: { id: 4, op: 'save', path: '/vm/state/saved.bstate' },
+    });
+    const relative = protocol.parseRequest('{"id":5,"op":"save","path":"state/saved.bstate"}');
+    assert.ok(!relative.ok && /^path: must be an absolute path$/.test(relative.error), JSON.stringify(relative));
+    const disks = protocol.parseRequest('{"id":6,"op":"checkpoint","path":"/c/memory.bstate","disks":["d.qcow2"]}');
+    assert.ok(!disks.ok && /^disks\[0\]: must be an absolute path$/.test(disks.error), JSON.stringify(disks));
+    const exit = protocol.parseIncoming(
+      '{"event":"exit","exit":{"reason":"saved","code":0,"detail":"","at":"2026-01-01T00:00:00.000Z","pid":7}}',
+    );
+    assert.equal(exit.kind === 'event' && exit.message.event === 'exit' && exit.message.exit.reason, 'saved');
+    assert.equal(protocol.PROTOCOL_VERSION, 3);
   });
 });

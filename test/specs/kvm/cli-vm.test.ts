@@ -126,10 +126,13 @@ describe('berth vm (command line)', () => {
     const badTimeout = await berth('vm', 'stop', 'cli1', '--timeout', '0');
     assert.equal(badTimeout.code, 2);
     assert.match(badTimeout.stderr, /^berth: --timeout takes 1 to 3600 seconds, not 0\n/);
-    // Saved state does not exist yet, so there is no command for it.
-    const save = await berth('vm', 'save', 'cli1');
-    assert.equal(save.code, 2);
-    assert.match(save.stderr, /^berth: unknown command 'vm save'/);
+    // A running VM has no saved state to delete (saved-state.test.ts saves and resumes).
+    const noState = await berth('vm', 'delete-saved-state', 'cli1');
+    assert.equal(noState.code, 1);
+    assert.equal(
+      noState.stderr,
+      "berth: cannot delete the saved state of 'cli1': it is Running; it has no saved state (save it first)\n",
+    );
     const listed = await berth('vm', 'list');
     assert.match(listed.stdout, /\ncli1\s+Running\s+[\d.]+%\s+32 MiB\s+\d\d:\d\d:\d\d/);
   });

@@ -57,13 +57,23 @@ describe('checkpoints on the real KVM', () => {
     await assertConsistent('scenario', vm.folder);
   });
 
-  it('refuses a running VM, a passthrough disk without --exclude-passthrough, and disabled checkpoints', async () => {
+  it("takes a running VM's checkpoint with its memory; refuses a strict production one, a passthrough disk without --exclude-passthrough, and disabled checkpoints", async () => {
     await newVm('busy', 'echo');
+    await ok('vm', 'set', 'busy', '--checkpoint-type', 'production', '--standard-checkpoint-fallback', 'off');
     await ok('vm', 'start', 'busy');
     try {
       assert.match(
         await refused('checkpoint', 'create', 'busy'),
-        /cannot take a checkpoint of 'busy': it is Running; stop the VM first \(a standard checkpoint of a running VM needs its saved memory state, which Berth cannot write yet\)/,
+        /^cannot take a checkpoint of 'busy' while it runs: a production checkpoint of a running VM needs the guest's cooperation .* --standard-checkpoint-fallback on\)$/,
+      );
+      await ok('vm', 'set', 'busy', '--standard-checkpoint-fallback', 'on');
+      const live = await ok('checkpoint', 'create', 'busy', '--name', 'live');
+      assert.deepEqual([live['type'], live['holdsMemory']], ['standard', true]);
+      assert.ok((live['stateBytes'] as number) > 0);
+      assert.equal((await ok('vm', 'show', 'busy'))['state'], 'Running');
+      assert.match(
+        await refused('checkpoint', 'remove', 'busy', 'live'),
+        /^cannot delete a checkpoint of 'busy' while it is Running; turn it off first$/,
       );
     } finally {
       await ok('vm', 'turn-off', 'busy');
