@@ -74,6 +74,8 @@ export const NATIVE_ERROR_CODES = [
   'NET_BRIDGE_NOT_FOUND',
   'NET_PORT_FORWARD',
   'NET_SETUP',
+  'STATE_INVALID',
+  'STATE_VERSION',
   'INTERNAL',
 ] as const;
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];
