@@ -74,18 +74,16 @@ export const NATIVE_ERROR_CODES = [
   'NET_BRIDGE_NOT_FOUND',
   'NET_PORT_FORWARD',
   'NET_SETUP',
-  // Restoring saved state (WorkerSpec.restoreFrom): a damaged or truncated file, a format
-  // version this worker does not read, a host CPU without features the saved vCPUs used, a
-  // spec that does not describe the saved machine.
+  // Saved state: a damaged or truncated file, a format version this Berth does not read, a
+  // host CPU without features the saved vCPUs used, a spec that does not describe the saved
+  // machine, a file that could not be written.
   'STATE_INVALID',
   'STATE_VERSION',
   'STATE_CPU_MISMATCH',
   'STATE_MACHINE_MISMATCH',
+  'STATE_IO',
   'INTERNAL',
 ] as const;
-// Codes the worker's saved-state contract promises that native/ does not throw yet (the lint
-// accepts them listed above until it does, and then asks for them to leave this list).
-export const AWAITED_NATIVE_ERROR_CODES = ['STATE_CPU_MISMATCH', 'STATE_MACHINE_MISMATCH'] as const;
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];
 
 const SERVICE_ERROR_CODES = [

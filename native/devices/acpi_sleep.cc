@@ -23,4 +23,8 @@ void AcpiSleep::write(uint64_t offset, std::span<const uint8_t> data) {
   }
 }
 
+void AcpiSleep::save_state(state::Writer& w) const { w.end(w.begin("acpi-sleep", 1)); }
+
+void AcpiSleep::load_state(state::Reader& r) { r.record("acpi-sleep", 1).body.expect_end(); }
+
 }  // namespace berth::devices

@@ -6,6 +6,7 @@
 #include <functional>
 #include <span>
 
+#include "common/state_stream.h"
 #include "vmm/bus_device.h"
 
 namespace berth::devices {
@@ -18,6 +19,11 @@ class AcpiSleep final : public vmm::BusDevice {
 
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
+
+  // Saved state: an empty record "acpi-sleep" (nothing is ever pending; the sleep type is
+  // configuration).
+  void save_state(state::Writer& w) const;
+  void load_state(state::Reader& r);
 
  private:
   uint8_t soft_off_type_;

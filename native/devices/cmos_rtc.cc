@@ -27,6 +27,10 @@ constexpr uint8_t kEquipment = 0x14, kBaseMemLow = 0x15, kBaseMemHigh = 0x16,
                   kChecksumHigh = 0x2e, kChecksumLow = 0x2f;
 
 constexpr int64_t kSecondsPerDay = 86400;
+// About 12,000 years either way: far beyond what a guest can set (years 0..9999), small
+// enough that host time plus the offset never overflows a calendar computation.
+constexpr int64_t kMaxOffsetSeconds = 400'000'000'000;
+constexpr int64_t kMaxFrozenYear = 99'999;
 
 int clamp(int v, int lo, int hi) { return std::min(std::max(v, lo), hi); }
 
@@ -250,6 +254,63 @@ void CmosRtc::set_memory_layout(uint64_t below_4g_bytes, uint64_t above_4g_bytes
 int64_t CmosRtc::offset_seconds() const {
   std::lock_guard<std::mutex> lock(mu_);
   return offset_;
+}
+
+void CmosRtc::save_state(state::Writer& w) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t token = w.begin("cmos-rtc", 1);
+  w.u8(index_);
+  w.u8(reg_a_);
+  w.u8(reg_b_);
+  w.u8(reg_c_);
+  w.u64(static_cast<uint64_t>(offset_));
+  w.boolean(frozen_);
+  w.u64(static_cast<uint64_t>(frozen_time_.year));
+  for (int field : {frozen_time_.month, frozen_time_.day, frozen_time_.hour, frozen_time_.minute,
+                    frozen_time_.second, frozen_time_.weekday}) {
+    w.u8(static_cast<uint8_t>(field));
+  }
+  w.bytes(ram_);
+  w.end(token);
+}
+
+void CmosRtc::load_state(state::Reader& parent) {
+  auto rec = parent.record("cmos-rtc", 1);
+  state::Reader& r = rec.body;
+  const uint8_t index = r.u8("index");
+  if (index > 0x7f) r.fail("index is " + std::to_string(index) + ", above 0x7f");
+  const uint8_t reg_a = r.u8("status_a");
+  if (reg_a > 0x7f) r.fail("status_a is " + std::to_string(reg_a) + ", with UIP set");
+  const uint8_t reg_b = r.u8("status_b");
+  const uint8_t reg_c = r.u8("status_c");
+  const auto offset = static_cast<int64_t>(r.u64("offset_seconds"));
+  if (offset < -kMaxOffsetSeconds || offset > kMaxOffsetSeconds) {
+    r.fail("offset_seconds is " + std::to_string(offset) + ", beyond any clock a guest can set");
+  }
+  const bool frozen = r.boolean("setting_time");
+  Time t;
+  t.year = static_cast<int64_t>(r.u64("set_year"));
+  if (t.year < -kMaxFrozenYear || t.year > kMaxFrozenYear) r.fail("set_year is " + std::to_string(t.year));
+  // The other fields are whatever the guest wrote (decoded from one byte), clamped when used.
+  t.month = r.u8("set_month");
+  t.day = r.u8("set_day");
+  t.hour = r.u8("set_hour");
+  t.minute = r.u8("set_minute");
+  t.second = r.u8("set_second");
+  t.weekday = r.u8("set_weekday");
+  auto ram = r.bytes(128, "cmos_ram");
+  r.expect_end();
+  if (frozen != ((reg_b & kStatusBSet) != 0)) r.fail("setting_time disagrees with status_b's SET bit");
+
+  std::lock_guard<std::mutex> lock(mu_);
+  index_ = index;
+  reg_a_ = reg_a;
+  reg_b_ = reg_b;
+  reg_c_ = reg_c;
+  offset_ = offset;
+  frozen_ = frozen;
+  frozen_time_ = t;
+  std::copy(ram.begin(), ram.end(), ram_.begin());
 }
 
 }  // namespace berth::devices

@@ -26,6 +26,7 @@
 #include <mutex>
 #include <span>
 
+#include "common/state_stream.h"
 #include "vmm/bus_device.h"
 
 namespace berth::devices {
@@ -60,6 +61,14 @@ class CmosRtc : public vmm::BusDevice {
 
   // Guest time minus host time, in seconds (0 until the guest sets the clock).
   int64_t offset_seconds() const;
+
+  // Saved state: record "cmos-rtc" with the CMOS RAM (alarms and NVRAM), the index and
+  // status registers, a time the guest is in the middle of setting (status B's SET), and
+  // the guest's clock as an offset from host time, so a restored guest's clock runs on
+  // with the host's (it moves on by however long the VM was saved). A bad record throws
+  // STATE_INVALID and changes nothing.
+  void save_state(state::Writer& w) const;
+  void load_state(state::Reader& r);
 
  private:
   struct Time {

@@ -1,5 +1,6 @@
 #include "devices/i8042.h"
 
+#include <algorithm>
 #include <utility>
 
 namespace berth::devices {
@@ -138,6 +139,43 @@ void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
     }
   }
   if (reset_requested && on_reset_request_) on_reset_request_();
+}
+
+void I8042::save_state(state::Writer& w) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t token = w.begin("i8042", 1);
+  w.bytes(ram_);
+  w.u8(output_port_);
+  w.u8(output_buffer_);
+  w.boolean(output_full_);
+  w.boolean(last_write_was_command_);
+  w.u8(pending_command_);
+  w.end(token);
+}
+
+void I8042::load_state(state::Reader& parent) {
+  auto rec = parent.record("i8042", 1);
+  state::Reader& r = rec.body;
+  auto ram = r.bytes(32, "ram");
+  const uint8_t output_port = r.u8("output_port");
+  const uint8_t output_buffer = r.u8("output_buffer");
+  const bool output_full = r.boolean("output_full");
+  const bool last_write_was_command = r.boolean("last_write_was_command");
+  const uint8_t pending = r.u8("pending_command");
+  r.expect_end();
+  // Only the commands that wait for a data byte can be pending.
+  const bool waits = pending == 0 || (pending >= kCmdWriteRamFirst && pending <= kCmdWriteRamLast) ||
+                     pending == kCmdWriteOutputPort || pending == kCmdWriteKeyboardBuffer ||
+                     pending == kCmdWriteAuxBuffer || pending == kCmdWriteAux;
+  if (!waits) r.fail("pending_command is " + std::to_string(pending) + ", a command that takes no data byte");
+
+  std::lock_guard<std::mutex> lock(mu_);
+  std::copy(ram.begin(), ram.end(), ram_.begin());
+  output_port_ = output_port;
+  output_buffer_ = output_buffer;
+  output_full_ = output_full;
+  last_write_was_command_ = last_write_was_command;
+  pending_command_ = pending;
 }
 
 }  // namespace berth::devices

@@ -30,6 +30,7 @@
 #include <mutex>
 #include <span>
 
+#include "common/state_stream.h"
 #include "vmm/bus_device.h"
 
 namespace berth::devices {
@@ -48,6 +49,12 @@ class I8042 : public vmm::BusDevice {
   // Power-on state: command byte 0x45, output port 0x03, buffer empty, no pending command.
   void reset();
 
+  // Saved state: record "i8042" with the controller RAM (command byte first), the output
+  // port, the output buffer and a command waiting for its data byte. A bad record throws
+  // STATE_INVALID and changes nothing.
+  void save_state(state::Writer& w) const;
+  void load_state(state::Reader& r);
+
  private:
   uint8_t read_port(uint64_t offset);
   bool write_command(uint8_t cmd);   // returns true when a reset is requested
@@ -56,7 +63,7 @@ class I8042 : public vmm::BusDevice {
   void reset_state();
 
   std::function<void()> on_reset_request_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::array<uint8_t, 32> ram_{};  // ram_[0] is the command byte
   uint8_t output_port_ = 0;
   uint8_t output_buffer_ = 0;

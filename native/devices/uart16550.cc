@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <utility>
+#include <vector>
 
 namespace berth::devices {
 
@@ -26,7 +27,7 @@ constexpr uint8_t kMcrDtr = 0x01, kMcrRts = 0x02, kMcrOut1 = 0x04, kMcrOut2 = 0x
                   kMcrLoop = 0x10, kMcrMask = 0x1f;
 
 constexpr uint8_t kLsrDataReady = 0x01, kLsrOverrun = 0x02, kLsrThrEmpty = 0x20,
-                  kLsrTxEmpty = 0x40;
+                  kLsrTxEmpty = 0x40, kLsrErrorMask = 0x1e;
 
 constexpr uint8_t kMsrCts = 0x10, kMsrDsr = 0x20, kMsrRi = 0x40, kMsrDcd = 0x80;
 constexpr uint8_t kMsrDeltaCts = 0x01, kMsrDeltaDsr = 0x02, kMsrTrailingRi = 0x04,
@@ -309,6 +310,69 @@ uint64_t Uart16550::dropped_input_bytes() const {
 size_t Uart16550::pending_input_bytes() const {
   std::lock_guard<std::mutex> lock(mu_);
   return rx_fifo_.size() + host_queue_.size();
+}
+
+void Uart16550::save_state(state::Writer& w) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  size_t token = w.begin("uart16550", 1);
+  for (uint8_t reg : {dll_, dlm_, ier_, lcr_, mcr_, lsr_errors_, msr_, scr_}) w.u8(reg);
+  w.boolean(fifo_enabled_);
+  w.u8(fcr_trigger_bits_);
+  w.boolean(thr_interrupt_);
+  w.blob(std::vector<uint8_t>(rx_fifo_.begin(), rx_fifo_.end()));
+  w.blob(std::vector<uint8_t>(host_queue_.begin(), host_queue_.end()));
+  w.u64(dropped_);
+  w.end(token);
+}
+
+void Uart16550::load_state(state::Reader& parent) {
+  auto rec = parent.record("uart16550", 1);
+  state::Reader& r = rec.body;
+  const uint8_t dll = r.u8("dll");
+  const uint8_t dlm = r.u8("dlm");
+  const uint8_t ier = r.u8("ier");
+  const uint8_t lcr = r.u8("lcr");
+  const uint8_t mcr = r.u8("mcr");
+  const uint8_t lsr_errors = r.u8("lsr_errors");
+  const uint8_t msr = r.u8("msr");
+  const uint8_t scr = r.u8("scr");
+  const bool fifo_enabled = r.boolean("fifo_enabled");
+  const uint8_t trigger_bits = r.u8("fcr_trigger_bits");
+  const bool thr_interrupt = r.boolean("thr_interrupt");
+  const auto rx = r.blob(kFifoSize, "rx_fifo");
+  const auto queued = r.blob(kMaxQueuedInput, "host_queue");
+  const uint64_t dropped = r.u64("dropped_input_bytes");
+  r.expect_end();
+  auto bits = [&](const char* field, uint8_t value, uint8_t allowed) {
+    if (value & ~allowed) r.fail(std::string(field) + " is " + std::to_string(value) + ", with bits no guest can set");
+  };
+  bits("ier", ier, 0x0f);
+  bits("mcr", mcr, kMcrMask);
+  bits("lsr_errors", lsr_errors, kLsrErrorMask);
+  bits("fcr_trigger_bits", trigger_bits, kFcrTriggerMask);
+  if (!fifo_enabled && rx.size() > 1) {
+    r.fail("rx_fifo holds " + std::to_string(rx.size()) + " bytes, but with the FIFO disabled the receiver holds 1");
+  }
+
+  Effects fx;
+  std::unique_lock<std::mutex> lock(mu_);
+  dll_ = dll;
+  dlm_ = dlm;
+  ier_ = ier;
+  lcr_ = lcr;
+  mcr_ = mcr;
+  lsr_errors_ = lsr_errors;
+  msr_ = msr;
+  scr_ = scr;
+  fifo_enabled_ = fifo_enabled;
+  fcr_trigger_bits_ = trigger_bits;
+  thr_interrupt_ = thr_interrupt;
+  rx_fifo_.assign(rx.begin(), rx.end());
+  host_queue_.assign(queued.begin(), queued.end());
+  dropped_ = dropped;
+  // line_high_ stays what this device last drove; the line follows the loaded state.
+  update_irq(fx);
+  apply(lock, fx);
 }
 
 }  // namespace berth::devices

@@ -41,6 +41,7 @@
 #include <mutex>
 #include <span>
 
+#include "common/state_stream.h"
 #include "vmm/bus_device.h"
 
 namespace berth::devices {
@@ -65,6 +66,13 @@ class Uart16550 : public vmm::BusDevice {
 
   // Power-on state: registers reset, RX FIFO and host-side queue emptied, line lowered.
   void reset();
+
+  // Saved state: record "uart16550" with every register, the RX FIFO, the host bytes
+  // queued behind it and the interrupt state. load_state then drives the IrqLine to the
+  // level that state asks for, so a pending interrupt is raised again. A bad record throws
+  // STATE_INVALID and changes nothing.
+  void save_state(state::Writer& w) const;
+  void load_state(state::Reader& r);
 
   // Host bytes dropped because the host-side queue was full (since construction).
   uint64_t dropped_input_bytes() const;

@@ -1,7 +1,5 @@
 #!/usr/bin/env node
 // Part of `npm run lint`: what is defined once in app/api must agree with native/.
-// - Codes in AWAITED_NATIVE_ERROR_CODES (a contract native/ is still implementing) may be
-//   listed before anything throws them, and must leave that list once something does.
 // - Every error code native/ throws (the worker executable, native/worker, may also use the
 //   services' codes: its errors travel over the control protocol) (berth::Error, SystemError, a helper taking the code
 //   first, to_js_error) and every code app/native raises itself is in NATIVE_ERROR_CODES
@@ -35,8 +33,6 @@ function listIn(file, name) {
 
 const problems = [];
 const listed = new Set(listIn('app/api/errors.ts', 'NATIVE_ERROR_CODES'));
-// Codes a contract with native/ promises before native/ throws them.
-const awaited = new Set(listIn('app/api/errors.ts', 'AWAITED_NATIVE_ERROR_CODES'));
 // The worker executable answers over the control protocol, whose errors carry any code.
 const service = new Set(listIn('app/api/errors.ts', 'SERVICE_ERROR_CODES'));
 const speaksProtocol = (file) => file.startsWith('native/worker/');
@@ -59,10 +55,6 @@ for (const [code, where] of thrown) {
 }
 for (const code of listed) {
   // INTERNAL is also what an unknown code becomes, so it is listed even if never thrown.
-  if (awaited.has(code)) {
-    if (thrown.has(code)) problems.push(`${code} is thrown by native/ now: remove it from AWAITED_NATIVE_ERROR_CODES`);
-    continue;
-  }
   if (!thrown.has(code) && code !== 'INTERNAL') {
     problems.push(`${code} is in NATIVE_ERROR_CODES but nothing in native/ or app/native throws it; remove it`);
   }

@@ -144,6 +144,11 @@ void VirtioBlk::run() {
     progress |= take_completions(0);
     if (!progress) break;
   }
+  signal_answered();
+}
+
+// Interrupts the driver once per queue that got answers.
+void VirtioBlk::signal_answered() {
   for (uint16_t q = 0; q < queues_.size(); ++q) {
     if (queues_[q].used) {
       queues_[q].used = false;

@@ -96,6 +96,28 @@ class VirtioBlk final : public VirtioDevice {
   void complete() override;
   void reset() override;
 
+  // Transport freeze: carries out every request taken from the queues (the backlog too),
+  // answering each on its used ring; chains still in the available rings wait for thaw.
+  void freeze() override;
+  void thaw() override;
+  // Record "virtio-blk": capacity, read-only, queue count and the completed-requests
+  // counter. load_state refuses a record made for another disk size, read-only setting or
+  // queue count. Nothing is in flight while frozen, so no request is part of the record;
+  // the negotiated features are the transport's, which activates the device with them.
+  void save_state(state::Writer& w) const override;
+  void load_state(state::Reader& r) override;
+
+  // Live checkpoints, only while the transport is frozen and the vCPUs paused
+  // (VIRTIO_SETUP otherwise). flush_disk makes everything written so far durable in the
+  // image, metadata included, so that it can be opened again (as a new overlay's backing
+  // file, say). replace_disk moves the device onto another image of the same capacity
+  // (DISK_SIZE_MISMATCH otherwise; DISK_READ_ONLY for a read-only image behind a
+  // read-write device): the old image's asynchronous path is closed and the image freed,
+  // the new one's opened (if that fails, the old image stays in use and its error is
+  // thrown); the queues are kept. path() and io_backend() then describe the new image.
+  void flush_disk();
+  void replace_disk(std::unique_ptr<disk::BlockDevice> disk);
+
   // The machine stopped for good: closes the image (after reset(), so no request is in
   // flight). Later requests, if any, get IOERR.
   void close_disk();
@@ -134,6 +156,8 @@ class VirtioBlk final : public VirtioDevice {
   };
 
   void run();
+  void signal_answered();
+  void require_frozen(const char* what) const;
   bool pop_queue(uint16_t queue);
   // Parses the chain into req; returns false with *status set for a request answered at once.
   bool parse(Request& req, uint8_t& status);
@@ -154,6 +178,7 @@ class VirtioBlk final : public VirtioDevice {
   uint64_t capacity_sectors_;
   uint32_t blk_size_;
   bool completion_fd_set_ = false;
+  std::atomic<bool> frozen_{false};  // between the transport's freeze and thaw
 
   // I/O thread state (under the transport lock).
   std::vector<QueueState> queues_;

@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "common/state_stream.h"
+
 namespace berth::devices::virtio {
 
 void VirtioConsole::enqueue_input(std::span<const uint8_t> bytes) {
@@ -58,6 +60,24 @@ void VirtioConsole::drain_transmit() {
     used = true;
   }
   if (used) context_->signal_used(1);
+}
+
+void VirtioConsole::save_state(state::Writer& w) const {
+  size_t token = w.begin(name(), 1);
+  {
+    std::lock_guard<std::mutex> lock(input_mu_);
+    std::vector<uint8_t> pending(input_.begin(), input_.end());
+    w.blob(pending);
+  }
+  w.end(token);
+}
+
+void VirtioConsole::load_state(state::Reader& parent) {
+  auto rec = parent.record(name(), 1);
+  auto pending = rec.body.blob(kMaxPendingInput, "pending_input");
+  rec.body.expect_end();
+  std::lock_guard<std::mutex> lock(input_mu_);
+  input_.assign(pending.begin(), pending.end());
 }
 
 }  // namespace berth::devices::virtio

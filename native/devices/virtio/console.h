@@ -35,6 +35,10 @@ class VirtioConsole final : public VirtioDevice {
   void host_event() override { fill_receive(); }
   void reset() override { rx_ = tx_ = nullptr; }
 
+  // Record "virtio-console": the host input the guest has not taken yet.
+  void save_state(state::Writer& w) const override;
+  void load_state(state::Reader& r) override;
+
  private:
   void fill_receive();
   void drain_transmit();
@@ -43,7 +47,7 @@ class VirtioConsole final : public VirtioDevice {
   Virtqueue* rx_ = nullptr;
   Virtqueue* tx_ = nullptr;
   Chain chain_;
-  std::mutex input_mu_;
+  mutable std::mutex input_mu_;
   std::deque<uint8_t> input_;
 };
 

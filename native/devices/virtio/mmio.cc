@@ -127,6 +127,11 @@ void VirtioMmio::io_loop() {
       sync_cv_.notify_all();
       return;
     }
+    if (frozen_) {
+      // What was signalled is dropped: thaw() has every queue looked at again.
+      completed = kicked = false;
+      notified.clear();
+    }
     if (completed && dispatchable()) {
       try {
         device_->complete();
@@ -214,6 +219,13 @@ void VirtioMmio::check_queues() {
       return;
     }
   }
+}
+
+void VirtioMmio::recheck_locked() {
+  if (!dispatchable()) return;
+  for (auto& fd : notify_fds_) signal_fd(fd.get());
+  signal_fd(kick_fd_.get());
+  signal_fd(complete_fd_.get());
 }
 
 // ---- registers (vCPU thread) ----
@@ -369,8 +381,7 @@ void VirtioMmio::write_status(uint32_t value) {
           set_needs_reset(std::string("device activation failed: ") + e.what());
         }
         // Buffers the driver queued before DRIVER_OK are picked up now.
-        for (auto& fd : notify_fds_) signal_fd(fd.get());
-        signal_fd(kick_fd_.get());
+        recheck_locked();
       }
       return;
     }

@@ -85,6 +85,25 @@ class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
   int notify_fd(uint16_t queue) const { return notify_fds_[queue].get(); }
   VirtioDevice& device() { return *device_; }
 
+  // Saved state and live checkpoints, from the machine's thread with the vCPUs paused.
+  // freeze() returns once the device has answered every request it took from the queues
+  // (VirtioDevice::freeze) and the I/O thread will run no device work (kicks, host events,
+  // completions) until thaw(); host input waits in the device meanwhile. thaw() has the I/O
+  // thread re-check every queue once, as if kicked, since kicks that arrived while frozen
+  // were dropped. Both are idempotent; freeze throws what the device's freeze throws.
+  void freeze();
+  void thaw();
+  bool frozen() const;
+  // The transport's record: its registers, every queue and, nested, its device's record.
+  // Only while frozen (VIRTIO_SETUP otherwise).
+  void save_state(state::Writer& w) const;
+  // Loads a record save_state wrote, for the same kind of device, over guest memory that
+  // already holds the saved contents. A driver that had the device running (DRIVER_OK,
+  // no NEEDS_RESET) finds it activated with the saved queues and features, and the I/O
+  // thread re-checks every queue (at thaw() when frozen). A bad record throws
+  // STATE_INVALID or STATE_VERSION naming the field and leaves the transport reset.
+  void load_state(state::Reader& r);
+
   // For tests and diagnostics.
   uint32_t status() const;
   std::string last_error() const;
@@ -107,6 +126,9 @@ class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
   void set_needs_reset(const std::string& why);
   void raise(uint32_t bits);
   void check_queues();
+  // Has the I/O thread look at every queue, host input and completion once (when the
+  // device is running).
+  void recheck_locked();
   void io_loop();
   bool dispatchable() const { return (status_ & kStatusDriverOk) && !(status_ & kStatusNeedsReset); }
 
@@ -124,6 +146,7 @@ class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
   uint32_t config_generation_ = 0;
   std::atomic<uint32_t> interrupt_status_{0};
   std::string last_error_;
+  bool frozen_ = false;  // the I/O thread runs no device work
 
   std::vector<UniqueFd> notify_fds_;
   UniqueFd kick_fd_, complete_fd_, stop_fd_, epoll_fd_;

@@ -1,7 +1,10 @@
 #include "devices/virtio/net.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
+
+#include "common/state_stream.h"
 
 namespace berth::devices::virtio {
 
@@ -76,6 +79,32 @@ void VirtioNet::reset() {
   // Frames queued for the old driver instance are stale.
   std::lock_guard<std::mutex> lock(pending_mu_);
   pending_.clear();
+}
+
+namespace {
+
+std::string mac_text(std::span<const uint8_t> mac) {
+  char b[18];
+  std::snprintf(b, sizeof b, "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2], mac[3], mac[4], mac[5]);
+  return b;
+}
+
+}  // namespace
+
+void VirtioNet::save_state(state::Writer& w) const {
+  size_t token = w.begin(name(), 1);
+  w.bytes(mac_);
+  w.end(token);
+}
+
+void VirtioNet::load_state(state::Reader& parent) {
+  auto rec = parent.record(name(), 1);
+  state::Reader& r = rec.body;
+  auto mac = r.bytes(6, "mac");
+  if (!std::equal(mac.begin(), mac.end(), mac_.begin())) {
+    r.fail("mac is " + mac_text(mac) + ", but this NIC is configured with " + mac_text(mac_));
+  }
+  r.expect_end();
 }
 
 void VirtioNet::queue_notify(uint16_t queue) {

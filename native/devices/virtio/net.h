@@ -74,6 +74,13 @@ class VirtioNet final : public VirtioDevice {
   void host_event() override { fill_receive(); }
   void reset() override;
 
+  // Record "virtio-net": the MAC address (load_state refuses another; the negotiated
+  // features are the transport's). Frames waiting for the guest are not saved, and the
+  // transport's load resets the device, which drops those that arrived meanwhile: like a
+  // real network, losing packets in flight is allowed, and TCP resends them.
+  void save_state(state::Writer& w) const override;
+  void load_state(state::Reader& r) override;
+
  private:
   void fill_receive();
   void drain_transmit();

@@ -13,6 +13,7 @@
 #include <span>
 #include <string>
 
+#include "common/state_stream.h"
 #include "devices/virtio/virtqueue.h"
 
 namespace berth::devices::virtio {
@@ -100,6 +101,22 @@ class VirtioDevice {
   // the transport also calls reset() before it is destroyed, and the machine clears guest
   // memory right after a reset.
   virtual void reset() = 0;
+
+  // Transport freeze (saved state, live checkpoints): returns once every chain the device
+  // took from a queue is answered on the used ring and no work of its own touches guest
+  // memory. Until thaw() the transport makes no queue_notify/host_event/complete call;
+  // host input arriving meanwhile must wait in the device. Called whatever the status.
+  virtual void freeze() {}
+  virtual void thaw() {}
+
+  // Saved state: one record named name(), holding what the guest can observe that the
+  // transport does not (host input not yet delivered, say). save_state is called frozen;
+  // load_state on a device fresh from its constructor (or reset), before the transport
+  // activates it again. load_state refuses (STATE_INVALID) a record made for a device
+  // configured otherwise. The default is an empty record.
+  virtual const char* name() const;
+  virtual void save_state(state::Writer& w) const;
+  virtual void load_state(state::Reader& r);
 
  protected:
   DeviceContext* context_ = nullptr;

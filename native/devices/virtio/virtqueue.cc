@@ -101,31 +101,41 @@ void Virtqueue::reset() {
   desc_addr = avail_addr = used_addr = 0;
 }
 
-bool Virtqueue::activate(bool event_idx, uint32_t max_size) {
-  active_ = false;
-  error_ = QueueError::kNone;
-  error_detail_.clear();
-  uint32_t limit = max_size < kMaxQueueSize ? max_size : kMaxQueueSize;
-  if (size == 0 || (size & (size - 1)) != 0 || size > limit) {
-    fail(QueueError::kBadSize, std::to_string(size) + " (limit " + std::to_string(limit) + ")");
-    return false;
-  }
-  const uint64_t desc_len = 16ull * size;
-  const uint64_t avail_len = 6 + 2ull * size;
-  const uint64_t used_len = 6 + 8ull * size;
-  auto ring = [&](uint64_t addr, uint64_t len, uint64_t align, const char* what) -> uint8_t* {
+Virtqueue::RingMap Virtqueue::map_rings() const {
+  RingMap m;
+  auto ring = [&](uint64_t addr, uint64_t len, uint64_t align, const char* what, const char* field) -> uint8_t* {
+    if (m.bad) return nullptr;
     if (addr % align != 0 || !memory_.contains(addr, len)) {
-      fail(QueueError::kBadRingAddress, std::string(what) + " at " + hex(addr));
+      m.bad = what;
+      m.bad_field = field;
+      m.bad_addr = addr;
       return nullptr;
     }
     return memory_.slice(addr, len).data();
   };
-  desc_ = ring(desc_addr, desc_len, 16, "descriptor table");
-  if (!desc_) return false;
-  avail_ = ring(avail_addr, avail_len, 2, "available ring");
-  if (!avail_) return false;
-  used_ = ring(used_addr, used_len, 4, "used ring");
-  if (!used_) return false;
+  m.desc = ring(desc_addr, 16ull * size, 16, "descriptor table", "desc_addr");
+  m.avail = ring(avail_addr, 6 + 2ull * size, 2, "available ring", "avail_addr");
+  m.used = ring(used_addr, 6 + 8ull * size, 4, "used ring", "used_addr");
+  return m;
+}
+
+bool Virtqueue::activate(bool event_idx, uint32_t max_size) {
+  active_ = false;
+  error_ = QueueError::kNone;
+  error_detail_.clear();
+  uint32_t limit = size_limit(max_size);
+  if (!valid_size(size, limit)) {
+    fail(QueueError::kBadSize, std::to_string(size) + " (limit " + std::to_string(limit) + ")");
+    return false;
+  }
+  RingMap m = map_rings();
+  if (m.bad) {
+    fail(QueueError::kBadRingAddress, std::string(m.bad) + " at " + hex(m.bad_addr));
+    return false;
+  }
+  desc_ = m.desc;
+  avail_ = m.avail;
+  used_ = m.used;
   event_idx_ = event_idx;
   last_avail_ = used_idx_ = signalled_used_ = 0;
   signalled_valid_ = false;

@@ -15,6 +15,11 @@
 
 #include "vmm/guest_memory.h"
 
+namespace berth::state {
+class Reader;
+class Writer;
+}  // namespace berth::state
+
 namespace berth::devices::virtio {
 
 constexpr uint32_t kMaxQueueSize = 32768;
@@ -88,7 +93,27 @@ class Virtqueue {
   uint16_t last_avail() const { return last_avail_; }
   uint16_t used_index() const { return used_idx_; }
 
+  // Saved state: the driver-visible configuration and the device's place in the rings.
+  // load_state runs over guest memory that already holds the saved rings; it refuses
+  // (STATE_INVALID naming the field) what activate() would refuse and indices that
+  // disagree with the rings in guest memory, and changes nothing when it refuses.
+  void save_state(state::Writer& w) const;
+  void load_state(state::Reader& r, uint32_t max_size = kMaxQueueSize);
+
  private:
+  // The rings' host addresses, or (bad set) the first ring outside guest RAM or misaligned.
+  struct RingMap {
+    uint8_t* desc = nullptr;
+    uint8_t* avail = nullptr;
+    uint8_t* used = nullptr;
+    const char* bad = nullptr;        // "descriptor table", ...
+    const char* bad_field = nullptr;  // "desc_addr", ...
+    uint64_t bad_addr = 0;
+  };
+  RingMap map_rings() const;
+  static uint32_t size_limit(uint32_t max_size) { return max_size < kMaxQueueSize ? max_size : kMaxQueueSize; }
+  static bool valid_size(uint32_t size, uint32_t limit) { return size != 0 && (size & (size - 1)) == 0 && size <= limit; }
+
   Pop fail(QueueError e, std::string detail);
   bool add_buffer(Chain& chain, uint64_t addr, uint32_t len, bool writable, bool& seen_writable);
   uint16_t load_avail_idx() const;
