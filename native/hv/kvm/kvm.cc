@@ -43,6 +43,14 @@ struct MsrListHeader {
   uint32_t nmsrs;
 };
 constexpr unsigned long kGetMsrIndexList = _IOWR(KVMIO, 0x02, MsrListHeader);
+// struct kvm_xsave ends in a flexible array too: its fixed 4 KiB part, for the ioctl numbers.
+struct Xsave4k {
+  uint32_t region[1024];
+};
+constexpr size_t kXsaveLegacyBytes = sizeof(Xsave4k);
+constexpr unsigned long kGetXsave = _IOR(KVMIO, 0xa4, Xsave4k);
+constexpr unsigned long kSetXsave = _IOW(KVMIO, 0xa5, Xsave4k);
+constexpr unsigned long kGetXsave2 = _IOR(KVMIO, 0xcf, Xsave4k);
 
 // The MSRs saved state carries beyond those in the special registers (EFER, APIC base):
 // time (TSC, kvmclock), system-call entry points, memory types, speculation control and
@@ -335,11 +343,7 @@ VcpuState KvmVcpu::get_state() {
   st.regs = get_regs();
   st.sregs = get_sregs();
   st.xsave.assign(xsave_bytes_, 0);
-#ifdef KVM_GET_XSAVE2
-  unsigned long get_xsave = xsave_bytes_ > sizeof(kvm_xsave) ? KVM_GET_XSAVE2 : KVM_GET_XSAVE;
-#else
-  unsigned long get_xsave = KVM_GET_XSAVE;
-#endif
+  unsigned long get_xsave = xsave_bytes_ > kXsaveLegacyBytes ? kGetXsave2 : kGetXsave;
   if (xioctl(fd_.get(), get_xsave, st.xsave.data()) < 0) fail("HV_VCPU_STATE", "KVM_GET_XSAVE");
   kvm_xcrs xcrs{};
   if (xioctl(fd_.get(), KVM_GET_XCRS, &xcrs) < 0) fail("HV_VCPU_STATE", "KVM_GET_XCRS");
@@ -395,16 +399,16 @@ void KvmVcpu::set_state(const VcpuState& st) {
     throw Error("STATE_INVALID", "saved state, vCPU " + std::to_string(id_) + ": " + what);
   };
   if (st.lapic.size() != kLapicStateBytes) refuse("the local APIC state is not " + std::to_string(kLapicStateBytes) + " bytes");
-  if (st.xsave.size() < sizeof(kvm_xsave) || st.xsave.size() > xsave_bytes_) {
+  if (st.xsave.size() < kXsaveLegacyBytes || st.xsave.size() > xsave_bytes_) {
     refuse("its XSAVE area is " + std::to_string(st.xsave.size()) + " bytes; this host's KVM takes " +
-           std::to_string(sizeof(kvm_xsave)) + " to " + std::to_string(xsave_bytes_));
+           std::to_string(kXsaveLegacyBytes) + " to " + std::to_string(xsave_bytes_));
   }
   if (st.xcrs.size() > KVM_MAX_XCRS) refuse("more extended control registers than KVM has");
   set_sregs(st.sregs);
   set_regs(st.regs);
   std::vector<uint8_t> xsave(xsave_bytes_, 0);
   std::memcpy(xsave.data(), st.xsave.data(), st.xsave.size());
-  if (xioctl(fd_.get(), KVM_SET_XSAVE, xsave.data()) < 0) fail("HV_VCPU_STATE", "KVM_SET_XSAVE (the saved FPU/vector state)");
+  if (xioctl(fd_.get(), kSetXsave, xsave.data()) < 0) fail("HV_VCPU_STATE", "KVM_SET_XSAVE (the saved FPU/vector state)");
   kvm_xcrs xcrs{};
   xcrs.nr_xcrs = static_cast<uint32_t>(st.xcrs.size());
   for (size_t i = 0; i < st.xcrs.size(); ++i) {
@@ -568,7 +572,10 @@ class KvmVm final : public Vm {
     if (st.chips[3].size() != sizeof pit) refuse("the PIT state has the wrong size");
     std::memcpy(&pit, st.chips[3].data(), sizeof pit);
     for (const auto& ch : pit.channels) {
-      if (ch.mode > 5 || ch.rw_mode > 4 || ch.read_state > 4 || ch.write_state > 4) refuse("a PIT channel has an invalid mode");
+      // Modes 0-7 (6 and 7 alias 2 and 3); 0xff is a channel never programmed.
+      if ((ch.mode > 7 && ch.mode != 0xff) || ch.rw_mode > 4 || ch.read_state > 4 || ch.write_state > 4) {
+        refuse("a PIT channel has an invalid mode");
+      }
     }
     if (xioctl(fd_.get(), KVM_SET_PIT2, &pit) < 0) fail("HV_VCPU_STATE", "KVM_SET_PIT2");
     kvm_clock_data clock{};
@@ -633,7 +640,7 @@ class KvmHypervisor final : public Hypervisor {
   Capabilities caps_;
   size_t run_size_;
   std::vector<uint32_t> saved_msrs_;
-  size_t xsave_bytes_ = sizeof(kvm_xsave);
+  size_t xsave_bytes_ = kXsaveLegacyBytes;
 };
 
 }  // namespace
