@@ -26,6 +26,7 @@
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
 #include "disk/block_device.h"
+#include "machine/virtio_slot.h"
 #include "vmm/cpuid.h"
 
 namespace berth::machine {
@@ -77,6 +78,7 @@ const char* exit_reason_name(ExitReason r) {
     case ExitReason::kPowerOff: return "power-off";
     case ExitReason::kHostStop: return "stopped";
     case ExitReason::kError: return "error";
+    case ExitReason::kSaved: return "saved";
   }
   return "unknown";
 }
@@ -93,44 +95,6 @@ class Machine::KvmIrqLine final : public vmm::IrqLine {
  private:
   Machine& machine_;
   uint32_t irq_;
-};
-
-// A virtio-mmio device's interrupt: one edge per trigger() on its ISA IRQ. Through a KVM
-// irqfd when the host has them (no VMM lock, no ioctl on the device thread), else as a
-// pulse on the in-kernel controllers' line.
-class Machine::VirtioIrq final : public devices::virtio::EdgeInterrupt {
- public:
-  VirtioIrq(Machine& machine, uint32_t irq, bool use_irqfd) : machine_(machine), irq_(irq) {
-    if (use_irqfd) {
-      int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-      if (fd < 0) throw SystemError("VIRTIO_SETUP", "eventfd for a virtio interrupt", errno);
-      fd_ = UniqueFd(fd);
-    }
-  }
-  void trigger() override {
-    if (fd_.valid()) {
-      uint64_t one = 1;
-      (void)!::write(fd_.get(), &one, sizeof one);  // EAGAIN: already pending
-      return;
-    }
-    std::shared_lock<std::shared_mutex> lock(machine_.vm_mu_);
-    if (!machine_.vm_) return;
-    machine_.vm_->set_irq_line(irq_, true);
-    machine_.vm_->set_irq_line(irq_, false);
-  }
-  int fd() const { return fd_.get(); }
-  uint32_t irq() const { return irq_; }
-
- private:
-  Machine& machine_;
-  uint32_t irq_;
-  UniqueFd fd_;
-};
-
-struct Machine::VirtioSlot {
-  uint64_t base = 0;
-  std::unique_ptr<VirtioIrq> irq;
-  std::shared_ptr<devices::virtio::VirtioMmio> transport;
 };
 
 void Machine::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device) {
@@ -166,9 +130,27 @@ void Machine::attach_virtio(hv::Vm& vm) {
   }
 }
 
+namespace {
+
+StateFile open_restore(const MachineConfig& config) {
+  return config.restore_from.empty() ? StateFile{} : open_state_file(config.restore_from);
+}
+
+vmm::GuestMemory make_memory(uint64_t bytes, const StateFile& restore) {
+  if (!restore.fd.valid()) return vmm::GuestMemory(bytes);
+  if (restore.memory_bytes != bytes) {
+    throw Error("STATE_MACHINE_MISMATCH", "the saved state holds " + std::to_string(restore.memory_bytes >> 20) +
+                                              " MiB of memory, but the VM has " + std::to_string(bytes >> 20) +
+                                              " MiB: set the memory back, or delete the saved state");
+  }
+  return vmm::GuestMemory(bytes, vmm::MemoryImage{restore.fd.get(), restore.memory_offset});
+}
+
+}  // namespace
+
 Machine::Machine(MachineConfig config, MachineEvents& events)
     : config_(std::move(config)), events_(events), hypervisor_(hv::open_hypervisor()),
-      memory_(config_.memory_bytes) {
+      restore_(open_restore(config_)), memory_(make_memory(config_.memory_bytes, restore_)) {
   const auto& caps = hypervisor_->capabilities();
   if (config_.vcpu_count == 0 || config_.vcpu_count > caps.max_vcpus) {
     throw Error("VM_VCPU_COUNT", "a VM can have 1 to " + std::to_string(caps.max_vcpus) +
@@ -220,6 +202,7 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
       throw Error("DISK_FORMAT_MISMATCH", d.path + " is a " + disk::format_name(image->info().format) +
                                               " image, not " + d.format);
     }
+    disk_fingerprints_.push_back(std::to_string(image->info().virtual_size) + (d.read_only ? ":ro" : ":rw"));
     // A request queue per vCPU, so a guest's CPUs do not contend for one ring.
     auto queues = static_cast<uint16_t>(std::min<uint32_t>(config_.vcpu_count, devices::virtio::VirtioBlk::kMaxQueues));
     add_virtio(std::make_shared<devices::virtio::VirtioBlk>(std::move(image), d.serial, d.read_only, queues));
@@ -229,7 +212,13 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
     add_virtio(net);
     nets_.push_back(std::move(net));
   }
-  build();
+  if (restore_.fd.valid()) {
+    build_restored();
+    restore_.records.clear();
+    restore_.records.shrink_to_fit();
+  } else {
+    build();
+  }
   for (auto& net : nets_) net->start();  // frames may arrive from now on
 }
 

@@ -5,6 +5,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include "boot/boot.h"
 #include "devices/net/backend.h"
 #include "hv/hv.h"
+#include "machine/state_file.h"
 #include "vmm/bus.h"
 #include "vmm/guest_memory.h"
 #include "vmm/vcpu_runner.h"
@@ -65,6 +67,10 @@ struct MachineConfig {
   std::vector<DiskConfig> disks;
   // virtio-net cards, one per entry (after the disks), each on its own backend.
   std::vector<devices::net::NicConfig> nics;
+  // A saved-state file (machine/state_file.h) to resume from instead of booting. It must
+  // have been saved by a machine of this same configuration (STATE_MACHINE_MISMATCH); it
+  // is only read, and must stay unchanged while the VM runs (its memory is mapped).
+  std::string restore_from;
 };
 
 constexpr uint64_t kVirtioMmioBase = 0xd0000000;  // in the 32-bit PCI hole: no RAM there
@@ -75,7 +81,7 @@ enum class MachineState { kCreated, kRunning, kPaused, kStopped };
 const char* state_name(MachineState);
 
 // Why the VM stopped, with a stable name for each reason.
-enum class ExitReason { kGuestExit, kReset, kPowerOff, kHostStop, kError };
+enum class ExitReason { kGuestExit, kReset, kPowerOff, kHostStop, kError, kSaved };
 const char* exit_reason_name(ExitReason);
 
 struct ExitInfo {
@@ -124,6 +130,14 @@ struct MachineStats {
   std::string boot_protocol;
 };
 
+// What saving the VM's state cost.
+struct SaveResult {
+  uint64_t state_bytes = 0;   // the file's allocated size
+  uint64_t memory_bytes = 0;  // guest memory written (untouched and zero pages are not)
+  double pause_ms = 0;        // how long the guest did not run
+  double total_ms = 0;
+};
+
 class Machine {
  public:
   // Opens the hypervisor, reserves memory and loads the boot image; throws berth::Error.
@@ -144,6 +158,15 @@ class Machine {
   void press_power_button();
   // Blocks until the VM has stopped; returns why.
   ExitInfo wait();
+
+  // Saves the whole VM to `path` (vCPUs, platform, devices, memory) and ends it with
+  // ExitReason::kSaved; its disks are flushed and closed. Only while running or paused.
+  SaveResult save(const std::string& path);
+  // A checkpoint of a running VM: saves as save() does, then moves each virtio-blk disk
+  // onto its new file (new_disks, in MachineConfig::disks order: an overlay whose backing
+  // file is the disk's current file) and continues as it was (running or paused). On an
+  // error the VM continues on its old files.
+  SaveResult checkpoint(const std::string& path, const std::vector<std::string>& new_disks);
 
   void write_console(std::span<const uint8_t> bytes);
   // Types into the virtio console; dropped when the VM has none.
@@ -169,11 +192,18 @@ class Machine {
   void attach_virtio(hv::Vm& vm);  // ioeventfds and irqfds of the virtio devices on a new VM
   void set_state(MachineState s);
   void finish(ExitInfo info);
+  // Saved state (machine_state.cc).
+  SaveResult save_locked(const std::string& path, const std::function<void()>& before_thaw, bool keep_running);
+  std::vector<uint8_t> capture_records();
+  void build_restored();  // build() for a VM resumed from restore_
+  std::string fingerprint() const;
 
   MachineConfig config_;
   MachineEvents& events_;
   std::unique_ptr<hv::Hypervisor> hypervisor_;
+  StateFile restore_;  // the state being resumed (records and the mapped memory image)
   vmm::GuestMemory memory_;
+  std::vector<std::string> disk_fingerprints_;  // "<virtual size>:<ro|rw>" per disk
   vmm::Bus io_bus_{"I/O port"};
   vmm::Bus mmio_bus_{"MMIO"};
   std::shared_ptr<devices::Uart16550> uart_;

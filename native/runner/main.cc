@@ -281,6 +281,7 @@ int exit_status(const ExitInfo& info, int stop_signal) {
     case ExitReason::kGuestExit:
       return static_cast<int>(info.code & 0xff);
     case ExitReason::kPowerOff:
+    case ExitReason::kSaved:  // only the worker saves; counted as an orderly end
       return 0;
     case ExitReason::kReset:
       return kStatusReset;
