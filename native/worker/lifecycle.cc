@@ -32,6 +32,7 @@ bool allowed(VmState s, Action a) {
     case Action::kShutDown: return in({kRunning});
     case Action::kReset: return in({kRunning});
     case Action::kConsole: return in({kStarting, kRunning, kPaused, kStopping});
+    case Action::kSave: return in({kRunning, kPaused});
   }
   return false;
 }
@@ -44,6 +45,7 @@ const char* verb(Action a) {
     case Action::kShutDown: return "shut down";
     case Action::kReset: return "reset";
     case Action::kConsole: return "attach to the console of";
+    case Action::kSave: return "save";
   }
   return "";
 }
@@ -70,6 +72,7 @@ const char* hint(VmState s, Action a) {
       if (s == kOff) return "it is already off";
       break;
     case Action::kShutDown:
+    case Action::kSave:
       break;
   }
   return nullptr;

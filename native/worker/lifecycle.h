@@ -11,7 +11,7 @@ namespace berth::worker {
 enum class VmState { kStarting, kRunning, kPaused, kStopping, kOff };
 const char* state_name(VmState);
 
-enum class Action { kPause, kResume, kTurnOff, kShutDown, kReset, kConsole };
+enum class Action { kPause, kResume, kTurnOff, kShutDown, kReset, kConsole, kSave };
 
 // The INVALID_STATE message ("cannot pause 'web1': it is Paused; it is already paused"),
 // or nullopt when the state allows the action.

@@ -116,7 +116,7 @@ devices::net::NicConfig parse_nic(const json& n, const std::string& where) {
 WorkerSpec parse_machine_spec(std::string_view json_text) {
   json v = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (v.is_discarded()) throw Error("INVALID_CONFIG", "run/machine.json is not valid JSON");
-  only_keys(v, "(spec)", {"specVersion", "vmId", "name", "memoryMiB", "vcpus", "boot", "testExitPort", "com1", "disks", "nics"});
+  only_keys(v, "(spec)", {"specVersion", "vmId", "name", "memoryMiB", "vcpus", "boot", "testExitPort", "com1", "disks", "nics", "restoreFrom"});
   uint64_t version = number(v, "(spec)", "specVersion", 0, UINT32_MAX);
   if (version != kWorkerSpecVersion) {
     throw Error("UNSUPPORTED_VERSION", "run/machine.json is version " + std::to_string(version) +
@@ -143,6 +143,10 @@ WorkerSpec parse_machine_spec(std::string_view json_text) {
   for (size_t i = 0; i < disks.size(); ++i) m.disks.push_back(parse_disk(disks[i], "disks[" + std::to_string(i) + "]"));
   const json& nics = list(v, "(spec)", "nics");
   for (size_t i = 0; i < nics.size(); ++i) m.nics.push_back(parse_nic(nics[i], "nics[" + std::to_string(i) + "]"));
+  if (v.contains("restoreFrom")) {
+    m.restore_from = text(v, "(spec)", "restoreFrom");
+    if (m.restore_from.empty() || m.restore_from[0] != '/') bad("restoreFrom", "must be an absolute path");
+  }
   return spec;
 }
 

@@ -16,7 +16,7 @@ using nlohmann::json;
 // JavaScript's Number.MAX_SAFE_INTEGER: the schema's z.int() accepts no more.
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
-constexpr std::array<std::pair<std::string_view, Op>, 11> kOps{{
+constexpr std::array<std::pair<std::string_view, Op>, 13> kOps{{
     {"hello", Op::kHello},
     {"state", Op::kState},
     {"stats", Op::kStats},
@@ -28,7 +28,17 @@ constexpr std::array<std::pair<std::string_view, Op>, 11> kOps{{
     {"turn-off", Op::kTurnOff},
     {"reset", Op::kReset},
     {"shut-down", Op::kShutDown},
+    {"save", Op::kSave},
+    {"checkpoint", Op::kCheckpoint},
 }};
+
+// An absolute path without NUL characters, as the services give the worker.
+std::optional<std::string> absolute_path(const json& v) {
+  if (!v.is_string()) return std::nullopt;
+  const std::string& p = v.get_ref<const std::string&>();
+  if (p.empty() || p[0] != '/' || p.size() > kMaxPathBytes || p.find('\0') != std::string::npos) return std::nullopt;
+  return p;
+}
 
 // A whole number as JSON gives it (integer, or a float with no fraction), like z.int().
 std::optional<int64_t> whole_number(const json& v) {
@@ -99,7 +109,7 @@ ParseResult parse_request(std::string_view line) {
 
   auto op_it = v.find("op");
   if (op_it == v.end() || !op_it->is_string()) {
-    r.error = "op: must be one of hello, state, stats, console-attach, console-detach, console-input, pause, resume, stop, reset, shutdown";
+    r.error = "op: must be one of hello, state, stats, console-attach, console-detach, console-input, pause, resume, turn-off, reset, shut-down, save, checkpoint";
     return r;
   }
   const std::string& op_name = op_it->get_ref<const std::string&>();
@@ -169,6 +179,33 @@ ParseResult parse_request(std::string_view line) {
         return r;
       }
       req.data = std::move(*bytes);
+      break;
+    }
+    case Op::kSave:
+    case Op::kCheckpoint: {
+      fields = {"path"};
+      auto p = v.find("path");
+      auto path = p == v.end() ? std::nullopt : absolute_path(*p);
+      if (!path) {
+        r.error = "path: must be an absolute file path";
+        return r;
+      }
+      req.path = *path;
+      if (req.op == Op::kSave) break;
+      fields = {"path", "disks"};
+      auto d = v.find("disks");
+      if (d == v.end() || !d->is_array() || d->size() > kMaxCheckpointDisks) {
+        r.error = "disks: must be a list of at most " + std::to_string(kMaxCheckpointDisks) + " absolute file paths";
+        return r;
+      }
+      for (size_t i = 0; i < d->size(); ++i) {
+        auto disk = absolute_path((*d)[i]);
+        if (!disk) {
+          r.error = "disks[" + std::to_string(i) + "]: must be an absolute file path";
+          return r;
+        }
+        req.disks.push_back(*disk);
+      }
       break;
     }
     default:

@@ -13,13 +13,13 @@
 
 namespace berth::worker {
 
-constexpr int kProtocolVersion = 2;  // app/api/protocol.ts PROTOCOL_VERSION
+constexpr int kProtocolVersion = 3;  // app/api/protocol.ts PROTOCOL_VERSION
 constexpr size_t kMaxLineBytes = 1024 * 1024;  // a longer line closes the connection
 constexpr size_t kScrollbackBytes = 256 * 1024;
 constexpr size_t kMaxClientNameBytes = 200;
 constexpr size_t kMaxConsoleInputChars = 1024 * 1024;  // base64 characters
 
-enum class Op { kHello, kState, kStats, kConsoleAttach, kConsoleDetach, kConsoleInput, kPause, kResume, kTurnOff, kReset, kShutDown };
+enum class Op { kHello, kState, kStats, kConsoleAttach, kConsoleDetach, kConsoleInput, kPause, kResume, kTurnOff, kReset, kShutDown, kSave, kCheckpoint };
 
 struct Request {
   uint64_t id = 0;
@@ -28,7 +28,11 @@ struct Request {
   std::string client;          // hello
   bool replay = true;          // console-attach
   std::vector<uint8_t> data;   // console-input, decoded
+  std::string path;            // save, checkpoint: the state file to write (absolute)
+  std::vector<std::string> disks;  // checkpoint: each disk's new file (absolute)
 };
+constexpr size_t kMaxPathBytes = 4096;
+constexpr size_t kMaxCheckpointDisks = 64;
 
 struct ParseResult {
   std::optional<Request> request;

@@ -159,7 +159,9 @@ class Worker {
   // Native codes are not service codes: START_FAILED, with the native code in the message.
   void on_start_failed(const std::string& code, const std::string& message) {
     if (creator_.joinable()) creator_.join();
-    bool service_code = code == "INVALID_CONFIG" || code == "UNSUPPORTED";
+    // A saved state that cannot be resumed keeps its own code: the services say the state
+    // was kept, and how to delete it.
+    bool service_code = code == "INVALID_CONFIG" || code == "UNSUPPORTED" || code.rfind("STATE_", 0) == 0;
     json error = {{"code", service_code ? code : "START_FAILED"},
                   {"message", service_code ? message : message + " (" + code + ")"}};
     log("start failed: " + error["message"].get<std::string>());
@@ -270,6 +272,10 @@ class Worker {
             {"resets", s.resets}};
   }
 
+  static json save_result(const machine::SaveResult& r) {
+    return {{"stateBytes", r.state_bytes}, {"memoryBytes", r.memory_bytes}, {"pauseMs", r.pause_ms}, {"totalMs", r.total_ms}};
+  }
+
   void check(Action action) const {
     if (auto why = refusal(spec_.name, state_, action)) throw Refusal{"INVALID_STATE", *why};
   }
@@ -356,6 +362,20 @@ class Worker {
         check(Action::kTurnOff);
         turn_off();
         return state_result();
+      case Op::kSave: {
+        check(Action::kSave);
+        log("saving the VM to " + r.path);
+        auto result = machine_->save(r.path);
+        log("saved: " + std::to_string(result.memory_bytes >> 20) + " MiB of memory in " +
+            std::to_string(static_cast<int>(result.total_ms)) + " ms");
+        return save_result(result);
+      }
+      case Op::kCheckpoint: {
+        check(Action::kSave);
+        auto result = machine_->checkpoint(r.path, r.disks);
+        log("checkpoint written to " + r.path + "; guest paused " + std::to_string(static_cast<int>(result.pause_ms)) + " ms");
+        return save_result(result);
+      }
     }
     return json::object();
   }
