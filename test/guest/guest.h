@@ -103,6 +103,7 @@ u32 pit_elapsed(void); /* 1.193182 MHz ticks since pit_delay_start, poll at leas
 __attribute__((noreturn)) void scenario_echo(void);
 __attribute__((noreturn)) void scenario_timer(void);
 __attribute__((noreturn)) void scenario_counter(void);
+__attribute__((noreturn)) void scenario_touch(const char *arg);
 
 /* smp.c */
 struct mp_info {

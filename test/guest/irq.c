@@ -284,3 +284,24 @@ void scenario_counter(void)
 	putc('\n');
 	guest_exit(0);
 }
+
+/* Writes N MiB of non-zero data from 16 MiB up (what a VM's used memory looks like to a
+ * save), then counts as `counter` does: the saved-state benchmark's guest. */
+void scenario_touch(const char *arg)
+{
+	u32 mib = 0;
+	const char *end = parse_num(arg, &mib);
+	if (!end || *end || mib == 0 || mib > 3000) {
+		puts("touch: bad size ");
+		puts(arg);
+		putc('\n');
+		guest_exit(EXIT_USAGE);
+	}
+	volatile u32 *p = (volatile u32 *)(16u << 20);
+	for (u32 i = 0; i < (mib << 18); i++)
+		p[i] = i * 2654435761u + 1;
+	puts("touch: ");
+	put_u32(mib);
+	puts(" MiB written\n");
+	scenario_counter();
+}

@@ -119,6 +119,8 @@ void kmain(const struct hvm_start_info *si)
 		scenario_timer();
 	else if (streq(w, "counter"))
 		scenario_counter();
+	else if (streq(w, "touch"))
+		scenario_touch(arg);
 	else if (streq(w, "rtc"))
 		scenario_rtc();
 	else if (streq(w, "reset"))
