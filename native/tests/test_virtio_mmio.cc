@@ -16,58 +16,15 @@
 #include "devices/virtio/rng.h"
 #include "hv/hv.h"
 #include "tests/check.h"
+#include "tests/mmio_driver.h"
 #include "tests/virtio_driver.h"
 #include "vmm/cpuid.h"
 
 using namespace berth;
 using namespace berth::devices::virtio;
-using test::TestRing;
+using namespace berth::test;
 
 namespace {
-
-class CountingInterrupt : public EdgeInterrupt {
- public:
-  void trigger() override { ++count; }
-  std::atomic<int> count{0};
-};
-
-uint32_t rd(VirtioMmio& m, uint64_t off) {
-  uint32_t v = 0;
-  m.read(off, std::span<uint8_t>(reinterpret_cast<uint8_t*>(&v), 4));
-  return v;
-}
-void wr(VirtioMmio& m, uint64_t off, uint32_t v) {
-  m.write(off, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(&v), 4));
-}
-
-// The driver's side of device initialization (virtio 1.x 3.1.1) up to FEATURES_OK.
-bool negotiate(VirtioMmio& m, uint64_t features = kFeatureVersion1) {
-  wr(m, kMmioStatus, 0);
-  wr(m, kMmioStatus, kStatusAcknowledge);
-  wr(m, kMmioStatus, kStatusAcknowledge | kStatusDriver);
-  wr(m, kMmioDriverFeaturesSel, 0);
-  wr(m, kMmioDriverFeatures, static_cast<uint32_t>(features));
-  wr(m, kMmioDriverFeaturesSel, 1);
-  wr(m, kMmioDriverFeatures, static_cast<uint32_t>(features >> 32));
-  wr(m, kMmioStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
-  return (rd(m, kMmioStatus) & kStatusFeaturesOk) != 0;
-}
-
-void setup_queue(VirtioMmio& m, uint32_t index, const TestRing& r) {
-  wr(m, kMmioQueueSel, index);
-  wr(m, kMmioQueueNum, r.size);
-  wr(m, kMmioQueueDescLow, static_cast<uint32_t>(r.desc));
-  wr(m, kMmioQueueDescHigh, static_cast<uint32_t>(r.desc >> 32));
-  wr(m, kMmioQueueDriverLow, static_cast<uint32_t>(r.avail));
-  wr(m, kMmioQueueDriverHigh, 0);
-  wr(m, kMmioQueueDeviceLow, static_cast<uint32_t>(r.used));
-  wr(m, kMmioQueueDeviceHigh, 0);
-  wr(m, kMmioQueueReady, 1);
-}
-
-void driver_ok(VirtioMmio& m) {
-  wr(m, kMmioStatus, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
-}
 
 constexpr uint64_t kBuf = 0x40000;
 
