@@ -42,10 +42,11 @@ void UringQueue::set_completion_fd(int fd) {
   UniqueFd owned(copy);
   io_uring* ring = ring_.get();
   if (completion_fd_.valid()) io_uring_unregister_eventfd(ring);
-  // Only completions that come later: what completes inside io_uring_submit (a read the page
-  // cache answers) is harvested by the caller right after it commits, and a wake-up for it
-  // would cost the event loop a round for nothing.
-  int rc = io_uring_register_eventfd_async(ring, owned.get());
+  // Every completion signals. (The _async variant signals only those io_uring's worker
+  // threads post: O_DIRECT requests and reads that miss the page cache complete elsewhere
+  // and would never wake the event loop.) What completes inside io_uring_submit is
+  // harvested right after the commit; its signal costs the loop one empty round.
+  int rc = io_uring_register_eventfd(ring, owned.get());
   if (rc < 0) throw SystemError("DISK_IO", "io_uring refused the disk completion eventfd", -rc);
   completion_fd_ = std::move(owned);
 }
