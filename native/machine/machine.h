@@ -136,6 +136,7 @@ struct SaveResult {
   uint64_t memory_bytes = 0;  // guest memory written (untouched and zero pages are not)
   double pause_ms = 0;        // how long the guest did not run
   double total_ms = 0;
+  std::string detail;  // set when a checkpoint's disks moved but its memory could not be kept
 };
 
 class Machine {
@@ -195,6 +196,7 @@ class Machine {
   // Saved state (machine_state.cc).
   SaveResult save_locked(const std::string& path, const std::function<void()>& before_thaw, bool keep_running);
   std::vector<uint8_t> capture_records();
+  bool snapshot_fits(const std::string& path) const;
   void build_restored();  // build() for a VM resumed from restore_
   std::string fingerprint() const;
 

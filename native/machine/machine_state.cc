@@ -2,6 +2,7 @@
 // resuming a VM from a state file. The records come in one order: machine, cpuid, each
 // vCPU, platform, then the devices as the machine creates them.
 #include <time.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -29,6 +30,16 @@ double now_ms() {
   timespec ts{};
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<double>(ts.tv_sec) * 1e3 + static_cast<double>(ts.tv_nsec) / 1e6;
+}
+
+// This process's resident memory (guest pages it touched and the VMM's own).
+uint64_t resident_bytes() {
+  FILE* f = std::fopen("/proc/self/statm", "r");
+  if (!f) return UINT64_MAX;
+  unsigned long long size = 0, resident = 0;
+  int n = std::fscanf(f, "%llu %llu", &size, &resident);
+  std::fclose(f);
+  return n == 2 ? resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : UINT64_MAX;
 }
 
 std::string join(const std::vector<std::string>& items) {
@@ -139,30 +150,58 @@ SaveResult Machine::save_locked(const std::string& path, const std::function<voi
   bool was_paused = paused_;
   for (auto& r : runners_) r->pause();
   size_t frozen = 0;
+  bool thawed = false;
   SaveResult result;
   auto thaw = [&] {
+    if (thawed) return;
+    thawed = true;
     for (size_t i = 0; i < frozen; ++i) virtio_[i]->transport->thaw();
     if (!was_paused) {
       for (auto& r : runners_) r->resume();
     }
+    result.pause_ms = was_paused ? 0 : now_ms() - t0;
   };
   try {
     for (; frozen < virtio_.size(); ++frozen) virtio_[frozen]->transport->freeze();
     // A reset or exit the guest asked for while we paused wins over the save.
     if (stop_pending_.load()) throw Error("VM_STATE", "the VM began restarting or stopping while it was being saved");
     auto records = capture_records();
-    auto stats = write_state_file(path, records, memory_);
+    StateFileWriteStats stats;
+    if (!keep_running) {
+      stats = write_state_file(path, records, memory_);
+    } else if (!snapshot_fits(path)) {
+      // Too little room to be sure the snapshot's writer succeeds once the VM runs on
+      // new disks: write while paused, where a failure still leaves it on its old ones.
+      stats = write_state_file(path, records, memory_);
+      before_thaw();
+      thaw();
+    } else {
+      stats = write_state_file_while_running(path, records, memory_, [&] {
+        before_thaw();
+        thaw();
+      });
+    }
     result.state_bytes = stats.file_bytes;
     result.memory_bytes = stats.memory_bytes_written;
-    if (keep_running) before_thaw();
   } catch (...) {
     thaw();
     throw;
   }
-  if (keep_running) thaw();
   result.total_ms = now_ms() - t0;
-  result.pause_ms = was_paused ? 0 : result.total_ms;
+  if (!keep_running) result.pause_ms = was_paused ? 0 : result.total_ms;
   return result;
+}
+
+// Whether the file system holding `path` has room for every page the guest may have used
+// (the process's resident memory, an upper bound) with a margin.
+bool Machine::snapshot_fits(const std::string& path) const {
+  struct statvfs fs{};
+  auto slash = path.rfind('/');
+  std::string folder = slash == std::string::npos ? "." : path.substr(0, slash == 0 ? 1 : slash);
+  if (statvfs(folder.c_str(), &fs) != 0) return false;
+  uint64_t available = static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+  uint64_t needed = std::min<uint64_t>(resident_bytes(), config_.memory_bytes) + (64ull << 20);
+  return available > needed;
 }
 
 SaveResult Machine::save(const std::string& path) {
@@ -186,6 +225,7 @@ SaveResult Machine::checkpoint(const std::string& path, const std::vector<std::s
     throw Error("VM_STATE", "a checkpoint needs one new file per disk: the VM has " + std::to_string(blks.size()) +
                                 ", " + std::to_string(new_disks.size()) + " were given");
   }
+  bool switched = false;
   try {
     return save_locked(path, [&] {
       // Every old image is flushed before the new ones open it as their backing file; if
@@ -204,8 +244,21 @@ SaveResult Machine::checkpoint(const std::string& path, const std::vector<std::s
         if (!opened[i]) continue;
         blks[i]->replace_disk(std::move(opened[i]));
         config_.disks[i].path = new_disks[i];
+        switched = true;
       }
     }, true);
+  } catch (const Error& e) {
+    if (switched) {
+      // The VM already runs on the new files, so the checkpoint's disks are what they
+      // must be; only its memory is lost (the snapshot's writer failed). It is reported
+      // without memory rather than undone, which would take the VM's disks away.
+      unlink(path.c_str());
+      SaveResult disks_only;
+      disks_only.detail = std::string("the checkpoint holds no memory: ") + e.what();
+      return disks_only;
+    }
+    unlink(path.c_str());
+    throw;
   } catch (...) {
     // The VM goes on with its old files: a state file beside them would describe disks
     // it does not use.

@@ -1,6 +1,8 @@
 #include "machine/state_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zlib.h>
@@ -69,45 +71,142 @@ std::string folder_of(const std::string& path) {
 
 }  // namespace
 
+namespace {
+
+// A state file being written: the temporary file beside `path`, removed unless committed.
+class PartialStateFile {
+ public:
+  PartialStateFile(const std::string& path, std::span<const uint8_t> records, uint64_t memory_bytes) : path_(path) {
+    if (records.size() > kMaxStateRecordsBytes) {
+      throw Error("STATE_IO", "the VM's device state is " + std::to_string(records.size()) + " bytes, over the " +
+                                  std::to_string(kMaxStateRecordsBytes) + "-byte limit of a state file");
+    }
+    Header h;
+    h.records_bytes = records.size();
+    h.records_crc = crc(records);
+    h.memory_offset = align_up(kStateHeaderBytes + records.size(), kStateMemoryAlign);
+    h.memory_bytes = memory_bytes;
+    header_ = encode(h);
+    memory_offset_ = h.memory_offset;
+    std::random_device rd;
+    tmp_ = path + ".partial-" + std::to_string(rd());
+    int raw = open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (raw < 0) throw SystemError("STATE_IO", "cannot create " + tmp_, errno);
+    fd_ = UniqueFd(raw);
+    if (ftruncate(fd_.get(), static_cast<off_t>(h.memory_offset + h.memory_bytes)) != 0) {
+      throw SystemError("STATE_IO", "cannot size " + tmp_, errno);
+    }
+    write_all(fd_.get(), records, h.records_offset);
+  }
+  ~PartialStateFile() {
+    if (!committed_) unlink(tmp_.c_str());
+  }
+
+  int fd() const { return fd_.get(); }
+  uint64_t memory_offset() const { return memory_offset_; }
+  const std::vector<uint8_t>& header() const { return header_; }
+
+  // The header last (a file cut short by a crash has no valid header), then sync and rename.
+  uint64_t commit(bool header_written) {
+    if (!header_written) write_all(fd_.get(), header_, 0);
+    if (fsync(fd_.get()) != 0) throw SystemError("STATE_IO", "cannot sync " + tmp_, errno);
+    struct stat st{};
+    uint64_t allocated = fstat(fd_.get(), &st) == 0 ? static_cast<uint64_t>(st.st_blocks) * 512 : 0;
+    if (rename(tmp_.c_str(), path_.c_str()) != 0) {
+      throw SystemError("STATE_IO", "cannot rename the saved state to " + path_, errno);
+    }
+    committed_ = true;
+    int dir = open(folder_of(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir >= 0) {
+      fsync(dir);
+      close(dir);
+    }
+    return allocated;
+  }
+
+ private:
+  std::string path_, tmp_;
+  UniqueFd fd_;
+  std::vector<uint8_t> header_;
+  uint64_t memory_offset_ = 0;
+  bool committed_ = false;
+};
+
+// What the snapshot child reports through its pipe.
+struct ChildReport {
+  int error = 0;
+  uint64_t bytes_written = 0;
+};
+
+}  // namespace
+
 StateFileWriteStats write_state_file(const std::string& path, std::span<const uint8_t> records,
                                      const vmm::GuestMemory& memory) {
-  if (records.size() > kMaxStateRecordsBytes) {
-    throw Error("STATE_IO", "the VM's device state is " + std::to_string(records.size()) + " bytes, over the " +
-                                std::to_string(kMaxStateRecordsBytes) + "-byte limit of a state file");
-  }
-  Header h;
-  h.records_bytes = records.size();
-  h.records_crc = crc(records);
-  h.memory_offset = align_up(kStateHeaderBytes + records.size(), kStateMemoryAlign);
-  h.memory_bytes = memory.size();
-
-  std::random_device rd;
-  std::string tmp = path + ".partial-" + std::to_string(rd());
-  int raw = open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-  if (raw < 0) throw SystemError("STATE_IO", "cannot create " + tmp, errno);
-  UniqueFd fd(raw);
+  PartialStateFile file(path, records, memory.size());
   StateFileWriteStats stats;
-  try {
-    if (ftruncate(fd.get(), static_cast<off_t>(h.memory_offset + h.memory_bytes)) != 0) {
-      throw SystemError("STATE_IO", "cannot size " + tmp, errno);
+  stats.memory_bytes_written = vmm::write_memory_image(memory, file.fd(), file.memory_offset()).bytes_written;
+  stats.file_bytes = file.commit(false);
+  return stats;
+}
+
+StateFileWriteStats write_state_file_while_running(const std::string& path, std::span<const uint8_t> records,
+                                                   const vmm::GuestMemory& memory, const std::function<void()>& run_on) {
+  PartialStateFile file(path, records, memory.size());
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) throw SystemError("STATE_IO", "cannot create a pipe for the memory snapshot", errno);
+  UniqueFd report_read(pipe_fds[0]), report_write(pipe_fds[1]);
+  unsigned char resident[vmm::kMemoryImageScratchBytes];
+  const uint8_t* header = file.header().data();
+  size_t header_len = file.header().size();
+  pid_t child = fork();
+  if (child < 0) throw SystemError("STATE_IO", "cannot fork the memory snapshot writer", errno);
+  if (child == 0) {
+    // The child: system calls only (other threads of the parent may have held locks).
+    ChildReport report;
+    vmm::MemoryImageStats mem;
+    report.error = vmm::write_memory_image_raw(memory, file.fd(), file.memory_offset(), resident, mem);
+    report.bytes_written = mem.bytes_written;
+    if (report.error == 0) {
+      for (size_t done = 0; done < header_len;) {
+        ssize_t n = pwrite(file.fd(), header + done, header_len - done, static_cast<off_t>(done));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          report.error = n < 0 ? errno : ENOSPC;
+          break;
+        }
+        done += static_cast<size_t>(n);
+      }
     }
-    write_all(fd.get(), records, h.records_offset);
-    stats.memory_bytes_written = vmm::write_memory_image(memory, fd.get(), h.memory_offset).bytes_written;
-    // The header last: a file cut short by a crash has no valid header.
-    write_all(fd.get(), encode(h), 0);
-    if (fsync(fd.get()) != 0) throw SystemError("STATE_IO", "cannot sync " + tmp, errno);
-    struct stat st{};
-    if (fstat(fd.get(), &st) == 0) stats.file_bytes = static_cast<uint64_t>(st.st_blocks) * 512;
-    if (rename(tmp.c_str(), path.c_str()) != 0) throw SystemError("STATE_IO", "cannot rename the saved state to " + path, errno);
+    (void)!write(report_write.get(), &report, sizeof report);
+    _exit(report.error == 0 ? 0 : 1);
+  }
+  report_write.reset();
+  auto reap = [&] {
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    return status;
+  };
+  try {
+    run_on();
   } catch (...) {
-    unlink(tmp.c_str());
+    kill(child, SIGKILL);
+    reap();
     throw;
   }
-  int dir = open(folder_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    fsync(dir);
-    close(dir);
+  ChildReport report;
+  ssize_t got = 0;
+  do {
+    got = read(report_read.get(), &report, sizeof report);
+  } while (got < 0 && errno == EINTR);
+  int status = reap();
+  if (got != static_cast<ssize_t>(sizeof report)) {
+    throw Error("STATE_IO", "the memory snapshot writer ended without a report (status " + std::to_string(status) + ")");
   }
+  if (report.error != 0) throw SystemError("STATE_IO", "cannot write the saved memory image", report.error);
+  StateFileWriteStats stats;
+  stats.memory_bytes_written = report.bytes_written;
+  stats.file_bytes = file.commit(true);
   return stats;
 }
 

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,6 +33,14 @@ struct StateFileWriteStats {
 // Throws STATE_IO on a file-system failure; nothing is left at path or beside it then.
 StateFileWriteStats write_state_file(const std::string& path, std::span<const uint8_t> records,
                                      const vmm::GuestMemory& memory);
+
+// The same, with the VM running again during the write: after the records, a child process
+// is forked whose copy-on-write view of guest memory is the snapshot, `run_on` is called
+// (the caller resumes the VM there), and the child writes the memory image and the header.
+// Returns once the file is complete. If run_on throws, the child is stopped, nothing is left
+// at path, and the exception is rethrown.
+StateFileWriteStats write_state_file_while_running(const std::string& path, std::span<const uint8_t> records,
+                                                   const vmm::GuestMemory& memory, const std::function<void()>& run_on);
 
 struct StateFile {
   UniqueFd fd;

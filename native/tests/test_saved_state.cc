@@ -322,3 +322,35 @@ TEST(state_stream_refuses_unknown_record_versions_and_names) {
   state::Reader r2(bytes, "VM");
   CHECK_THROWS_CODE(r2.record("rtc", 1), "STATE_INVALID", "expected a 'rtc' record, found 'uart'");
 }
+
+TEST(state_file_written_while_running_holds_memory_as_it_was_when_run_on_began) {
+  TempDir dir;
+  vmm::GuestMemory memory(32 * kMiB);
+  for (uint64_t at = 0; at < 16 * kMiB; at += 4096) memory.write_obj<uint64_t>(at, at ^ 0x5555);
+  auto path = dir.file("live.bstate");
+  bool ran = false;
+  auto stats = machine::write_state_file_while_running(path, sample_records(), memory, [&] {
+    ran = true;
+    // The VM runs on and changes its memory while the snapshot is written.
+    for (uint64_t at = 0; at < 32 * kMiB; at += 4096) memory.write_obj<uint64_t>(at, 0xffffffffffffffff);
+  });
+  CHECK(ran);
+  CHECK_EQ(stats.memory_bytes_written, 16 * kMiB);
+  auto sf = machine::open_state_file(path);
+  vmm::GuestMemory snapshot(32 * kMiB, vmm::MemoryImage{sf.fd.get(), sf.memory_offset});
+  for (uint64_t at = 0; at < 16 * kMiB; at += 4096) CHECK_EQ(snapshot.read_obj<uint64_t>(at), at ^ 0x5555);
+  CHECK_EQ(snapshot.read_obj<uint64_t>(20 * kMiB), 0ull);
+}
+
+TEST(state_file_written_while_running_leaves_nothing_when_run_on_fails) {
+  TempDir dir;
+  vmm::GuestMemory memory(8 * kMiB);
+  memory.write_obj<uint64_t>(0, 1);
+  auto path = dir.file("live.bstate");
+  CHECK_THROWS_CODE(machine::write_state_file_while_running(path, sample_records(), memory,
+                                                            [] { throw Error("DISK_NOT_FOUND", "no overlay"); }),
+                    "DISK_NOT_FOUND", "no overlay");
+  size_t entries = 0;
+  for ([[maybe_unused]] const auto& e : std::filesystem::directory_iterator(dir.path)) ++entries;
+  CHECK_EQ(entries, size_t{0});
+}

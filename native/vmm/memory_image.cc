@@ -5,7 +5,6 @@
 
 #include <cerrno>
 #include <cstring>
-#include <vector>
 
 #include "common/error.h"
 
@@ -26,15 +25,17 @@ bool page_is_zero(const uint8_t* p) {
   return true;
 }
 
-void write_all(int fd, const uint8_t* data, uint64_t len, uint64_t at) {
+int write_all(int fd, const uint8_t* data, uint64_t len, uint64_t at) noexcept {
   while (len > 0) {
     ssize_t n = pwrite(fd, data, len, static_cast<off_t>(at));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw SystemError("STATE_IO", "cannot write the saved memory image", n < 0 ? errno : ENOSPC);
+    if (n < 0) return errno;
+    if (n == 0) return ENOSPC;
     data += n;
     at += static_cast<uint64_t>(n);
     len -= static_cast<uint64_t>(n);
   }
+  return 0;
 }
 
 // Whether [at, at+len) of the image file a VM was resumed from holds any data.
@@ -46,9 +47,9 @@ bool image_has_data(int fd, uint64_t at, uint64_t len) {
 
 }  // namespace
 
-MemoryImageStats write_memory_image(const GuestMemory& memory, int fd, uint64_t offset) {
-  MemoryImageStats stats;
-  std::vector<unsigned char> resident(kChunk / kPage);
+int write_memory_image_raw(const GuestMemory& memory, int fd, uint64_t offset, unsigned char* resident,
+                           MemoryImageStats& stats) noexcept {
+  static_assert(kMemoryImageScratchBytes == kChunk / kPage);
   uint64_t image_pos = 0;  // where the region starts inside the image
   for (const auto& r : memory.regions()) {
     for (uint64_t chunk = 0; chunk < r.size; chunk += kChunk) {
@@ -58,28 +59,33 @@ MemoryImageStats write_memory_image(const GuestMemory& memory, int fd, uint64_t 
       // hold data without being resident, so such a chunk is read whole.
       bool from_image = memory.image_fd() >= 0 &&
                         image_has_data(memory.image_fd(), memory.image_offset() + image_pos + chunk, len);
-      if (!from_image && mincore(host, len, resident.data()) != 0) {
-        throw SystemError("STATE_IO", "cannot find the guest's used memory (mincore)", errno);
-      }
+      if (!from_image && mincore(host, len, resident) != 0) return errno;
       uint64_t run_start = 0, run_len = 0;
-      auto flush = [&] {
-        if (run_len) write_all(fd, host + run_start, run_len, offset + image_pos + chunk + run_start);
-        stats.bytes_written += run_len;
-        run_len = 0;
-      };
-      for (uint64_t page = 0; page < len; page += kPage) {
-        bool used = (from_image || (resident[page / kPage] & 1)) && !page_is_zero(host + page);
+      for (uint64_t page = 0; page <= len; page += kPage) {
+        bool used = page < len && (from_image || (resident[page / kPage] & 1)) && !page_is_zero(host + page);
         if (used) {
           if (run_len == 0) run_start = page;
           run_len += kPage;
-        } else {
-          flush();
-          stats.bytes_skipped += kPage;
+          continue;
         }
+        if (run_len) {
+          if (int err = write_all(fd, host + run_start, run_len, offset + image_pos + chunk + run_start)) return err;
+          stats.bytes_written += run_len;
+          run_len = 0;
+        }
+        if (page < len) stats.bytes_skipped += kPage;
       }
-      flush();
     }
     image_pos += r.size;
+  }
+  return 0;
+}
+
+MemoryImageStats write_memory_image(const GuestMemory& memory, int fd, uint64_t offset) {
+  MemoryImageStats stats;
+  unsigned char resident[kMemoryImageScratchBytes];
+  if (int err = write_memory_image_raw(memory, fd, offset, resident, stats)) {
+    throw SystemError("STATE_IO", "cannot write the saved memory image", err);
   }
   return stats;
 }

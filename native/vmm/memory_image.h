@@ -19,4 +19,11 @@ struct MemoryImageStats {
 // STATE_IO naming the failure. The vCPUs and devices must not write guest memory meanwhile.
 MemoryImageStats write_memory_image(const GuestMemory& memory, int fd, uint64_t offset);
 
+// The same without allocating or throwing, for a child process forked to write a snapshot
+// of memory while the VM runs on (only system calls are safe there). `resident` holds
+// kMemoryImageScratchBytes. Returns 0 or the errno of the failed call.
+constexpr size_t kMemoryImageScratchBytes = 512;  // one byte per page of a 2 MiB chunk
+int write_memory_image_raw(const GuestMemory& memory, int fd, uint64_t offset, unsigned char* resident,
+                           MemoryImageStats& stats) noexcept;
+
 }  // namespace berth::vmm

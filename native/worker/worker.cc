@@ -373,6 +373,7 @@ class Worker {
       case Op::kCheckpoint: {
         check(Action::kSave);
         auto result = machine_->checkpoint(r.path, r.disks);
+        if (!result.detail.empty()) log(result.detail);
         log("checkpoint written to " + r.path + "; guest paused " + std::to_string(static_cast<int>(result.pause_ms)) + " ms");
         return save_result(result);
       }
