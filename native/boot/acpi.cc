@@ -156,7 +156,31 @@ std::vector<uint8_t> aml_power_button() {
   return out;
 }
 
-Table dsdt() {
+// Device (\_SB.VRnn) { Name (_HID, "LNRO0005") Name (_UID, n) Name (_CRS, ResourceTemplate () {
+// Memory32Fixed (ReadWrite, base, size) Interrupt (ResourceConsumer, Edge, ActiveHigh,
+// Exclusive) { irq } }) }: what Linux's virtio_mmio driver binds to through ACPI. Edge, as
+// Berth raises a virtio interrupt as one edge (machine/virtio_slot.h).
+std::vector<uint8_t> aml_virtio_mmio_device(size_t n, const AcpiMmioDevice& d) {
+  const char* hex = "0123456789ABCDEF";
+  std::vector<uint8_t> body{'\\', 0x2e, '_', 'S', 'B', '_', 'V', 'R', static_cast<uint8_t>(hex[(n >> 4) & 0xf]),
+                            static_cast<uint8_t>(hex[n & 0xf])};
+  append(body, aml_name("_HID", {0x0d, 'L', 'N', 'R', 'O', '0', '0', '0', '5', 0x00}));  // String
+  append(body, aml_name("_UID", {0x0a, static_cast<uint8_t>(n)}));                      // ByteConst
+  const auto base = static_cast<uint32_t>(d.base);
+  std::vector<uint8_t> res{0x86, 0x09, 0x00, 0x01};  // Memory32Fixed, read-write
+  for (uint32_t v : {base, d.size}) {
+    for (int i = 0; i < 4; ++i) res.push_back(static_cast<uint8_t>(v >> (8 * i)));
+  }
+  // Extended Interrupt descriptor: consumer, edge, active high, exclusive; one interrupt.
+  append(res, {0x89, 0x06, 0x00, 0x03, 0x01, static_cast<uint8_t>(d.irq), static_cast<uint8_t>(d.irq >> 8),
+               static_cast<uint8_t>(d.irq >> 16), static_cast<uint8_t>(d.irq >> 24), 0x79, 0x00});
+  std::vector<uint8_t> buffer{0x0a, static_cast<uint8_t>(res.size())};  // BufferSize
+  append(buffer, res);
+  append(body, aml_name("_CRS", aml_package(0x11, buffer)));
+  return aml_package(0x82, body, true);  // DeviceOp
+}
+
+Table dsdt(const std::vector<AcpiMmioDevice>& virtio_mmio) {
   Table t;
   t.header("DSDT", 2);
   // Name (_S5, Package (4) { 5, 5, 0, 0 }) -- the SLP_TYP values for soft off.
@@ -169,6 +193,7 @@ Table dsdt() {
   std::vector<uint8_t> devices;
   append(devices, aml_isa_device("COM1", "PNP0501", kAcpiCom1Port, 8, kAcpiCom1Irq));
   append(devices, aml_isa_device("RTC_", "PNP0B00", kAcpiRtcPort, 2, -1));  // no alarm interrupt
+  for (size_t n = 0; n < virtio_mmio.size(); ++n) append(devices, aml_virtio_mmio_device(n, virtio_mmio[n]));
   append(devices, aml_power_button());
   for (uint8_t b : devices) t.u8(b);
   t.finish();
@@ -240,9 +265,17 @@ uint32_t acpi_eisa_id(const char* id) {
   return ((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >> 8) & 0xff00) | (v >> 24);
 }
 
-uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count) {
+uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count,
+                           const std::vector<AcpiMmioDevice>& virtio_mmio) {
   if (vcpu_count == 0 || vcpu_count > 254) {
     throw Error("BOOT_VCPU_COUNT", "ACPI tables describe 1 to 254 vCPUs, not " + std::to_string(vcpu_count));
+  }
+  if (virtio_mmio.size() > kAcpiMaxMmioDevices) {
+    throw Error("BOOT_ACPI", "ACPI tables describe at most " + std::to_string(kAcpiMaxMmioDevices) +
+                                 " virtio-mmio devices, not " + std::to_string(virtio_mmio.size()));
+  }
+  for (const auto& d : virtio_mmio) {
+    if (d.base > 0xffffffffull - d.size) throw Error("BOOT_ACPI", "a virtio-mmio window above 4 GiB");
   }
   // RSDP (36 bytes) at kAcpiAddr, then the tables at 64-byte alignment.
   uint64_t next = kAcpiAddr + 64;
@@ -253,7 +286,7 @@ uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count) {
     next = (at + t.size() + 63) & ~uint64_t{63};
     return at;
   };
-  Table d = dsdt();
+  Table d = dsdt(virtio_mmio);
   uint64_t dsdt_addr = place(d);
   Table f = fadt(dsdt_addr);
   uint64_t fadt_addr = place(f);

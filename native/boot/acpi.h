@@ -5,7 +5,9 @@
 // only here.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "vmm/guest_memory.h"
 
@@ -27,10 +29,21 @@ constexpr uint32_t kAcpiGedIrq = 13;
 // SLP_TYP value the DSDT's \_S5 object gives for "soft off".
 constexpr uint8_t kAcpiS5SleepType = 5;
 
+// A virtio-mmio device the DSDT names (_HID "LNRO0005", its register window and edge-triggered
+// interrupt), for kernels that find virtio-mmio devices only in ACPI (Debian's cloud kernel
+// is built without virtio_mmio's command-line devices).
+struct AcpiMmioDevice {
+  uint64_t base = 0;
+  uint32_t size = 0;
+  uint32_t irq = 0;
+};
+constexpr size_t kAcpiMaxMmioDevices = 16;
+
 // A seven-character EISA/PNP id ("PNP0501") compressed as AML's EisaId() does it.
 uint32_t acpi_eisa_id(const char* id);
 
 // Writes the tables; returns the guest-physical address of the RSDP.
-uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count);
+uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count,
+                           const std::vector<AcpiMmioDevice>& virtio_mmio = {});
 
 }  // namespace berth::boot

@@ -455,7 +455,7 @@ void Loader::write_common(const Plan& p) {
   write_page_tables(mem_);
   write_gdt(mem_, p.protocol != BootProtocol::kPvh);
   write_mptable(mem_, cfg_.vcpu_count);
-  write_acpi_tables(mem_, cfg_.vcpu_count);
+  write_acpi_tables(mem_, cfg_.vcpu_count, cfg_.virtio_mmio);
 }
 
 void Loader::write_linux_zero_page(Plan& p, uint64_t initrd_start) {

@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <vector>
 
+#include "boot/acpi.h"
 #include "hv/hv.h"
 #include "vmm/guest_memory.h"
 
@@ -24,6 +26,7 @@ struct BootConfig {
   std::string initrd_path;  // empty = none
   std::string cmdline;
   uint32_t vcpu_count = 1;
+  std::vector<AcpiMmioDevice> virtio_mmio;  // named in the DSDT
 };
 
 struct BootResult {

@@ -113,6 +113,7 @@ void Machine::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device) 
   std::string& cmdline = config_.boot.cmdline;
   cmdline += cmdline.empty() ? "" : " ";
   cmdline += entry;
+  config_.boot.virtio_mmio.push_back({slot->base, static_cast<uint32_t>(devices::virtio::kMmioWindowSize), kVirtioIrqs[n]});
   virtio_.push_back(std::move(slot));
 }
 

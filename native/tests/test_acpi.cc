@@ -1,6 +1,7 @@
 // The ACPI tables, parsed back the way a guest reads them.
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "boot/acpi.h"
 #include "tests/check.h"
@@ -167,4 +168,45 @@ TEST(acpi_dsdt_has_a_power_button_behind_a_generic_event_device) {
   CHECK(dev.find(irq) != std::string::npos);
   // Method (_EVT, 1) { Notify (\_SB.PWRB, 0x80) }
   CHECK(dev.find(std::string("\x14\x13_EVT\x01\x86\\._SB_PWRB\x0a\x80", 20)) != std::string::npos);
+}
+
+// Kernels built without virtio_mmio's command-line devices (Debian's cloud kernel) find
+// virtio-mmio devices only in ACPI: each one is Device (\_SB.VRnn) with _HID "LNRO0005", its
+// register window and its edge-triggered interrupt; the GED stays the DSDT's last object.
+TEST(acpi_dsdt_names_each_virtio_mmio_device) {
+  vmm::GuestMemory mem(64ull << 20);
+  boot::write_acpi_tables(mem, 2, {{0xd0000000, 0x200, 5}, {0xd0001000, 0x200, 6}});
+  const std::string s = dsdt_aml(mem);
+  for (int n = 0; n < 2; ++n) {
+    const std::string name = std::string("\\._SB_VR0") + static_cast<char>('0' + n);
+    size_t at = s.find(name);
+    CHECK(at != std::string::npos);
+    // DeviceOp, then a two-byte PkgLength (the body is over 63 bytes): low nibble, then the rest.
+    CHECK_EQ(static_cast<uint8_t>(s[at - 4]), 0x5b);
+    CHECK_EQ(static_cast<uint8_t>(s[at - 3]), 0x82);
+    const uint8_t lead = static_cast<uint8_t>(s[at - 2]);
+    CHECK_EQ(lead >> 6, 1);
+    const size_t pkg = (lead & 0x0fu) | (size_t{static_cast<uint8_t>(s[at - 1])} << 4);
+    const std::string dev = s.substr(at, pkg - 2);
+    CHECK_EQ(dev.size(), pkg - 2);
+    CHECK(dev.find(std::string("_HID\x0d" "LNRO0005\x00", 14)) != std::string::npos);
+    CHECK(dev.find(std::string("_UID\x0a", 5) + static_cast<char>(n)) != std::string::npos);
+    // Memory32Fixed (ReadWrite, 0xD000n000, 0x200), then Interrupt (..., Edge, ActiveHigh, ...) {5 + n}.
+    const std::string res{'\x86', '\x09', '\x00', '\x01', '\x00', static_cast<char>(n * 0x10), '\x00', '\xd0',
+                          '\x00', '\x02', '\x00', '\x00', '\x89', '\x06', '\x00', '\x03', '\x01',
+                          static_cast<char>(5 + n), '\0', '\0', '\0', '\x79', '\x00'};
+    CHECK(dev.find(res) != std::string::npos);
+  }
+  CHECK(s.find("\\._SB_VR02") == std::string::npos);
+  size_t ged = s.find("\\._SB_GED_");
+  CHECK(ged != std::string::npos);
+  const size_t ged_len = (static_cast<uint8_t>(s[ged - 2]) & 0x0fu) | (size_t{static_cast<uint8_t>(s[ged - 1])} << 4);
+  CHECK_EQ(ged - 2 + ged_len, s.size());
+
+  // None without devices; more than the tables can name is refused.
+  vmm::GuestMemory none(64ull << 20);
+  boot::write_acpi_tables(none, 1);
+  CHECK(dsdt_aml(none).find("LNRO0005") == std::string::npos);
+  std::vector<boot::AcpiMmioDevice> many(boot::kAcpiMaxMmioDevices + 1, {0xd0000000, 0x200, 5});
+  CHECK_THROWS_CODE(boot::write_acpi_tables(none, 1, many), "BOOT_ACPI", "at most");
 }

@@ -1,7 +1,9 @@
 // A busybox-static initramfs, written as a cpio "newc" archive by this code (no cpio tool):
 // /init mounts proc, sys and devtmpfs, prints a marker on /dev/console and powers off; with
 // berth.wait on the command line it waits instead for the ACPI power button (the kernel's
-// button and evdev modules, busybox acpid), which powers it off.
+// button and evdev modules, busybox acpid), which powers it off; with berth.count it loads
+// the virtio-mmio and virtio-blk modules and counts for ever, each count on the console and
+// in the first sector of /dev/vda (the saved-state spec's Linux guest).
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 
 import { log, run } from './kernel';
@@ -10,12 +12,26 @@ export const INITRAMFS_MARKER = 'BERTH-INITRAMFS-OK';
 // Printed once acpid listens for the power button (berth.wait), and when the button is pressed.
 export const INITRAMFS_WAITING = 'BERTH-INITRAMFS-WAITING';
 export const INITRAMFS_POWER_BUTTON = 'BERTH-INITRAMFS-POWER-BUTTON';
+// berth.count: `BERTH-NPROC <online CPUs>` once, then `BERTH-COUNT <n>` (n = 1, 2, ...) every
+// 0.2 s, each also written to /dev/vda's first sector (padded with spaces to 512 bytes) and
+// synced to the disk before the next; `BERTH-COUNT-FAILED <what>` when a module or the disk
+// is missing.
+export const INITRAMFS_NPROC = 'BERTH-NPROC';
+export const INITRAMFS_COUNT = 'BERTH-COUNT';
+export const INITRAMFS_COUNT_FAILED = 'BERTH-COUNT-FAILED';
 
-// The kernel modules the power button needs: evdev (so acpid can read the key) and button.
+// The kernel modules the power button needs: evdev (so acpid can read the key) and button;
+// and what the counting mode's disk needs, in their load order (Debian's cloud kernel has
+// virtio, virtio-mmio and virtio-blk as modules).
 export interface InitramfsModules {
   evdev: Buffer;
   button: Buffer;
+  virtio_ring: Buffer;
+  virtio: Buffer;
+  virtio_mmio: Buffer;
+  virtio_blk: Buffer;
 }
+export const COUNT_MODULES = ['virtio_ring', 'virtio', 'virtio_mmio', 'virtio_blk'] as const;
 
 export interface CpioEntry {
   name: string;
@@ -114,6 +130,25 @@ export function initScript(): string {
     `  echo "${INITRAMFS_WAITING}" > /dev/console`,
     '  while :; do /bin/busybox sleep 3600; done',
     'fi',
+    "if /bin/busybox grep -q 'berth\\.count' /proc/cmdline; then",
+    `  echo "${INITRAMFS_NPROC} $(/bin/busybox nproc)" > /dev/console`,
+    `  for m in ${COUNT_MODULES.join(' ')}; do`,
+    `    /bin/busybox insmod /lib/modules/$m.ko || echo "${INITRAMFS_COUNT_FAILED} insmod $m" > /dev/console`,
+    '  done',
+    // The disk's node appears once virtio-blk has probed it: wait up to 5 s.
+    '  i=0',
+    '  while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do /bin/busybox usleep 100000; i=$((i + 1)); done',
+    `  [ -b /dev/vda ] || echo "${INITRAMFS_COUNT_FAILED} no /dev/vda" > /dev/console`,
+    '  n=0',
+    '  while :; do',
+    '    n=$((n + 1))',
+    `    echo "${INITRAMFS_COUNT} $n" > /dev/console`,
+    `    /bin/busybox printf '%-512s' "${INITRAMFS_COUNT} $n" |`,
+    '      /bin/busybox dd of=/dev/vda bs=512 count=1 conv=notrunc,fsync 2>/dev/null ||',
+    `      echo "${INITRAMFS_COUNT_FAILED} write $n" > /dev/console`,
+    '    /bin/busybox usleep 200000',
+    '  done',
+    'fi',
     '/bin/busybox poweroff -f',
     // Reached only if the power-off call returns.
     'echo "BERTH-INITRAMFS-POWEROFF-RETURNED" > /dev/console',
@@ -146,6 +181,7 @@ export function initramfsBytes(modules: InitramfsModules): Buffer {
     { name: 'lib/modules', mode: S_IFDIR | 0o755 },
     { name: 'lib/modules/evdev.ko', mode: S_IFREG | 0o644, data: modules.evdev },
     { name: 'lib/modules/button.ko', mode: S_IFREG | 0o644, data: modules.button },
+    ...COUNT_MODULES.map((m) => ({ name: `lib/modules/${m}.ko`, mode: S_IFREG | 0o644, data: modules[m] })),
     { name: 'etc/acpi', mode: S_IFDIR | 0o755 },
     { name: 'etc/acpi/PWRF', mode: S_IFDIR | 0o755 },
     { name: 'etc/acpi/PWRF/00000080', mode: S_IFREG | 0o755, data: Buffer.from(powerButtonScript()) },

@@ -22,7 +22,7 @@ export interface PreparedLinuxBoot {
   bzImage: string; // the packaged image: 64-bit boot protocol
   vmlinux: string; // the ELF cut out of it, PVH note intact: Berth boots it through PVH
   vmlinuxNoPvh: string; // the same ELF with the PVH note masked: the 64-bit ELF entry
-  initramfs: string; // busybox-static, prints the marker and powers off
+  initramfs: string; // busybox-static, prints the marker and powers off (or waits, or counts)
   compression: string;
 }
 
@@ -54,6 +54,10 @@ export function prepareLinuxBoot(options: { fresh?: boolean } = {}): PreparedLin
   const modules = cloudKernelModules(linuxBootDir, release, {
     evdev: 'drivers/input/evdev.ko',
     button: 'drivers/acpi/button.ko',
+    virtio_ring: 'drivers/virtio/virtio_ring.ko',
+    virtio: 'drivers/virtio/virtio.ko',
+    virtio_mmio: 'drivers/virtio/virtio_mmio.ko',
+    virtio_blk: 'drivers/block/virtio_blk.ko',
   });
   const initramfs = join(linuxBootDir, 'initramfs.cpio');
   log(buildInitramfs(initramfs, modules) ? `wrote ${initramfs}` : `using cached ${initramfs}`);

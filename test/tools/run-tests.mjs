@@ -83,7 +83,7 @@ async function runWithKvm(command, args, prefix, timeoutSeconds) {
 const SILENCE_S = 360;
 const LAB_RERUNS = 3;
 const KVM_STAGE_S = 2100;
-const SMP_LINUX_SPECS = ['linux-boot.test.js', 'shut-down.test.js'];
+const SMP_LINUX_SPECS = ['linux-boot.test.js', 'saved-state-guests.test.js', 'shut-down.test.js'];
 async function kvmSpecsInLab(dir, timeoutSeconds) {
   const files = readdirSync(join(root, dir))
     .filter((f) => f.endsWith('.test.js'))
