@@ -105,6 +105,7 @@ function readWhole(path: string, buf: Buffer): { ms: number; bytes: number } {
 }
 
 interface Sample {
+  bootRunningMs: number; // start() of the VM when Off until it returns (a fresh boot)
   bootToTouchedMs: number; // start() until `touch: N MiB written` (the guest filling memory)
   residentBeforeSave: number;
   saveCallerMs: number;
@@ -126,6 +127,11 @@ class StateBench {
   private readonly chunk = randomFillSync(Buffer.alloc(MiB));
   private readonly readBuf = Buffer.alloc(MiB);
   private readonly written = new Map<number, number>(); // memory bytes the last save of `touch N` wrote
+
+  // One raw write not counted: the first write to a fresh tmpfs ran far slower than the rest.
+  warmUp(): void {
+    this.rawRate(64 * MiB);
+  }
 
   // The raw write reference in the data root, as bytes/ms.
   private rawRate(bytes: number): number {
@@ -151,6 +157,7 @@ class StateBench {
     // Boot afresh and let the guest fill its memory.
     const t0 = performance.now();
     await m.start(name, { timeoutMs: TIMEOUT_MS });
+    const bootRunningMs = performance.now() - t0;
     const boot = await this.console(name, true);
     await boot.sink.waitFor(`touch: ${mib} MiB written`, TIMEOUT_MS);
     const bootToTouchedMs = performance.now() - t0;
@@ -158,8 +165,11 @@ class StateBench {
     await boot.session.detach();
     const residentBeforeSave = (await m.stats(name)).residentBytes;
     // The raw write brackets the save (once just before, once just after), so that a change
-    // in the host's load during a run weighs on both sides alike.
+    // in the host's load during a run weighs on both sides alike. Before, the VM is paused:
+    // a running guest's timer exits (costly in the lab) would slow the reference down.
+    await m.pause(name);
     const rawBeforeRate = this.rawRate(this.written.get(mib) ?? mib * MiB);
+    await m.resume(name);
 
     // Save, as `berth vm save` does.
     const s0 = performance.now();
@@ -189,6 +199,7 @@ class StateBench {
     await m.turnOff(name);
 
     return {
+      bootRunningMs,
       bootToTouchedMs,
       residentBeforeSave,
       saveCallerMs,
@@ -229,6 +240,7 @@ function report(samples: Map<number, Sample[]>, fsLine: string, started: number)
       'touched',
       'resume -> Running',
       'resume -> echo',
+      'fresh boot -> Running',
       'read whole file',
       'resident before save',
       'resident after resume',
@@ -258,6 +270,7 @@ function report(samples: Map<number, Sample[]>, fsLine: string, started: number)
       `${mib} MiB`,
       fmtMs(med(mib, (s) => s.resumeRunningMs)),
       fmtMs(med(mib, (s) => s.resumeAnswerMs)),
+      fmtMs(med(mib, (s) => s.bootRunningMs)),
       `${fmtMs(med(mib, (s) => s.readWholeMs))} (${fmtMiB(med(mib, (s) => s.readWholeBytes))})`,
       fmtMiB(med(mib, (s) => s.residentBeforeSave)),
       fmtMiB(med(mib, (s) => s.residentAfterResume)),
@@ -270,6 +283,7 @@ function report(samples: Map<number, Sample[]>, fsLine: string, started: number)
       '',
       `Saved state of a ${MEMORY_MIB} MiB VM whose guest wrote N MiB (touch N), saved and resumed through the`,
       `services (VmManager.save / VmManager.start, as \`berth vm save\` / \`berth vm start\`); medians of ${REPS} runs.`,
+      'touch writes from guest-physical 16 MiB up (the guest image sits below), so 1000 MiB is about all of the 1 GiB.',
       whereMeasured(),
       ...(IN_LAB
         ? ['Here the ratios that count are the save rate over the raw write rate, and resume over reading the file.']
@@ -290,12 +304,13 @@ function report(samples: Map<number, Sample[]>, fsLine: string, started: number)
       `  records, not ${MEMORY_MIB} MiB.`,
       '- save rate: memory written / worker totalMs; raw write rate: the same number of bytes of non-zero',
       '  data (a 1 MiB random buffer repeated) written with write() to a new file in the data root and',
-      '  fsync()ed, timed open to close, once just before each save (the VM running; the bytes of the',
-      "  previous save of that size, N MiB the first time) and once just after it (that save's bytes);",
+      '  fsync()ed, timed open to close, once just before each save (the VM paused meanwhile; the bytes',
+      "  of the previous save of that size, N MiB the first time) and once just after it (that save's bytes);",
       '  the median of all. save/raw: the median over runs of the save rate over the mean of the two raw',
       '  writes around it (the host is shared: its load drifts during a run).',
       '- resume -> Running: VmManager.start() of the Saved VM to return; resume -> echo: from the same call',
-      `  until the guest echoed a byte typed on its console ('${PROBE}').`,
+      `  until the guest echoed a byte typed on its console ('${PROBE}'); fresh boot -> Running: start() of`,
+      '  the same VM when Off to return, for comparison (the worker start-up both share).',
       '- read whole file: read() of the state file by 1 MiB to its end (cat > /dev/null), what a resume',
       '  reading the image instead of mapping it would at least do.',
       "- resident: the worker's resident memory from VmManager.stats() (residentBytes), before the save",
@@ -326,6 +341,7 @@ async function main(): Promise<void> {
   );
   const manager = new VmManager({ root, clientName: 'bench:state' });
   const bench = new StateBench(root, manager);
+  bench.warmUp();
   const samples = new Map<number, Sample[]>();
   try {
     for (const mib of TOUCH_MIB) {
