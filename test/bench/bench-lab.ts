@@ -2,7 +2,7 @@
 // the whole benchmark re-executes itself inside the KVM lab (test/lab: a Linux VM under
 // QEMU's emulator whose kvm-amd gives a real /dev/kvm), with one lab boot for all of it, so
 // Berth and QEMU are measured side by side in the same lab VM.
-import { kvmHere, LabSetupError, runInLab } from '../lab/lab';
+import { kvmHere, LabSetupError, runInLab, type LabOptions } from '../lab/lab';
 
 export const IN_LAB = process.env['BERTH_IN_LAB'] === '1';
 
@@ -14,7 +14,7 @@ export function benchReps(fallback: number): number {
 
 // When this host cannot run KVM guests, runs this script (same arguments) in the lab,
 // sets process.exitCode to its status and returns true; the caller then does nothing more.
-export async function rerunInLab(name: string): Promise<boolean> {
+export async function rerunInLab(name: string, options: Pick<LabOptions, 'memoryMiB'> = {}): Promise<boolean> {
   if (kvmHere()) return false;
   const script = process.argv[1];
   if (script === undefined) throw new Error('cannot tell which script is running');
@@ -24,7 +24,10 @@ export async function rerunInLab(name: string): Promise<boolean> {
   );
   try {
     // A thread per lab CPU: guests run at the lab's full speed (see test/lab/lab.ts).
-    const result = await runInLab([process.execPath, script, ...process.argv.slice(2)], { tcgThread: 'multi' });
+    const result = await runInLab([process.execPath, script, ...process.argv.slice(2)], {
+      ...options,
+      tcgThread: 'multi',
+    });
     const boot = result.bootSeconds === undefined ? '' : `, of which the lab's boot ${result.bootSeconds.toFixed(0)} s`;
     process.stdout.write(
       `${name}: lab run ended with status ${result.status} after ${result.seconds.toFixed(0)} s${boot}\n`,

@@ -29,7 +29,8 @@ import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
-import { VmManager, type ConsoleSession } from '../../app/services';
+import { RUN_FILES } from '../../app/api';
+import { CheckpointService, VmManager, type ConsoleSession } from '../../app/services';
 import { cleanBerthHome, makeBerthHome, TextSink } from '../support/berth-home';
 import { testGuestPath } from '../support/guest';
 import { benchReps, IN_LAB, rerunInLab, whereMeasured } from './bench-lab';
@@ -121,12 +122,24 @@ interface Sample {
   resumeRunningMs: number;
   resumeAnswerMs: number;
   residentAfterResume: number;
+  checkpointCallerMs: number; // CheckpointService.create() of the running VM until it returns
+  checkpointPauseMs: number; // the guest's pause in it, from the worker's log
+  checkpointStateBytes: number;
+}
+
+// The worker logs "checkpoint written to <path>; guest paused N ms" for each live checkpoint.
+function lastCheckpointPause(log: string): number {
+  const all = [...readFileSync(log, 'utf8').matchAll(/checkpoint written to .*; guest paused (\d+) ms/g)];
+  const last = all.at(-1)?.[1];
+  if (last === undefined) throw new Error(`no checkpoint pause in ${log}`);
+  return Number(last);
 }
 
 class StateBench {
   private readonly chunk = randomFillSync(Buffer.alloc(MiB));
   private readonly readBuf = Buffer.alloc(MiB);
   private readonly written = new Map<number, number>(); // memory bytes the last save of `touch N` wrote
+  private checkpoints = 0;
 
   // One raw write not counted: the first write to a fresh tmpfs ran far slower than the rest.
   warmUp(): void {
@@ -163,6 +176,12 @@ class StateBench {
     const bootToTouchedMs = performance.now() - t0;
     await boot.sink.waitFor('counter: ready', TIMEOUT_MS);
     await boot.session.detach();
+    // A standard checkpoint of the running VM: its memory is written while the guest runs on.
+    const c0 = performance.now();
+    const cp = await new CheckpointService(m).create(name, { name: `bench ${this.checkpoints++}` });
+    const checkpointCallerMs = performance.now() - c0;
+    const checkpointPauseMs = lastCheckpointPause(join((await m.show(name)).folder, 'run', RUN_FILES.log));
+    const checkpointStateBytes = cp.stateBytes ?? NaN;
     const residentBeforeSave = (await m.stats(name)).residentBytes;
     // The raw write brackets the save (once just before, once just after), so that a change
     // in the host's load during a run weighs on both sides alike. Before, the VM is paused:
@@ -197,6 +216,8 @@ class StateBench {
     await live.session.detach();
     const residentAfterResume = (await m.stats(name)).residentBytes;
     await m.turnOff(name);
+    // The checkpoint's memory would fill the lab's tmpfs over the runs.
+    await new CheckpointService(m).remove(name, cp.id);
 
     return {
       bootRunningMs,
@@ -215,6 +236,9 @@ class StateBench {
       resumeRunningMs,
       resumeAnswerMs,
       residentAfterResume,
+      checkpointCallerMs,
+      checkpointPauseMs,
+      checkpointStateBytes,
     };
   }
 }
@@ -247,6 +271,18 @@ function report(samples: Map<number, Sample[]>, fsLine: string, started: number)
       'boot + touch',
     ],
   ];
+  const live: string[][] = [
+    ['touched', 'checkpoint (caller)', 'guest paused', 'state allocated', 'paused/save paused'],
+  ];
+  for (const mib of TOUCH_MIB) {
+    live.push([
+      `${mib} MiB`,
+      fmtMs(med(mib, (s) => s.checkpointCallerMs)),
+      fmtMs(med(mib, (s) => s.checkpointPauseMs)),
+      fmtMiB(med(mib, (s) => s.checkpointStateBytes)),
+      (med(mib, (s) => s.checkpointPauseMs) / med(mib, (s) => s.savePauseMs)).toFixed(3),
+    ]);
+  }
   for (const mib of TOUCH_MIB) {
     const written = med(mib, (s) => s.memoryBytes);
     const workerMs = med(mib, (s) => s.saveTotalMs);
@@ -295,6 +331,10 @@ function report(samples: Map<number, Sample[]>, fsLine: string, started: number)
       'Resume (the memory image is mapped MAP_PRIVATE, pages load on first touch), against reading the',
       `state file whole (${fmtMiB(fileBytes)} apparent size, holes included):`,
       table(restore),
+      'Standard checkpoint of the running VM (CheckpointService.create, as `berth checkpoint create`): the',
+      'guest pauses only while its state is captured; a forked child writes the memory as it runs on.',
+      "Reference: the save's pause above (the memory written with the guest paused).",
+      table(live),
       'Columns:',
       '- save (caller): VmManager.save() call to return (worker answered, ended, state recorded).',
       "- save (worker), guest paused: the worker's totalMs and pauseMs (pausing the vCPUs through the",
@@ -326,7 +366,9 @@ function report(samples: Map<number, Sample[]>, fsLine: string, started: number)
 }
 
 async function main(): Promise<void> {
-  if (await rerunInLab('state-bench')) return;
+  // The lab's /tmp (a tmpfs of half its memory) holds a 1 GiB checkpoint, a raw write and a
+  // save at once.
+  if (await rerunInLab('state-bench', { memoryMiB: 10240 })) return;
   const started = Date.now();
   const kernelPath = testGuestPath();
   const root = makeBerthHome('state');
