@@ -93,9 +93,12 @@ describe('berth serve: events pushed from the service', () => {
     assert.equal(other.status, 404);
 
     await client.invoke('vm.turnOff', { vm: 'web-guest' });
+    // 30 s: in CI this lab shares two cores with a second lab booting Linux and the host's
+    // specs, and one run took over 15 s from the turn-off to the watcher's next 'Off'.
     await vms.waitFor(
       'Off pushed',
       (p) => p.vm.id === created.id && p.vm.state === 'Off' && p.vm.lastExit !== undefined,
+      30_000,
     );
     await consoleEvents.waitFor('the console end', (e) => e.sessionId === session.sessionId && e.end !== undefined);
   });
