@@ -4,7 +4,7 @@ import { useState } from 'react';
 
 import { MoveResult, type ImportRequest } from '../../../app/api/bridge';
 import { useApi } from '../context';
-import { Dialog, ErrorBox, errorText, OperationProgress, Row, useLongOperation, Wizard } from './common';
+import { Dialog, ErrorBox, errorText, OperationProgress, Row, RunFooter, useLongOperation, Wizard } from './common';
 
 export function ExportDialog(props: {
   vmId: string;
@@ -41,25 +41,14 @@ export function ExportDialog(props: {
       title={`Export ${props.checkpointId ? 'Checkpoint' : 'Virtual Machine'}`}
       onClose={props.onClose}
       footer={
-        done ? (
-          <button type="button" className="primary" onClick={props.onClose}>
-            Close
-          </button>
-        ) : (
-          <>
-            <button
-              type="button"
-              className="primary"
-              disabled={busy || folder.trim() === ''}
-              onClick={() => void run()}
-            >
-              Export
-            </button>
-            <button type="button" onClick={props.onClose}>
-              Cancel
-            </button>
-          </>
-        )
+        <RunFooter
+          done={done !== undefined}
+          busy={busy}
+          ready={folder.trim() !== ''}
+          action="Export"
+          onRun={() => void run()}
+          onClose={props.onClose}
+        />
       }
     >
       <p className="message">Specify where you want to save the files of &apos;{props.name}&apos;.</p>
@@ -112,25 +101,14 @@ export function MoveDialog(props: { vmId: string; name: string; onClose: () => v
       title="Move Virtual Machine"
       onClose={props.onClose}
       footer={
-        done ? (
-          <button type="button" className="primary" onClick={props.onClose}>
-            Close
-          </button>
-        ) : (
-          <>
-            <button
-              type="button"
-              className="primary"
-              disabled={busy || destination.trim() === ''}
-              onClick={() => void run()}
-            >
-              Move
-            </button>
-            <button type="button" onClick={props.onClose}>
-              Cancel
-            </button>
-          </>
-        )
+        <RunFooter
+          done={done !== undefined}
+          busy={busy}
+          ready={destination.trim() !== ''}
+          action="Move"
+          onRun={() => void run()}
+          onClose={props.onClose}
+        />
       }
     >
       <p className="message">

@@ -57,6 +57,34 @@ export function Dialog(props: {
   );
 }
 
+// The footer of a dialog that runs one operation: its action and Cancel, then Close once done.
+export function RunFooter(props: {
+  done: boolean;
+  busy: boolean;
+  ready: boolean;
+  action: string;
+  onRun: () => void;
+  onClose: () => void;
+}) {
+  if (props.done) {
+    return (
+      <button type="button" className="primary" onClick={props.onClose}>
+        Close
+      </button>
+    );
+  }
+  return (
+    <>
+      <button type="button" className="primary" disabled={props.busy || !props.ready} onClick={props.onRun}>
+        {props.action}
+      </button>
+      <button type="button" onClick={props.onClose}>
+        Cancel
+      </button>
+    </>
+  );
+}
+
 export function ErrorBox({ error }: { error: string | undefined | null }) {
   if (!error) return null;
   return (
