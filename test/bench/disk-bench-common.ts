@@ -7,6 +7,8 @@ import { closeSync, constants, fsyncSync, openSync, rmSync, writeSync } from 'no
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 
+export { median, table } from './report';
+
 export const ROOT = join(__dirname, '..', '..', '..');
 export const TOOL = join(ROOT, 'native', 'build', 'Release', 'berth-disk-bench');
 export const SCRATCH_PARENT = '/var/tmp'; // a real disk filesystem, not tmpfs
@@ -50,13 +52,6 @@ export function succeeds(argv: string[]): boolean {
   return spawnSync(cmd, args, { encoding: 'utf8' }).status === 0;
 }
 
-export function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  const at = (i: number): number => s[i] ?? NaN;
-  return s.length % 2 ? at(mid) : (at(mid - 1) + at(mid)) / 2;
-}
-
 export function fmt(v: number): string {
   return v >= 100 ? v.toFixed(0) : v.toFixed(1);
 }
@@ -64,20 +59,6 @@ export function fmt(v: number): string {
 // A ratio to two decimals, rounded down, so that a row short of a 1.0 target never reads 1.00.
 export function ratioText(r: number): string {
   return (Math.floor(r * 100) / 100).toFixed(2);
-}
-
-export function table(rows: string[][]): string {
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length))) ?? [];
-  return (
-    rows
-      .map((r) =>
-        r
-          .map((c, i) => c.padEnd(widths[i] ?? 0))
-          .join('  ')
-          .trimEnd(),
-      )
-      .join('\n') + '\n'
-  );
 }
 
 // SIZE bytes of non-zero data (so that qemu-img convert allocates every qcow2 cluster), synced.

@@ -34,6 +34,7 @@ import { CheckpointService, VmManager, type ConsoleSession } from '../../app/ser
 import { cleanBerthHome, makeBerthHome, TextSink } from '../support/berth-home';
 import { testGuestPath } from '../support/guest';
 import { benchReps, IN_LAB, rerunInLab, whereMeasured } from './bench-lab';
+import { fmtMs, median, table } from './report';
 
 const MEMORY_MIB = 1024;
 // The guest image and its stack sit below 16 MiB, where `touch` starts: 1000 MiB is the
@@ -45,24 +46,6 @@ const TIMEOUT_MS = 600_000;
 const MiB = 1 << 20;
 const PROBE = 'Z'; // a byte the counter's output never contains
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  const at = (i: number): number => s[i] ?? NaN;
-  return s.length % 2 ? at(mid) : (at(mid - 1) + at(mid)) / 2;
-}
-
-function table(rows: string[][]): string {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string =>
-    r
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return rows.map(line).join('\n') + '\n';
-}
-
-const fmtMs = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
 const fmtMiB = (bytes: number): string => `${(bytes / MiB).toFixed(1)} MiB`;
 const fmtRate = (bytesPerMs: number): string => `${((bytesPerMs * 1000) / MiB).toFixed(0)} MiB/s`;
 

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 
 import { Machine } from '../../app/native';
 import { benchReps, IN_LAB, rerunInLab, whereMeasured } from './bench-lab';
+import { median } from './report';
 
 const ROOT = join(__dirname, '..', '..', '..');
 const GUEST = join(ROOT, 'build', 'guest', 'berth-test-guest.elf');
@@ -121,12 +122,6 @@ function runQemu(image: string, args: string, cache: 'none' | 'writeback'): stri
   // isa-debug-exit: the process exits with (code << 1) | 1.
   if (r.status !== 1) throw new Error(`QEMU run failed (status ${r.status}): ${r.stdout}${r.stderr}`);
   return r.stdout;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] ?? NaN) : ((s[mid - 1] ?? NaN) + (s[mid] ?? NaN)) / 2;
 }
 
 async function main(): Promise<void> {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 
 import { benchReps, IN_LAB, rerunInLab, whereMeasured } from './bench-lab';
+import { fmtMs, median, table } from './report';
 import { procMemory, type ProcMemory } from './proc-memory';
 import { ServicesBench, type WorkerMemory } from './services-runner';
 
@@ -68,13 +69,6 @@ function findInPath(name: string): string | undefined {
     if (dir && existsSync(p)) return p;
   }
   return undefined;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  const at = (i: number): number => s[i] ?? NaN;
-  return s.length % 2 ? at(mid) : (at(mid - 1) + at(mid)) / 2;
 }
 
 function prepare(): void {
@@ -178,18 +172,7 @@ async function idleMemory(
   return vmm === 'services' ? services.idleMemory('echo', 'echo: ready') : idleProcessMemory(vmm);
 }
 
-const fmtMs = (ms: number): string => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
 const fmtMiB = (kib: number): string => `${(kib / 1024).toFixed(1)} MiB`;
-
-function table(rows: string[][]): string {
-  const widths = (rows[0] ?? []).map((_, i) => Math.max(...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]): string =>
-    r
-      .map((c, i) => c.padEnd(widths[i] ?? 0))
-      .join('  ')
-      .trimEnd();
-  return rows.map(line).join('\n') + '\n';
-}
 
 interface Summary {
   start: number; // hello: wall ms
