@@ -4,7 +4,7 @@ import { useState } from 'react';
 
 import { MoveResult, type ImportRequest } from '../../../app/api/bridge';
 import { useApi } from '../context';
-import { Dialog, ErrorBox, errorText, OperationProgress, Row, RunFooter, useLongOperation, Wizard } from './common';
+import { Dialog, errorText, OperationProgress, Row, RunFooter, RunStatus, useLongOperation, Wizard } from './common';
 
 export function ExportDialog(props: {
   vmId: string;
@@ -61,13 +61,7 @@ export function ExportDialog(props: {
           disabled={busy || !!done}
         />
       </Row>
-      {long.operationId ? <OperationProgress operationId={long.operationId} onEnd={long.onEnd} /> : null}
-      {done ? (
-        <p className="success" role="status">
-          {done}
-        </p>
-      ) : null}
-      <ErrorBox error={error} />
+      <RunStatus operationId={long.operationId} onEnd={long.onEnd} done={done} error={error} />
     </Dialog>
   );
 }
@@ -124,13 +118,7 @@ export function MoveDialog(props: { vmId: string; name: string; onClose: () => v
           disabled={busy || !!done}
         />
       </Row>
-      {long.operationId ? <OperationProgress operationId={long.operationId} onEnd={long.onEnd} /> : null}
-      {done ? (
-        <p className="success" role="status">
-          {done}
-        </p>
-      ) : null}
-      <ErrorBox error={error} />
+      <RunStatus operationId={long.operationId} onEnd={long.onEnd} done={done} error={error} />
     </Dialog>
   );
 }

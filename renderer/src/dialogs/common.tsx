@@ -85,6 +85,26 @@ export function RunFooter(props: {
   );
 }
 
+// Below a dialog that runs one operation: its progress, then what it did or why it failed.
+export function RunStatus(props: {
+  operationId: string | undefined;
+  onEnd: (op: Operation) => void;
+  done: string | undefined;
+  error: string | undefined;
+}) {
+  return (
+    <>
+      {props.operationId ? <OperationProgress operationId={props.operationId} onEnd={props.onEnd} /> : null}
+      {props.done ? (
+        <p className="success" role="status">
+          {props.done}
+        </p>
+      ) : null}
+      <ErrorBox error={props.error} />
+    </>
+  );
+}
+
 export function ErrorBox({ error }: { error: string | undefined | null }) {
   if (!error) return null;
   return (
