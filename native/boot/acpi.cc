@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "boot/aml.h"
 #include "boot/layout.h"
 #include "common/error.h"
 
@@ -11,107 +12,11 @@ namespace berth::boot {
 
 namespace {
 
-// A table under construction, little-endian.
-class Table {
- public:
-  void u8(uint8_t v) { bytes_.push_back(v); }
-  void u16(uint16_t v) { for (int i = 0; i < 2; ++i) u8(static_cast<uint8_t>(v >> (8 * i))); }
-  void u32(uint32_t v) { for (int i = 0; i < 4; ++i) u8(static_cast<uint8_t>(v >> (8 * i))); }
-  void u64(uint64_t v) { for (int i = 0; i < 8; ++i) u8(static_cast<uint8_t>(v >> (8 * i))); }
-  void text(const char* s, size_t n) {
-    size_t len = std::strlen(s);
-    for (size_t i = 0; i < n; ++i) u8(i < len ? static_cast<uint8_t>(s[i]) : ' ');
-  }
-  void zeros(size_t n) { bytes_.insert(bytes_.end(), n, 0); }
-  void put_u32(size_t at, uint32_t v) { for (int i = 0; i < 4; ++i) bytes_[at + i] = static_cast<uint8_t>(v >> (8 * i)); }
-  size_t size() const { return bytes_.size(); }
-  std::vector<uint8_t>& bytes() { return bytes_; }
-
-  // The 36-byte System Description Table header; length and checksum are filled by finish().
-  void header(const char* signature, uint8_t revision) {
-    text(signature, 4);
-    u32(0);  // length
-    u8(revision);
-    u8(0);  // checksum
-    text("BERTH", 6);
-    text("BERTHVM", 8);
-    u32(1);  // OEM revision
-    text("BRTH", 4);
-    u32(1);  // creator revision
-  }
-  void finish() {
-    put_u32(4, static_cast<uint32_t>(bytes_.size()));
-    bytes_[9] = checksum(0, bytes_.size());
-  }
-  uint8_t checksum(size_t from, size_t to) const {
-    uint8_t sum = 0;
-    for (size_t i = from; i < to; ++i) sum = static_cast<uint8_t>(sum + bytes_[i]);
-    return static_cast<uint8_t>(-sum);
-  }
-
- private:
-  std::vector<uint8_t> bytes_;
-};
-
-// A Generic Address Structure for one I/O port byte.
-void io_port_gas(Table& t, uint16_t port) {
-  t.u8(1);  // system I/O space
-  t.u8(8);  // register bit width
-  t.u8(0);  // bit offset
-  t.u8(1);  // byte access
-  t.u64(port);
-}
-
-// AML's PkgLength: the length of what follows the opcode, itself included, in 1 to 4 bytes.
-std::vector<uint8_t> aml_package(uint8_t op, const std::vector<uint8_t>& body, bool ext = false) {
-  std::vector<uint8_t> out;
-  if (ext) out.push_back(0x5b);
-  out.push_back(op);
-  size_t len = body.size() + 1;
-  int extra = 0;
-  if (len > 0x3f) {
-    for (extra = 1; extra < 3 && ((len + extra) >> (4 + 8 * extra)) != 0; ++extra) {}
-    len += extra;
-  }
-  if (extra == 0) {
-    out.push_back(static_cast<uint8_t>(len));
-  } else {
-    out.push_back(static_cast<uint8_t>((extra << 6) | (len & 0x0f)));
-    for (int i = 0; i < extra; ++i) out.push_back(static_cast<uint8_t>(len >> (4 + 8 * i)));
-  }
-  out.insert(out.end(), body.begin(), body.end());
-  return out;
-}
-
-void append(std::vector<uint8_t>& to, const std::vector<uint8_t>& bytes) {
-  to.insert(to.end(), bytes.begin(), bytes.end());
-}
-
-// Name (NAME, value): a four-character name segment and an already encoded value.
-std::vector<uint8_t> aml_name(const char* name, const std::vector<uint8_t>& value) {
-  std::vector<uint8_t> out{0x08};
-  out.insert(out.end(), name, name + 4);
-  append(out, value);
-  return out;
-}
-
-std::vector<uint8_t> aml_dword(uint32_t v) {
-  return {0x0c, static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v >> 16),
-          static_cast<uint8_t>(v >> 24)};
-}
-
 // A resource template: IO (Decode16, port, port, 1, count) [and IRQNoFlags () {irq}].
 std::vector<uint8_t> aml_resources(uint16_t port, uint8_t count, int irq) {
-  std::vector<uint8_t> res{0x47, 0x01, static_cast<uint8_t>(port), static_cast<uint8_t>(port >> 8),
-                           static_cast<uint8_t>(port), static_cast<uint8_t>(port >> 8), 0x01, count};
-  if (irq >= 0) {
-    const uint16_t mask = static_cast<uint16_t>(1u << irq);
-    append(res, {0x22, static_cast<uint8_t>(mask), static_cast<uint8_t>(mask >> 8)});
-  }
-  append(res, {0x79, 0x00});  // end tag (a zero checksum means "not checked")
-  std::vector<uint8_t> body{0x0a, static_cast<uint8_t>(res.size())};  // BufferSize
-  append(body, res);
-  return aml_package(0x11, body);  // Buffer
+  Aml res = res_io(port, count);
+  if (irq >= 0) append(res, res_irq(static_cast<uint8_t>(irq)));
+  return aml_resource_template(res);
 }
 
 // Device (\_SB.NAME) with _HID (an EISA id), _UID and _CRS.
@@ -180,8 +85,8 @@ std::vector<uint8_t> aml_virtio_mmio_device(size_t n, const AcpiMmioDevice& d) {
   return aml_package(0x82, body, true);  // DeviceOp
 }
 
-Table dsdt(const std::vector<AcpiMmioDevice>& virtio_mmio) {
-  Table t;
+AcpiTable dsdt(const std::vector<AcpiMmioDevice>& virtio_mmio) {
+  AcpiTable t;
   t.header("DSDT", 2);
   // Name (_S5, Package (4) { 5, 5, 0, 0 }) -- the SLP_TYP values for soft off.
   const uint8_t s5[] = {0x08, '_', 'S', '5', '_', 0x12, 0x08, 0x04, 0x0a, kAcpiS5SleepType,
@@ -200,8 +105,8 @@ Table dsdt(const std::vector<AcpiMmioDevice>& virtio_mmio) {
   return t;
 }
 
-Table fadt(uint64_t dsdt_addr) {
-  Table t;
+AcpiTable fadt(uint64_t dsdt_addr) {
+  AcpiTable t;
   t.header("FACP", 6);
   t.u32(0);                               // FIRMWARE_CTRL (none: no FACS in hardware-reduced mode)
   t.u32(static_cast<uint32_t>(dsdt_addr));  // DSDT
@@ -226,8 +131,8 @@ Table fadt(uint64_t dsdt_addr) {
   return t;
 }
 
-Table madt(uint32_t vcpu_count) {
-  Table t;
+AcpiTable madt(uint32_t vcpu_count) {
+  AcpiTable t;
   t.header("APIC", 4);
   t.u32(static_cast<uint32_t>(kLocalApicAddr));
   t.u32(1);  // PCAT_COMPAT: there are 8259s too (masked by ACPI-aware guests)
@@ -279,27 +184,27 @@ uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count,
   }
   // RSDP (36 bytes) at kAcpiAddr, then the tables at 64-byte alignment.
   uint64_t next = kAcpiAddr + 64;
-  auto place = [&](Table& t) {
+  auto place = [&](AcpiTable& t) {
     uint64_t at = next;
     if (at + t.size() > kAcpiEnd) throw Error("BOOT_ACPI", "ACPI tables do not fit their area");
     mem.write(at, t.bytes());
     next = (at + t.size() + 63) & ~uint64_t{63};
     return at;
   };
-  Table d = dsdt(virtio_mmio);
+  AcpiTable d = dsdt(virtio_mmio);
   uint64_t dsdt_addr = place(d);
-  Table f = fadt(dsdt_addr);
+  AcpiTable f = fadt(dsdt_addr);
   uint64_t fadt_addr = place(f);
-  Table m = madt(vcpu_count);
+  AcpiTable m = madt(vcpu_count);
   uint64_t madt_addr = place(m);
-  Table x;
+  AcpiTable x;
   x.header("XSDT", 1);
   x.u64(fadt_addr);
   x.u64(madt_addr);
   x.finish();
   uint64_t xsdt_addr = place(x);
 
-  Table r;
+  AcpiTable r;
   r.text("RSD PTR ", 8);
   r.u8(0);  // checksum of the first 20 bytes
   r.text("BERTH", 6);

@@ -183,8 +183,12 @@ class Vcpu {
 class Vm {
  public:
   virtual ~Vm() = default;
-  // Maps host memory [host, host+size) at guest-physical gpa.
-  virtual void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host) = 0;
+  // Maps host memory [host, host+size) at guest-physical gpa. A read-only mapping (needs
+  // Capabilities::readonly_memory: firmware flash) is read directly; guest writes to it exit
+  // as MMIO writes.
+  virtual void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, bool read_only = false) = 0;
+  // Removes what map_memory put in `slot`: accesses there exit as MMIO from then on.
+  virtual void unmap_memory(uint32_t slot) = 0;
   virtual std::unique_ptr<Vcpu> create_vcpu(uint32_t id) = 0;
   // Sets an interrupt line of the in-kernel interrupt controllers (PIC + IOAPIC).
   virtual void set_irq_line(uint32_t irq, bool level) = 0;
@@ -200,6 +204,11 @@ class Vm {
   // address gpa (with value `datamatch`, when has_datamatch) signals the eventfd `fd`
   // instead of exiting to the VMM. Registrations last as long as this Vm.
   virtual void register_ioevent(uint64_t gpa, uint32_t len, bool has_datamatch, uint64_t datamatch, int fd) = 0;
+  // Undoes one register_ioevent with the same arguments (a PCI BAR moved).
+  virtual void unregister_ioevent(uint64_t gpa, uint32_t len, bool has_datamatch, uint64_t datamatch, int fd) = 0;
+  // Needs Capabilities::msi. Delivers one message-signalled interrupt (a PCI MSI/MSI-X
+  // message: the address and data the guest programmed) to the local APICs it names.
+  virtual void signal_msi(uint64_t address, uint32_t data) = 0;
   // Needs Capabilities::irqfd. Each signal of the eventfd `fd` raises interrupt line gsi
   // of the in-kernel controllers as an edge. With resample_fd >= 0 the line stays asserted
   // (level) until the guest's EOI, which signals resample_fd. Lasts as long as this Vm.
@@ -214,6 +223,8 @@ struct Capabilities {
   bool ioeventfd = false;
   bool irqfd = false;
   bool immediate_exit = false;
+  bool readonly_memory = false;  // map_memory(read_only): firmware flash
+  bool msi = false;              // signal_msi: PCI devices' MSI-X
 };
 
 class Hypervisor {

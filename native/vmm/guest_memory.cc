@@ -39,9 +39,13 @@ uint8_t* map_image(uint64_t size, int fd, uint64_t offset) {
 
 }  // namespace
 
-GuestMemory::GuestMemory(uint64_t size_bytes) : size_(size_bytes) { map_regions(nullptr); }
+GuestMemory::GuestMemory(uint64_t size_bytes, uint64_t low_ram_limit)
+    : size_(size_bytes), low_ram_limit_(low_ram_limit) {
+  map_regions(nullptr);
+}
 
-GuestMemory::GuestMemory(uint64_t size_bytes, const MemoryImage& image) : size_(size_bytes) {
+GuestMemory::GuestMemory(uint64_t size_bytes, const MemoryImage& image, uint64_t low_ram_limit)
+    : size_(size_bytes), low_ram_limit_(low_ram_limit) {
   image_fd_ = fcntl(image.fd, F_DUPFD_CLOEXEC, 0);
   if (image_fd_ < 0) throw SystemError("GUEST_MEMORY_MAP", "cannot keep the saved memory image open", errno);
   image_offset_ = image.offset;
@@ -58,7 +62,10 @@ void GuestMemory::map_regions(const MemoryImage* image) {
     throw Error("GUEST_MEMORY_SIZE", "guest memory size must be a non-zero multiple of 4 KiB");
   }
   try {
-    uint64_t low = size_ < kPciHoleStart ? size_ : kPciHoleStart;
+    if (low_ram_limit_ == 0 || low_ram_limit_ > kPciHoleStart || low_ram_limit_ % 4096 != 0) {
+      throw Error("GUEST_MEMORY_SIZE", "the end of RAM below 4 GiB must be a page-aligned address up to 3 GiB");
+    }
+    uint64_t low = size_ < low_ram_limit_ ? size_ : low_ram_limit_;
     regions_.push_back({0, low, image ? map_image(low, image->fd, image->offset) : map_anonymous(low)});
     if (size_ > low) {
       uint64_t high = size_ - low;

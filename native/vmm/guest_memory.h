@@ -1,5 +1,6 @@
 // Guest RAM: one anonymous MAP_NORESERVE mapping per RAM region. Below 4 GiB RAM stops
-// at the 32-bit PCI hole (3 GiB); the rest is mapped from 4 GiB up. A VM resumed from saved
+// at the 32-bit PCI hole (3 GiB; 2 GiB for firmware-booted VMs, whose PCI configuration
+// space (ECAM) and BAR window sit above it); the rest is mapped from 4 GiB up. A VM resumed from saved
 // state maps its RAM privately from the state file instead (pages load when first touched,
 // writes stay in the process), until a reset gives it fresh anonymous memory.
 #pragma once
@@ -13,6 +14,7 @@
 namespace berth::vmm {
 
 constexpr uint64_t kPciHoleStart = 3ull << 30;
+constexpr uint64_t kFirmwareLowRamLimit = 2ull << 30;
 constexpr uint64_t kHighRamStart = 4ull << 30;
 
 struct RamRegion {
@@ -29,8 +31,8 @@ struct MemoryImage {
 
 class GuestMemory {
  public:
-  explicit GuestMemory(uint64_t size_bytes);
-  GuestMemory(uint64_t size_bytes, const MemoryImage& image);
+  explicit GuestMemory(uint64_t size_bytes, uint64_t low_ram_limit = kPciHoleStart);
+  GuestMemory(uint64_t size_bytes, const MemoryImage& image, uint64_t low_ram_limit = kPciHoleStart);
   ~GuestMemory();
   GuestMemory(const GuestMemory&) = delete;
   GuestMemory& operator=(const GuestMemory&) = delete;
@@ -67,6 +69,7 @@ class GuestMemory {
   void map_regions(const MemoryImage* image);
 
   uint64_t size_;
+  uint64_t low_ram_limit_;
   std::vector<RamRegion> regions_;
   int image_fd_ = -1;
   uint64_t image_offset_ = 0;

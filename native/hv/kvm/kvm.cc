@@ -459,10 +459,10 @@ class KvmVm final : public Vm {
  public:
   KvmVm(int kvm_fd, UniqueFd vm_fd, size_t run_size, const std::vector<uint32_t>& saved_msrs, size_t xsave_bytes)
       : kvm_fd_(kvm_fd), fd_(std::move(vm_fd)), run_size_(run_size), saved_msrs_(saved_msrs), xsave_bytes_(xsave_bytes) {
-    // The TSS and identity-map pages KVM needs on Intel, placed just below the 4 GiB
-    // firmware area where no RAM is mapped.
-    if (xioctl(fd_.get(), KVM_SET_TSS_ADDR, 0xfffbd000ul) < 0) fail("HV_VM_CREATE", "KVM_SET_TSS_ADDR");
-    uint64_t identity = 0xfffbc000ull;
+    // The TSS (three pages) and identity-map page KVM needs on Intel, in the hole below the
+    // local APIC where neither RAM, PCI windows nor firmware flash (the top 16 MiB) lie.
+    if (xioctl(fd_.get(), KVM_SET_TSS_ADDR, 0xfeffd000ul) < 0) fail("HV_VM_CREATE", "KVM_SET_TSS_ADDR");
+    uint64_t identity = 0xfeffc000ull;
     if (xioctl(fd_.get(), KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
       fail("HV_VM_CREATE", "KVM_SET_IDENTITY_MAP_ADDR");
     if (xioctl(fd_.get(), KVM_CREATE_IRQCHIP) < 0) fail("HV_VM_CREATE", "KVM_CREATE_IRQCHIP");
@@ -471,14 +471,30 @@ class KvmVm final : public Vm {
     if (xioctl(fd_.get(), KVM_CREATE_PIT2, &pit) < 0) fail("HV_VM_CREATE", "KVM_CREATE_PIT2");
   }
 
-  void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host) override {
+  void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, bool read_only) override {
     kvm_userspace_memory_region r{};
     r.slot = slot;
+    r.flags = read_only ? KVM_MEM_READONLY : 0;
     r.guest_phys_addr = gpa;
     r.memory_size = size;
     r.userspace_addr = reinterpret_cast<uint64_t>(host);
     if (xioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
-      fail("HV_MEMORY", "KVM_SET_USER_MEMORY_REGION for " + std::to_string(size >> 20) + " MiB");
+      fail("HV_MEMORY", "KVM_SET_USER_MEMORY_REGION for " + std::to_string(size >> 10) + " KiB");
+  }
+
+  void unmap_memory(uint32_t slot) override {
+    kvm_userspace_memory_region r{};
+    r.slot = slot;  // size 0 deletes the slot
+    if (xioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0) fail("HV_MEMORY", "removing memory slot " + std::to_string(slot));
+  }
+
+  void signal_msi(uint64_t address, uint32_t data) override {
+    kvm_msi m{};
+    m.address_lo = static_cast<uint32_t>(address);
+    m.address_hi = static_cast<uint32_t>(address >> 32);
+    m.data = data;
+    // 0: the message reached no APIC (the guest programmed a destination that is not there).
+    if (xioctl(fd_.get(), KVM_SIGNAL_MSI, &m) < 0) fail("HV_IRQ", "KVM_SIGNAL_MSI");
   }
 
   std::unique_ptr<Vcpu> create_vcpu(uint32_t id) override {
@@ -502,6 +518,16 @@ class KvmVm final : public Vm {
     e.datamatch = datamatch;
     e.flags = has_datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0;
     if (xioctl(fd_.get(), KVM_IOEVENTFD, &e) < 0) fail("HV_IOEVENTFD", "KVM_IOEVENTFD at guest address " + std::to_string(gpa));
+  }
+
+  void unregister_ioevent(uint64_t gpa, uint32_t len, bool has_datamatch, uint64_t datamatch, int fd) override {
+    kvm_ioeventfd e{};
+    e.addr = gpa;
+    e.len = len;
+    e.fd = fd;
+    e.datamatch = datamatch;
+    e.flags = KVM_IOEVENTFD_FLAG_DEASSIGN | (has_datamatch ? KVM_IOEVENTFD_FLAG_DATAMATCH : 0);
+    if (xioctl(fd_.get(), KVM_IOEVENTFD, &e) < 0) fail("HV_IOEVENTFD", "removing the KVM_IOEVENTFD at guest address " + std::to_string(gpa));
   }
 
   void register_irqfd(int fd, uint32_t gsi, int resample_fd) override {
@@ -713,6 +739,8 @@ std::unique_ptr<Hypervisor> open_kvm(const char* device_path) {
   caps.immediate_exit = true;
   caps.ioeventfd = check(KVM_CAP_IOEVENTFD) > 0;
   caps.irqfd = check(KVM_CAP_IRQFD) > 0;
+  caps.readonly_memory = check(KVM_CAP_READONLY_MEM) > 0;
+  caps.msi = check(KVM_CAP_SIGNAL_MSI) > 0;
   int max = check(KVM_CAP_MAX_VCPUS);
   if (max <= 0) max = check(KVM_CAP_NR_VCPUS);
   caps.max_vcpus = max > 0 ? static_cast<uint32_t>(max) : 1;
