@@ -10,15 +10,21 @@ set -euo pipefail
 
 # Building the native addon and berth-vmm: a C++20 compiler and make (build-essential),
 # python3 for node-gyp, pkg-config, zlib (qcow2 compression), libslirp and its glib (NAT
-# networking), nlohmann-json (the worker's control protocol), liburing (asynchronous disk I/O).
-build=(build-essential python3 pkg-config zlib1g-dev libslirp-dev libglib2.0-dev nlohmann-json3-dev liburing-dev)
+# networking), nlohmann-json (the worker's control protocol), liburing (asynchronous disk I/O);
+# and the firmware Generation 2 and Generation 1 VMs boot, unmodified: OVMF (UEFI) and SeaBIOS.
+build=(build-essential python3 pkg-config zlib1g-dev libslirp-dev libglib2.0-dev nlohmann-json3-dev liburing-dev
+  ovmf seabios)
 # The tests: qemu-img and QEMU are the independent references the specs compare against,
 # and QEMU runs the KVM lab on hosts without /dev/kvm; busybox-static, cpio, xz-utils, lz4
 # and e2fsprogs build the lab's and the Linux boot spec's initramfs and images; clang
 # brings libFuzzer and the sanitizers; chromium drives the window end to end;
-# libvirt-clients and libxml2-utils validate exported libvirt XML and OVF.
+# libvirt-clients and libxml2-utils validate exported libvirt XML and OVF; acpica-tools (iasl)
+# judges the ACPI tables firmware VMs get; GRUB's EFI and BIOS images, xorriso and mtools
+# make a bootable ISO of Debian's installer (debian-installer-12-netboot-amd64) for the
+# firmware boot specs.
 tests=(qemu-system-x86 qemu-utils clang libclang-rt-14-dev lz4 xz-utils cpio busybox-static e2fsprogs chromium
-  libvirt-clients libxml2-utils)
+  libvirt-clients libxml2-utils acpica-tools grub-efi-amd64-bin grub-pc-bin xorriso mtools
+  debian-installer-12-netboot-amd64)
 
 with_tests=0
 check_only=0

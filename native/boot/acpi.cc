@@ -131,7 +131,9 @@ AcpiTable fadt(uint64_t dsdt_addr) {
   return t;
 }
 
-AcpiTable madt(uint32_t vcpu_count) {
+}  // namespace
+
+AcpiTable acpi_madt(uint32_t vcpu_count, const std::vector<AcpiIrqOverride>& overrides) {
   AcpiTable t;
   t.header("APIC", 4);
   t.u32(static_cast<uint32_t>(kLocalApicAddr));
@@ -149,7 +151,16 @@ AcpiTable madt(uint32_t vcpu_count) {
   t.u8(0);
   t.u32(static_cast<uint32_t>(kIoApicAddr));
   t.u32(0);  // GSI base
-  t.u8(4);   // local APIC NMI on LINT1 of every processor
+  for (const auto& o : overrides) {
+    t.u8(2);  // interrupt source override
+    t.u8(10);
+    t.u8(0);  // ISA bus
+    t.u8(o.isa_irq);
+    t.u32(o.gsi);
+    // MPS INTI flags: polarity (bits 0-1: 1 high, 3 low), trigger (bits 2-3: 1 edge, 3 level).
+    t.u16(static_cast<uint16_t>((o.active_low ? 3 : 1) | ((o.level ? 3 : 1) << 2)));
+  }
+  t.u8(4);  // local APIC NMI on LINT1 of every processor
   t.u8(6);
   t.u8(0xff);
   t.u16(0);
@@ -157,8 +168,6 @@ AcpiTable madt(uint32_t vcpu_count) {
   t.finish();
   return t;
 }
-
-}  // namespace
 
 uint32_t acpi_eisa_id(const char* id) {
   auto hex = [](char c) -> uint32_t { return static_cast<uint32_t>(c <= '9' ? c - '0' : c - 'A' + 10); };
@@ -195,7 +204,7 @@ uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count,
   uint64_t dsdt_addr = place(d);
   AcpiTable f = fadt(dsdt_addr);
   uint64_t fadt_addr = place(f);
-  AcpiTable m = madt(vcpu_count);
+  AcpiTable m = acpi_madt(vcpu_count, {});
   uint64_t madt_addr = place(m);
   AcpiTable x;
   x.header("XSDT", 1);

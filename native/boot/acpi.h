@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "boot/aml.h"
 #include "vmm/guest_memory.h"
 
 namespace berth::boot {
@@ -41,6 +42,17 @@ constexpr size_t kAcpiMaxMmioDevices = 16;
 
 // A seven-character EISA/PNP id ("PNP0501") compressed as AML's EisaId() does it.
 uint32_t acpi_eisa_id(const char* id);
+
+// An ISA interrupt wired other than ISA's default (edge, active high, GSI = IRQ).
+struct AcpiIrqOverride {
+  uint8_t isa_irq = 0;
+  uint32_t gsi = 0;
+  bool level = false;
+  bool active_low = false;
+};
+
+// The MADT: every vCPU's local APIC, the IOAPIC, the overrides, LINT1 as NMI.
+AcpiTable acpi_madt(uint32_t vcpu_count, const std::vector<AcpiIrqOverride>& overrides);
 
 // Writes the tables; returns the guest-physical address of the RSDP.
 uint64_t write_acpi_tables(vmm::GuestMemory& mem, uint32_t vcpu_count,
