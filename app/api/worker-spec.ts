@@ -4,7 +4,7 @@
 // (native/worker/machine_spec.cc) refuses anything else, naming the field.
 import { z } from 'zod';
 
-export const WORKER_SPEC_VERSION = 1;
+export const WORKER_SPEC_VERSION = 2;
 
 const filePath = z
   .string()
@@ -36,18 +36,42 @@ export const WorkerNic = z.strictObject({
   bridge: z.string().min(1).optional(),
 });
 
+export const WorkerKernelBoot = z.strictObject({ kernelPath: filePath, initrdPath: filePath.optional(), cmdline: z.string() });
+
+// Generation 1 (bios: SeaBIOS's ROM) and 2 (uefi: OVMF's code image and the VM's own copy
+// of a variable store, which the firmware writes). bootOrder: the kinds of device the
+// firmware tries, first to last (default dvd, disk, network).
+export const WorkerFirmwareBoot = z.strictObject({
+  firmware: z.discriminatedUnion('kind', [
+    z.strictObject({
+      kind: z.literal('uefi'),
+      codePath: filePath,
+      varsPath: filePath,
+      bootOrder: z.array(z.enum(['dvd', 'disk', 'network'])).optional(),
+    }),
+    z.strictObject({
+      kind: z.literal('bios'),
+      codePath: filePath,
+      bootOrder: z.array(z.enum(['dvd', 'disk', 'network'])).optional(),
+    }),
+  ]),
+});
+
 export const WorkerSpec = z.strictObject({
   specVersion: z.literal(WORKER_SPEC_VERSION),
   vmId: z.uuid(),
   name: z.string().min(1),
   memoryMiB: z.int().min(2),
   vcpus: z.int().min(1),
-  boot: z.strictObject({ kernelPath: filePath, initrdPath: filePath.optional(), cmdline: z.string() }),
+  boot: z.union([WorkerKernelBoot, WorkerFirmwareBoot]),
   testExitPort: z.boolean(),
   // COM1's output reaches console clients (false: the guest's serial port goes nowhere).
   com1: z.boolean(),
   disks: z.array(WorkerDisk),
   nics: z.array(WorkerNic),
+  // DVD drives of a firmware-booted VM, on its SCSI controller: an ISO image each, or empty
+  // (path ''). A VM that boots a kernel file has none.
+  dvds: z.array(z.strictObject({ path: z.string().refine((p) => !p.includes('\0'), 'must not contain NUL characters') })).optional(),
   // Resume from this state file (absolute) instead of booting: the saved state of a Saved VM
   // or a checkpoint's memory. Only read. The rest of the spec must describe the machine that
   // was saved (memory, vCPUs, the same disks in the same order, NICs), else the start fails

@@ -2,7 +2,8 @@
 // disks in slot order with passthrough devices resolved by stable id to their /dev path,
 // network adapters with their stable MACs. Anything the host cannot provide now fails the
 // start here, with a message that says what to attach or remove.
-import { BerthError, WORKER_SPEC_VERSION, WorkerSpec, type VmConfig } from '../api';
+import type { z } from 'zod';
+import { BerthError, WORKER_SPEC_VERSION, WorkerSpec, type VmConfig, type WorkerKernelBoot } from '../api';
 import { resolveStableId } from '../native/host-disks';
 
 function disks(config: VmConfig): WorkerSpec['disks'] {
@@ -43,7 +44,7 @@ export function toWorkerSpec(config: VmConfig): WorkerSpec {
   if (config.boot.kind === 'firmware') {
     throw new BerthError('UNSUPPORTED', `'${config.name}' boots from firmware, which this VMM cannot do yet`);
   }
-  const boot: WorkerSpec['boot'] = { kernelPath: config.boot.kernelPath, cmdline: config.boot.cmdline };
+  const boot: z.infer<typeof WorkerKernelBoot> = { kernelPath: config.boot.kernelPath, cmdline: config.boot.cmdline };
   if (config.boot.initrdPath !== undefined) boot.initrdPath = config.boot.initrdPath;
   // Parsed here too, so a spec the worker would refuse fails in the services, naming the field.
   return WorkerSpec.parse({

@@ -51,10 +51,30 @@ struct DiskConfig {
   std::string serial;  // GET_ID's answer, at most 20 bytes
 };
 
+// The firmware a Generation 1 (BIOS) or 2 (UEFI) VM boots instead of a kernel file: the
+// Q35-like platform with PCI, its chipset, fw_cfg and flash (machine/firmware_image.h).
+enum class FirmwareKind { kNone, kUefi, kBios };
+
+struct FirmwareConfig {
+  FirmwareKind kind = FirmwareKind::kNone;
+  std::string code_path;  // OVMF's code image (UEFI) or SeaBIOS's ROM (BIOS)
+  std::string vars_path;  // UEFI: the VM's own variable store, which the firmware writes
+  // Which kinds of device the firmware tries, first to last (passed as fw_cfg "bootorder").
+  enum class BootDevice { kDvd, kDisk, kNetwork };
+  std::vector<BootDevice> boot_order{BootDevice::kDvd, BootDevice::kDisk, BootDevice::kNetwork};
+};
+
+// A DVD drive of a firmware-booted VM (on its SCSI controller): an ISO image as read-only
+// media, or empty.
+struct DvdConfig {
+  std::string path;  // empty: no media
+};
+
 struct MachineConfig {
   uint64_t memory_bytes = 64ull << 20;
   uint32_t vcpu_count = 1;
-  boot::BootConfig boot;
+  boot::BootConfig boot;  // used when firmware.kind is kNone
+  FirmwareConfig firmware;
   bool test_exit_port = false;   // the 0xf4 port that lets a test guest end the VM
   bool restart_on_reset = true;  // a guest reset reboots the VM (false: the VM stops)
   // virtio-mmio devices, in this order, at kVirtioMmioBase + n * 0x1000 with ISA IRQs
@@ -67,6 +87,8 @@ struct MachineConfig {
   std::vector<DiskConfig> disks;
   // virtio-net cards, one per entry (after the disks), each on its own backend.
   std::vector<devices::net::NicConfig> nics;
+  // DVD drives (firmware-booted VMs only).
+  std::vector<DvdConfig> dvds;
   // A saved-state file (machine/state_file.h) to resume from instead of booting. It must
   // have been saved by a machine of this same configuration (STATE_MACHINE_MISMATCH); it
   // is only read, and must stay unchanged while the VM runs (its memory is mapped).

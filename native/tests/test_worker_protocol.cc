@@ -16,7 +16,7 @@ namespace {
 std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
 
 const char* kSpec =
-    R"({"specVersion":1,"vmId":"0b7e5f6e-4a57-4a55-9a38-2f1a4f3ae111","name":"web1","memoryMiB":64,"vcpus":2,)"
+    R"({"specVersion":2,"vmId":"0b7e5f6e-4a57-4a55-9a38-2f1a4f3ae111","name":"web1","memoryMiB":64,"vcpus":2,)"
     R"("boot":{"kernelPath":"/k","initrdPath":"/i","cmdline":"console=ttyS0"},"testExitPort":false,"com1":true,)"
     R"("disks":[{"path":"disks/a.qcow2","readOnly":false,"serial":"berth-slot-0"},)"
     R"({"path":"/dev/loop3","readOnly":true,"format":"host-device","serial":"berth-slot-1"}],)"
@@ -148,9 +148,43 @@ TEST(machine_spec_reads_disks_nics_and_boot) {
   CHECK(s.machine.restart_on_reset);
 }
 
+TEST(machine_spec_reads_firmware_boot) {
+  const std::string kernel = R"("boot":{"kernelPath":"/k","initrdPath":"/i","cmdline":"console=ttyS0"})";
+  WorkerSpec u = parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"uefi","codePath":"/c.fd","varsPath":"/v.fd"}})"));
+  CHECK(u.machine.firmware.kind == berth::machine::FirmwareKind::kUefi);
+  CHECK_STR(u.machine.firmware.code_path, std::string("/c.fd"));
+  CHECK_STR(u.machine.firmware.vars_path, std::string("/v.fd"));
+  CHECK(u.machine.boot.kernel_path.empty());
+  WorkerSpec b = parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"bios","codePath":"/bios.bin"}})"));
+  CHECK(b.machine.firmware.kind == berth::machine::FirmwareKind::kBios);
+  CHECK(parse_machine_spec(kSpec).machine.firmware.kind == berth::machine::FirmwareKind::kNone);
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"efi","codePath":"/c"}})")),
+                    "INVALID_CONFIG", "boot.firmware.kind");
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"uefi","codePath":"/c"}})")),
+                    "INVALID_CONFIG", "varsPath");
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"bios","codePath":"/c","varsPath":"/v"}})")),
+                    "INVALID_CONFIG", "UEFI only");
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"bios","codePath":"/c"},"kernelPath":"/k"})")),
+                    "INVALID_CONFIG", "kernelPath");
+  using Device = berth::machine::FirmwareConfig::BootDevice;
+  CHECK(b.machine.firmware.boot_order == (std::vector<Device>{Device::kDvd, Device::kDisk, Device::kNetwork}));
+  WorkerSpec o = parse_machine_spec(with(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"bios","codePath":"/c","bootOrder":["disk","dvd"]}})"),
+                                         R"("com1":true,)", R"("com1":true,"dvds":[{"path":"/x.iso"},{"path":""}],)"));
+  CHECK(o.machine.firmware.boot_order == (std::vector<Device>{Device::kDisk, Device::kDvd}));
+  CHECK_EQ(o.machine.dvds.size(), size_t{2});
+  CHECK_STR(o.machine.dvds[0].path, std::string("/x.iso"));
+  CHECK(o.machine.dvds[1].path.empty());
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"bios","codePath":"/c","bootOrder":["disk","disk"]}})")),
+                    "INVALID_CONFIG", "listed twice");
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"bios","codePath":"/c","bootOrder":["floppy"]}})")),
+                    "INVALID_CONFIG", "bootOrder[0]");
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, R"("com1":true,)", R"("com1":true,"dvds":[{"path":"/x.iso"}],)")),
+                    "INVALID_CONFIG", "SCSI controller");
+}
+
 TEST(machine_spec_refuses_what_the_schema_does_not_allow) {
   CHECK_THROWS_CODE(parse_machine_spec("{"), "INVALID_CONFIG", "not valid JSON");
-  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, "\"specVersion\":1", "\"specVersion\":2")), "UNSUPPORTED_VERSION", "version 2");
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, "\"specVersion\":2", "\"specVersion\":3")), "UNSUPPORTED_VERSION", "version 3");
   CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, "\"vcpus\":2", "\"vcpus\":0")), "INVALID_CONFIG", "vcpus");
   CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, "\"vcpus\":2", "\"vcpus\":2,\"gpu\":true")), "INVALID_CONFIG", "unknown field 'gpu'");
   CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, "\"memoryMiB\":64", "\"memoryMiB\":\"64\"")), "INVALID_CONFIG", "memoryMiB");

@@ -116,7 +116,7 @@ devices::net::NicConfig parse_nic(const json& n, const std::string& where) {
 WorkerSpec parse_machine_spec(std::string_view json_text) {
   json v = json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (v.is_discarded()) throw Error("INVALID_CONFIG", "run/machine.json is not valid JSON");
-  only_keys(v, "(spec)", {"specVersion", "vmId", "name", "memoryMiB", "vcpus", "boot", "testExitPort", "com1", "disks", "nics", "restoreFrom"});
+  only_keys(v, "(spec)", {"specVersion", "vmId", "name", "memoryMiB", "vcpus", "boot", "testExitPort", "com1", "disks", "nics", "dvds", "restoreFrom"});
   uint64_t version = number(v, "(spec)", "specVersion", 0, UINT32_MAX);
   if (version != kWorkerSpecVersion) {
     throw Error("UNSUPPORTED_VERSION", "run/machine.json is version " + std::to_string(version) +
@@ -131,11 +131,44 @@ WorkerSpec parse_machine_spec(std::string_view json_text) {
   m.memory_bytes = number(v, "(spec)", "memoryMiB", 2, uint64_t{1} << 24) << 20;
   m.vcpu_count = static_cast<uint32_t>(number(v, "(spec)", "vcpus", 1, 1024));
   const json& boot = field(v, "(spec)", "boot");
-  only_keys(boot, "boot", {"kernelPath", "initrdPath", "cmdline"});
-  m.boot.kernel_path = text(boot, "boot", "kernelPath");
-  if (m.boot.kernel_path.empty()) bad("boot.kernelPath", "must not be empty");
-  m.boot.initrd_path = text(boot, "boot", "initrdPath", true);
-  m.boot.cmdline = text(boot, "boot", "cmdline");
+  if (boot.is_object() && boot.contains("firmware")) {
+    only_keys(boot, "boot", {"firmware"});
+    const json& fw = field(boot, "boot", "firmware");
+    only_keys(fw, "boot.firmware", {"kind", "codePath", "varsPath", "bootOrder"});
+    const std::string kind = text(fw, "boot.firmware", "kind");
+    if (kind != "uefi" && kind != "bios") bad("boot.firmware.kind", "must be 'uefi' or 'bios'");
+    m.firmware.kind = kind == "uefi" ? machine::FirmwareKind::kUefi : machine::FirmwareKind::kBios;
+    m.firmware.code_path = text(fw, "boot.firmware", "codePath");
+    if (m.firmware.code_path.empty()) bad("boot.firmware.codePath", "must not be empty");
+    if (m.firmware.kind == machine::FirmwareKind::kUefi) {
+      m.firmware.vars_path = text(fw, "boot.firmware", "varsPath");
+      if (m.firmware.vars_path.empty()) bad("boot.firmware.varsPath", "must not be empty");
+    } else if (fw.contains("varsPath")) {
+      bad("boot.firmware.varsPath", "is for UEFI only: a BIOS keeps its settings in CMOS");
+    }
+    if (fw.contains("bootOrder")) {
+      using Device = machine::FirmwareConfig::BootDevice;
+      const json& order = list(fw, "boot.firmware", "bootOrder");
+      m.firmware.boot_order.clear();
+      for (size_t i = 0; i < order.size(); ++i) {
+        const std::string at = "boot.firmware.bootOrder[" + std::to_string(i) + "]";
+        if (!order[i].is_string()) bad(at, "must be 'dvd', 'disk' or 'network'");
+        const std::string d = order[i].get<std::string>();
+        const Device dev = d == "dvd" ? Device::kDvd : d == "disk" ? Device::kDisk : d == "network" ? Device::kNetwork
+                                                                                          : (bad(at, "must be 'dvd', 'disk' or 'network'"), Device::kDisk);
+        for (Device seen : m.firmware.boot_order) {
+          if (seen == dev) bad(at, "'" + d + "' is listed twice");
+        }
+        m.firmware.boot_order.push_back(dev);
+      }
+    }
+  } else {
+    only_keys(boot, "boot", {"kernelPath", "initrdPath", "cmdline"});
+    m.boot.kernel_path = text(boot, "boot", "kernelPath");
+    if (m.boot.kernel_path.empty()) bad("boot.kernelPath", "must not be empty");
+    m.boot.initrd_path = text(boot, "boot", "initrdPath", true);
+    m.boot.cmdline = text(boot, "boot", "cmdline");
+  }
   m.boot.vcpu_count = m.vcpu_count;
   m.test_exit_port = flag(v, "(spec)", "testExitPort");
   m.restart_on_reset = true;
@@ -143,6 +176,17 @@ WorkerSpec parse_machine_spec(std::string_view json_text) {
   for (size_t i = 0; i < disks.size(); ++i) m.disks.push_back(parse_disk(disks[i], "disks[" + std::to_string(i) + "]"));
   const json& nics = list(v, "(spec)", "nics");
   for (size_t i = 0; i < nics.size(); ++i) m.nics.push_back(parse_nic(nics[i], "nics[" + std::to_string(i) + "]"));
+  if (v.contains("dvds")) {
+    const json& dvds = list(v, "(spec)", "dvds");
+    if (m.firmware.kind == machine::FirmwareKind::kNone && !dvds.empty()) {
+      bad("dvds", "DVD drives sit on the SCSI controller of Generation 1 and 2 VMs; a VM that boots a kernel file has none");
+    }
+    for (size_t i = 0; i < dvds.size(); ++i) {
+      const std::string at = "dvds[" + std::to_string(i) + "]";
+      only_keys(dvds[i], at, {"path"});
+      m.dvds.push_back({text(dvds[i], at, "path", true)});
+    }
+  }
   if (v.contains("restoreFrom")) {
     m.restore_from = text(v, "(spec)", "restoreFrom");
     if (m.restore_from.empty() || m.restore_from[0] != '/') bad("restoreFrom", "must be an absolute path");

@@ -12,7 +12,7 @@
 
 namespace berth::worker {
 
-constexpr int kWorkerSpecVersion = 1;
+constexpr int kWorkerSpecVersion = 2;
 
 struct WorkerSpec {
   std::string vm_id;
