@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "common/error.h"
 #include "common/unique_fd.h"
@@ -44,11 +45,18 @@ using berth::machine::MachineState;
 
 constexpr const char* kUsage =
     "usage: berth-vmm --kernel PATH [options]\n"
+    "       berth-vmm --uefi CODE --vars VARS [options]\n"
+    "       berth-vmm --bios ROM [options]\n"
     "\n"
     "Runs one virtual machine (KVM) with its serial console (COM1) on stdin/stdout.\n"
     "\n"
     "options:\n"
-    "  --kernel PATH      guest kernel: PVH ELF, Linux bzImage or vmlinux (required)\n"
+    "  --kernel PATH      guest kernel: PVH ELF, Linux bzImage or vmlinux\n"
+    "  --uefi PATH        boot UEFI firmware (OVMF's code image) instead of a kernel\n"
+    "  --vars PATH        with --uefi: the VM's UEFI variable store (written by the firmware)\n"
+    "  --bios PATH        boot a BIOS (SeaBIOS's ROM) instead of a kernel\n"
+    "  --disk PATH[:ro]   a virtual disk (repeatable; ':ro' attaches it read-only)\n"
+    "  --dvd PATH         a DVD drive with this ISO image (repeatable; firmware VMs only)\n"
     "  --initrd PATH      initial ramdisk\n"
     "  --cmdline STR      kernel command line (default: empty)\n"
     "  --memory MIB       guest memory in MiB (default: 64)\n"
@@ -86,6 +94,8 @@ struct UsageError {
 
 struct Options {
   std::string kernel, initrd, cmdline;
+  std::string uefi, vars, bios;
+  std::vector<std::string> disks, dvds;
   uint64_t memory_mib = 64;
   uint32_t vcpus = 1;
   bool test_exit_port = false;
@@ -137,6 +147,16 @@ Options parse_args(int argc, char** argv) {
       o.memory_mib = parse_number(name, value(), 2, uint64_t{1} << 24);
     } else if (name == "--vcpus") {
       o.vcpus = static_cast<uint32_t>(parse_number(name, value(), 1, 1024));
+    } else if (name == "--uefi") {
+      o.uefi = value();
+    } else if (name == "--vars") {
+      o.vars = value();
+    } else if (name == "--bios") {
+      o.bios = value();
+    } else if (name == "--disk") {
+      o.disks.emplace_back(value());
+    } else if (name == "--dvd") {
+      o.dvds.emplace_back(value());
     } else if (name == "--test-exit-port") {
       flag();
       o.test_exit_port = true;
@@ -147,7 +167,12 @@ Options parse_args(int argc, char** argv) {
       throw UsageError{"unknown argument '" + std::string(arg) + "' (see --help)"};
     }
   }
-  if (!o.help && (!have_kernel || o.kernel.empty())) throw UsageError{"--kernel PATH is required (see --help)"};
+  const int boots = (have_kernel ? 1 : 0) + (o.uefi.empty() ? 0 : 1) + (o.bios.empty() ? 0 : 1);
+  if (!o.help && boots != 1) throw UsageError{"give one of --kernel PATH, --uefi PATH or --bios PATH (see --help)"};
+  if (!o.help && have_kernel && o.kernel.empty()) throw UsageError{"--kernel needs a file path"};
+  if (!o.uefi.empty() && o.vars.empty()) throw UsageError{"--uefi needs --vars PATH: the VM's own copy of a variable store"};
+  if (o.uefi.empty() && !o.vars.empty()) throw UsageError{"--vars goes with --uefi"};
+  if (have_kernel && !o.dvds.empty()) throw UsageError{"--dvd needs --uefi or --bios: DVD drives sit on a firmware VM's SCSI controller"};
   return o;
 }
 
@@ -314,6 +339,25 @@ int run(const Options& o) {
   config.boot.vcpu_count = o.vcpus;
   config.test_exit_port = o.test_exit_port;
   config.restart_on_reset = !o.no_reboot;
+  if (!o.uefi.empty()) {
+    config.firmware.kind = berth::machine::FirmwareKind::kUefi;
+    config.firmware.code_path = o.uefi;
+    config.firmware.vars_path = o.vars;
+  } else if (!o.bios.empty()) {
+    config.firmware.kind = berth::machine::FirmwareKind::kBios;
+    config.firmware.code_path = o.bios;
+  }
+  for (const auto& d : o.disks) {
+    berth::machine::DiskConfig disk;
+    disk.path = d;
+    if (d.size() > 3 && d.ends_with(":ro")) {
+      disk.path = d.substr(0, d.size() - 3);
+      disk.read_only = true;
+    }
+    disk.serial = "berth-slot-" + std::to_string(config.disks.size());
+    config.disks.push_back(disk);
+  }
+  for (const auto& d : o.dvds) config.dvds.push_back({d});
 
   StdoutConsole console;
   Machine machine(config, console);
