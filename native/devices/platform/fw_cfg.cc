@@ -77,7 +77,11 @@ void FwCfg::add_u32(uint16_t key, uint32_t value) { add_item(key, little_endian(
 void FwCfg::add_u64(uint16_t key, uint64_t value) { add_item(key, little_endian(value, 8)); }
 
 void FwCfg::add_file(std::string_view name, std::vector<uint8_t> bytes, FileOptions options) {
-  const std::string quoted = "'" + std::string(name.substr(0, 80)) + "'";
+  std::string shown(name.substr(0, 80));
+  for (char& c : shown) {
+    if (static_cast<unsigned char>(c) < 0x20) c = '?';
+  }
+  const std::string quoted = "'" + shown + "'";
   if (name.empty() || name.size() > kMaxFileNameLength || name.find('\0') != name.npos) {
     throw Error("FW_CFG_FILE", "fw_cfg file name " + quoted + " must have 1 to " +
                                    std::to_string(kMaxFileNameLength) + " characters and no NUL");
