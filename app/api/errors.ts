@@ -84,6 +84,15 @@ export const NATIVE_ERROR_CODES = [
   'PCI_CAPABILITY_INVALID',
   'PCI_SLOT_INVALID',
   'PCI_SLOT_IN_USE',
+  // Firmware devices: a fw_cfg item or file the machine cannot offer (bad key, name, size),
+  // an ACPI table-loader command the firmware would refuse, a flash file that is missing,
+  // of the wrong size, or a variable store that does not fit the code image.
+  'FW_CFG_ITEM',
+  'FW_CFG_FILE',
+  'ACPI_LOADER',
+  'FLASH_FILE',
+  'FLASH_SIZE',
+  'FLASH_LAYOUT',
   // Saved state: a damaged or truncated file, a format version this Berth does not read, a
   // host CPU without features the saved vCPUs used, a spec that does not describe the saved
   // machine, a file that could not be written.
