@@ -74,6 +74,11 @@ export const NATIVE_ERROR_CODES = [
   'NET_BRIDGE_NOT_FOUND',
   'NET_PORT_FORWARD',
   'NET_SETUP',
+  // PCI: a function, BAR, capability or bus slot the machine set up wrongly (a programming
+  // error in the platform, never the guest's doing).
+  'PCI_FUNCTION_INVALID',
+  'PCI_BAR_INVALID',
+  'PCI_CAPABILITY_INVALID',
   // Saved state: a damaged or truncated file, a format version this Berth does not read, a
   // host CPU without features the saved vCPUs used, a spec that does not describe the saved
   // machine, a file that could not be written.

@@ -9,6 +9,8 @@
 #include <optional>
 #include <span>
 
+#include "vmm/bus_device.h"
+
 namespace berth::devices::pci {
 
 constexpr uint32_t kConventionalConfigSize = 256;
@@ -42,6 +44,9 @@ class PciDevice {
   virtual void bar_write(uint32_t bar, uint64_t offset, std::span<const uint8_t> data) = 0;
   // Machine reset: configuration registers (BARs, command) and device state to power-on.
   virtual void reset() = 0;
+  // The platform's interrupt input for the function's INTx pin (configuration byte 0x3d),
+  // chosen by the bus; nullptr disconnects it. Not owned: the line outlives the function.
+  virtual void connect_intx(vmm::IrqLine* line) = 0;
 };
 
 }  // namespace berth::devices::pci
