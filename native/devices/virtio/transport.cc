@@ -296,6 +296,12 @@ void TransportCore::set_queue_ring(QueueRing ring, bool high_half, uint32_t valu
   a = high_half ? (a & 0xffffffffull) | (static_cast<uint64_t>(value) << 32) : (a & ~0xffffffffull) | value;
 }
 
+void TransportCore::preset_queue_sizes() {
+  for (uint16_t i = 0; i < queues_.size(); ++i) {
+    if (!queues_[i].active()) queues_[i].size = std::min<uint32_t>(device_->queue_max_size(i), kMaxQueueSize);
+  }
+}
+
 void TransportCore::set_queue_ready(uint32_t value) {
   Virtqueue* q = selected();
   if (!q) return;

@@ -91,6 +91,9 @@ class TransportCore final : private DeviceContext {
   // 4.2.2.2); these ignore writes otherwise or without a selected queue.
   void set_queue_size(uint32_t size);
   void set_queue_ring(QueueRing ring, bool high_half, uint32_t value);
+  // Every queue's size to its maximum, as virtio-pci's queue_size reads after a reset
+  // (virtio 1.2 4.1.4.3); transport_reset() of a transport that needs it calls this.
+  void preset_queue_sizes();
   // 1 activates the selected queue (a bad configuration sets NEEDS_RESET); 0 stops it and
   // keeps its configuration.
   void set_queue_ready(uint32_t value);
