@@ -49,6 +49,8 @@ void VirtioPci::load_state(state::Reader& parent) {
           std::lock_guard<std::mutex> lock(irq_mu_);
           isr_ = isr;
           msix_ = table;
+          // The core's reset on the way dropped the line: INTx follows ISR again.
+          if (!(msix_control() & kMsixControlEnable)) set_intx(isr_ != 0);
         });
   } catch (...) {
     reset();
