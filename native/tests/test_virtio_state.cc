@@ -286,3 +286,42 @@ TEST(virtio_net_state_restores_a_running_nic_and_refuses_another_mac) {
   CHECK_THROWS_CODE(load(c, bytes), "STATE_INVALID",
                     "virtio-mmio/virtio-net: mac is 52:54:00:12:34:56, but this NIC is configured with 52:54:00:12:34:57");
 }
+
+// The "virtio-mmio" version 1 layout, field by field as the transport wrote it before the
+// shared core existed: a state file from then still loads.
+TEST(virtio_mmio_state_reads_the_version_1_layout) {
+  vmm::GuestMemory mem(1 << 20);
+  TestRing ring(mem, 8);
+  Virtqueue q(mem);
+  ring.attach(q);
+  CHECK(q.activate(false, 256));
+  state::Writer w;
+  size_t token = w.begin("virtio-mmio", 1);
+  w.u32(kDeviceIdRng);
+  w.u16(1);  // queue_count
+  w.u32(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  w.u32(1);  // device_features_sel
+  w.u32(0);  // driver_features_sel
+  w.u64(kFeatureVersion1);
+  w.u32(0);  // queue_sel
+  w.u32(5);  // config_generation
+  w.u32(kInterruptUsedBuffer);
+  w.str("");  // last_error
+  q.save_state(w);
+  w.end(w.begin("virtio-rng", 1));
+  w.end(token);
+  CountingInterrupt irq;
+  VirtioMmio m(mem, std::make_shared<VirtioRng>(), irq);
+  load(m, w.take());
+  CHECK_EQ(rd(m, kMmioStatus), kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  CHECK_EQ(rd(m, kMmioConfigGeneration), 5u);
+  CHECK_EQ(rd(m, kMmioInterruptStatus), kInterruptUsedBuffer);
+  CHECK_EQ(irq.count.load(), 1);  // the unacknowledged interrupt is raised again
+  CHECK_EQ(rd(m, kMmioDeviceFeatures), 1u);  // device_features_sel 1 came back
+  CHECK_EQ(rd(m, kMmioQueueNum), 8u);
+  ring.set_desc(0, kBuf, 16, kDescWrite);
+  ring.offer(0);
+  wr(m, kMmioQueueNotify, 0);
+  m.sync();
+  CHECK_EQ(ring.used_idx(), 1);
+}

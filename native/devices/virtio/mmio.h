@@ -1,6 +1,9 @@
 // The virtio-mmio transport, version 2 (virtio 1.x section 4.2; modern devices only) as a
 // bus device, with one I/O thread that runs the device's queue work.
 //
+// The transport-independent part (status, features, queues, the I/O thread, saved state)
+// is TransportCore (transport.h); this class is the register layout over it.
+//
 // Notifications: every queue has an eventfd (notify_fd). The machine registers it as an
 // ioeventfd at kQueueNotify with datamatch = queue index, so a guest kick never leaves
 // the hypervisor; without ioeventfd the QueueNotify write reaches write() on the vCPU
@@ -11,15 +14,11 @@
 #pragma once
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
-#include <vector>
 
-#include "common/unique_fd.h"
+#include "devices/virtio/transport.h"
 #include "devices/virtio/virtio_device.h"
 #include "vmm/bus_device.h"
 #include "vmm/guest_memory.h"
@@ -68,22 +67,22 @@ class EdgeInterrupt {
   virtual void trigger() = 0;
 };
 
-class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
+class VirtioMmio final : public vmm::BusDevice, private TransportHooks {
  public:
   // Starts the I/O thread. Throws berth::Error VIRTIO_SETUP if eventfd/epoll fail.
   VirtioMmio(vmm::GuestMemory& memory, std::shared_ptr<VirtioDevice> device, EdgeInterrupt& irq);
-  ~VirtioMmio() override;  // stops and joins the I/O thread
+  ~VirtioMmio() override = default;  // the core stops and joins the I/O thread
 
   void read(uint64_t offset, std::span<uint8_t> data) override;
   void write(uint64_t offset, std::span<const uint8_t> data) override;
 
   // Machine reset: the device and all queues return to their power-on state.
-  void reset();
+  void reset() { core_.reset(); }
 
-  uint16_t queue_count() const { return static_cast<uint16_t>(queues_.size()); }
+  uint16_t queue_count() const { return core_.queue_count(); }
   // The eventfd the I/O thread waits on for kicks of queue `queue` (see the file comment).
-  int notify_fd(uint16_t queue) const { return notify_fds_[queue].get(); }
-  VirtioDevice& device() { return *device_; }
+  int notify_fd(uint16_t queue) const { return core_.notify_fd(queue); }
+  VirtioDevice& device() { return core_.device(); }
 
   // Saved state and live checkpoints, from the machine's thread with the vCPUs paused.
   // freeze() returns once the device has answered every request it took from the queues
@@ -91,9 +90,9 @@ class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
   // completions) until thaw(); host input waits in the device meanwhile. thaw() has the I/O
   // thread re-check every queue once, as if kicked, since kicks that arrived while frozen
   // were dropped. Both are idempotent; freeze throws what the device's freeze throws.
-  void freeze();
-  void thaw();
-  bool frozen() const;
+  void freeze() { core_.freeze(); }
+  void thaw() { core_.thaw(); }
+  bool frozen() const { return core_.frozen(); }
   // The transport's record: its registers, every queue and, nested, its device's record.
   // Only while frozen (VIRTIO_SETUP otherwise).
   void save_state(state::Writer& w) const;
@@ -105,55 +104,25 @@ class VirtioMmio final : public vmm::BusDevice, private DeviceContext {
   void load_state(state::Reader& r);
 
   // For tests and diagnostics.
-  uint32_t status() const;
-  std::string last_error() const;
+  uint32_t status() const { return core_.locked_status(); }
+  std::string last_error() const { return core_.last_error(); }
   // Blocks until the I/O thread has handled everything signalled before the call.
-  void sync();
+  void sync() { core_.sync(); }
 
  private:
-  // DeviceContext
-  void signal_used(uint16_t queue) override;
-  void kick() override;
-  void post_completion() override;
-  int completion_fd() override { return complete_fd_.get(); }
-  void fail(const std::string& why) override;
-  void config_changed() override;
+  // TransportHooks
+  void queue_interrupt(uint16_t) override { raise(kInterruptUsedBuffer); }
+  void config_interrupt() override { raise(kInterruptConfigChange); }
+  void transport_reset() override { interrupt_status_.store(0); }
 
   uint32_t read_register(uint64_t offset);
   void write_register(uint64_t offset, uint32_t value);
-  void write_status(uint32_t value);
-  void reset_locked();
-  void set_needs_reset(const std::string& why);
   void raise(uint32_t bits);
-  void check_queues();
-  // Has the I/O thread look at every queue, host input and completion once (when the
-  // device is running).
-  void recheck_locked();
-  void io_loop();
-  bool dispatchable() const { return (status_ & kStatusDriverOk) && !(status_ & kStatusNeedsReset); }
 
-  vmm::GuestMemory& memory_;
-  std::shared_ptr<VirtioDevice> device_;
   EdgeInterrupt& irq_;
-
-  mutable std::mutex mu_;
-  std::vector<Virtqueue> queues_;
-  uint32_t status_ = 0;
-  uint32_t device_features_sel_ = 0;
-  uint32_t driver_features_sel_ = 0;
-  uint64_t driver_features_ = 0;
-  uint32_t queue_sel_ = 0;
-  uint32_t config_generation_ = 0;
   std::atomic<uint32_t> interrupt_status_{0};
-  std::string last_error_;
-  bool frozen_ = false;  // the I/O thread runs no device work
-
-  std::vector<UniqueFd> notify_fds_;
-  UniqueFd kick_fd_, complete_fd_, stop_fd_, epoll_fd_;
-  UniqueFd sync_fd_;
-  uint64_t sync_requested_ = 0, sync_done_ = 0;  // under mu_
-  std::condition_variable sync_cv_;
-  std::thread thread_;
+  // Last: destroyed first, so the I/O thread stops before the members its hooks use.
+  TransportCore core_;
 };
 
 }  // namespace berth::devices::virtio

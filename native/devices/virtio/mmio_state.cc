@@ -1,7 +1,5 @@
-// VirtioMmio's freeze/thaw and saved state (mmio.h).
-#include <cstdio>
-
-#include "common/error.h"
+// VirtioMmio's saved state (mmio.h): record "virtio-mmio" version 1, the core's fields
+// (transport.h) with InterruptStatus among them.
 #include "common/state_stream.h"
 #include "devices/virtio/mmio.h"
 
@@ -9,115 +7,31 @@ namespace berth::devices::virtio {
 
 namespace {
 
-constexpr size_t kMaxLastError = 4096;
 constexpr uint32_t kInterruptBits = kInterruptUsedBuffer | kInterruptConfigChange;
-
-std::string hex(uint64_t v) {
-  char b[24];
-  std::snprintf(b, sizeof b, "0x%llx", static_cast<unsigned long long>(v));
-  return b;
-}
 
 }  // namespace
 
-void VirtioMmio::freeze() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (frozen_) return;
-  // Set first: the I/O thread, waiting for the lock now, must find it set.
-  frozen_ = true;
-  device_->freeze();
-}
-
-void VirtioMmio::thaw() {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!frozen_) return;
-  frozen_ = false;
-  device_->thaw();
-  recheck_locked();
-}
-
-bool VirtioMmio::frozen() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return frozen_;
-}
-
 void VirtioMmio::save_state(state::Writer& w) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  if (!frozen_) throw Error("VIRTIO_SETUP", std::string(device_->name()) + ": saving state needs a frozen device");
-  size_t token = w.begin("virtio-mmio", 1);
-  w.u32(device_->device_id());
-  w.u16(static_cast<uint16_t>(queues_.size()));
-  w.u32(status_);
-  w.u32(device_features_sel_);
-  w.u32(driver_features_sel_);
-  w.u64(driver_features_);
-  w.u32(queue_sel_);
-  w.u32(config_generation_);
-  w.u32(interrupt_status_.load());
-  w.str(last_error_.size() <= kMaxLastError ? last_error_ : last_error_.substr(0, kMaxLastError));
-  for (const auto& q : queues_) q.save_state(w);
-  device_->save_state(w);
-  w.end(token);
+  core_.save_state(w, "virtio-mmio", 1, [&](state::Writer& out, uint32_t) { out.u32(interrupt_status_.load()); });
 }
 
 void VirtioMmio::load_state(state::Reader& parent) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto rec = parent.record("virtio-mmio", 1);
-  state::Reader& r = rec.body;
-  const uint32_t device_id = r.u32("device_id");
-  if (device_id != device_->device_id()) {
-    r.fail("device_id is " + std::to_string(device_id) + ", but this is " + device_->name() + " (device id " +
-           std::to_string(device_->device_id()) + ")");
-  }
-  const uint16_t queue_count = r.u16("queue_count");
-  if (queue_count != queues_.size()) {
-    r.fail("queue_count is " + std::to_string(queue_count) + ", but this " + device_->name() + " has " +
-           std::to_string(queues_.size()));
-  }
-  const uint32_t status = r.u32("status");
-  const uint32_t device_features_sel = r.u32("device_features_sel");
-  const uint32_t driver_features_sel = r.u32("driver_features_sel");
-  const uint64_t driver_features = r.u64("driver_features");
-  const uint32_t queue_sel = r.u32("queue_sel");
-  const uint32_t config_generation = r.u32("config_generation");
-  const uint32_t interrupt_status = r.u32("interrupt_status");
-  std::string last_error = r.str(kMaxLastError, "last_error");
-  // What write_status lets a driver reach, no more.
-  const uint64_t offered = device_->device_features() | kFeatureVersion1 | kFeatureIndirectDesc | kFeatureEventIdx;
-  if ((status & kStatusDriverOk) && !(status & kStatusFeaturesOk)) r.fail("status has DRIVER_OK without FEATURES_OK");
-  if ((status & kStatusFeaturesOk) && ((driver_features & ~offered) || !(driver_features & kFeatureVersion1))) {
-    r.fail("driver_features " + hex(driver_features) + " were not all offered (or lack VERSION_1), yet status has FEATURES_OK");
-  }
-  if (interrupt_status & ~kInterruptBits) r.fail("interrupt_status " + std::to_string(interrupt_status) + " has unknown bits");
-
-  reset_locked();
-  try {
-    for (uint16_t i = 0; i < queues_.size(); ++i) queues_[i].load_state(r, device_->queue_max_size(i));
-    device_->load_state(r);
-    r.expect_end();
-  } catch (...) {
-    reset_locked();  // no half-loaded queue stays behind
-    throw;
-  }
-  status_ = status;
-  device_features_sel_ = device_features_sel;
-  driver_features_sel_ = driver_features_sel;
-  driver_features_ = driver_features;
-  queue_sel_ = queue_sel;
-  config_generation_ = config_generation;
-  interrupt_status_.store(interrupt_status);
-  last_error_ = std::move(last_error);
-  if (dispatchable()) {
-    try {
-      device_->activate(queues_, driver_features_);
-    } catch (const std::exception& e) {
-      set_needs_reset(std::string("device activation failed: ") + e.what());
-    }
-  }
-  // An interrupt the driver had not acknowledged is raised again: the edge may have been
-  // lost with the old machine, and a driver reading a set InterruptStatus handles it once.
-  if (interrupt_status) irq_.trigger();
-  recheck_locked();
+  uint32_t interrupt_status = 0;
+  core_.load_state(
+      parent, "virtio-mmio", 1,
+      [&](state::Reader& r, uint32_t) {
+        interrupt_status = r.u32("interrupt_status");
+        if (interrupt_status & ~kInterruptBits) {
+          r.fail("interrupt_status " + std::to_string(interrupt_status) + " has unknown bits");
+        }
+      },
+      [&] {
+        interrupt_status_.store(interrupt_status);
+        // An interrupt the driver had not acknowledged is raised again: the edge may have
+        // been lost with the old machine, and a driver reading a set InterruptStatus
+        // handles it once.
+        if (interrupt_status) irq_.trigger();
+      });
 }
 
 }  // namespace berth::devices::virtio
