@@ -2,6 +2,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -98,6 +99,30 @@ TEST(pflash_ovmf_detection_sequence_finds_writable_flash) {
   CHECK_EQ(fl.rd(probe), original);
   CHECK(fl.modes == (std::vector<bool>{false, true}));
   CHECK(fl.f->array_mode());
+}
+
+// Debian's OVMF (edk2-stable202211) probes without the program step: 0x50, read, 0x70,
+// read (0x00 means flash), 0xff. Read-only flash answers like ROM (the byte itself), and
+// OVMF then keeps its variables in memory.
+TEST(pflash_ovmf_2022_11_detection_and_rom_answer) {
+  TempDir d;
+  Flash fl(make_file(d, "vars.fd", kVarsSize, kVarsSize), Pflash::Access::kWritable);
+  const uint64_t probe = 16;
+  const uint8_t original = fl.rd(probe);
+  fl.wr(probe, 0x50);
+  CHECK_EQ(fl.rd(probe), original);
+  fl.wr(probe, 0x70);
+  CHECK_EQ(fl.rd(probe), 0x00);
+  fl.wr(probe, 0xff);
+  CHECK(fl.modes == (std::vector<bool>{false, true}));
+  CHECK_EQ(fl.rd(probe), original);
+
+  Flash rom(make_file(d, "ro-vars.fd", kVarsSize, kVarsSize), Pflash::Access::kReadOnly);
+  const uint8_t rom_original = rom.rd(probe);
+  rom.wr(probe, 0x50);
+  rom.wr(probe, 0x70);
+  CHECK_EQ(rom.rd(probe), rom_original);  // "FD behaves as ROM"
+  CHECK(rom.modes.empty());
 }
 
 TEST(pflash_program_as_qemu_flash_write_and_persist) {
