@@ -11,7 +11,9 @@
 //   0x98                CFI query ("QRY" at 0x10, geometry from 0x27)
 //   0x60, 0xd0 / 0x01   block (un)lock: accepted, nothing is ever locked
 // After a program or erase, reads return the status until a read-array command, as on
-// real parts and QEMU.
+// real parts and QEMU. OVMF 2022.11 detects flash by 0x50, read (the byte), 0x70, read
+// (must be 0x00: status cleared), 0xff; later OVMF also programs the byte back and checks
+// the status for 0x10. Read-only flash answers the byte itself ("behaves as ROM").
 //
 // The file is mapped once: read-only flash MAP_PRIVATE with PROT_READ, writable flash
 // MAP_SHARED so programmed bytes reach the file; when the guest returns to read-array mode
