@@ -22,12 +22,10 @@ std::vector<uint8_t> aml_resources(uint16_t port, uint8_t count, int irq) {
 // Device (\_SB.NAME) with _HID (an EISA id), _UID and _CRS.
 std::vector<uint8_t> aml_isa_device(const char* name, const char* eisa_id, uint16_t port, uint8_t count,
                                     int irq) {
-  std::vector<uint8_t> body{'\\', 0x2e, '_', 'S', 'B', '_'};  // \_SB_.NAME (dual name path)
-  body.insert(body.end(), name, name + 4);
-  append(body, aml_name("_HID", aml_dword(acpi_eisa_id(eisa_id))));
+  Aml body = aml_name("_HID", aml_dword(acpi_eisa_id(eisa_id)));
   append(body, aml_name("_UID", {0x01}));  // One
   append(body, aml_name("_CRS", aml_resources(port, count, irq)));
-  return aml_package(0x82, body, true);  // DeviceOp
+  return aml_device(std::string("\\_SB_.") + name, body);
 }
 
 // The power button of a hardware-reduced platform: Device (\_SB.PWRB) { _HID PNP0C0C },

@@ -52,7 +52,10 @@ void io_port_gas(AcpiTable& t, uint16_t port, uint8_t bits) {
   t.u64(port);
 }
 
-void append(Aml& to, const Aml& bytes) { to.insert(to.end(), bytes.begin(), bytes.end()); }
+void append(Aml& to, const Aml& bytes) {
+  to.reserve(to.size() + bytes.size());
+  for (uint8_t b : bytes) to.push_back(b);
+}
 
 // PkgLength: the length of what follows the opcode, itself included, in 1 to 4 bytes.
 Aml aml_package(uint8_t op, const Aml& body, bool ext) {
@@ -76,9 +79,11 @@ Aml aml_package(uint8_t op, const Aml& body, bool ext) {
 }
 
 Aml aml_name(const char* name, const Aml& value) {
-  Aml out{0x08};
-  out.insert(out.end(), name, name + 4);
-  append(out, value);
+  Aml out;
+  out.reserve(5 + value.size());
+  out.push_back(0x08);
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<uint8_t>(name[i]));
+  for (uint8_t b : value) out.push_back(b);
   return out;
 }
 

@@ -25,7 +25,9 @@
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/net.h"
 #include "devices/virtio/rng.h"
+#include "devices/platform/fw_cfg_formats.h"
 #include "disk/block_device.h"
+#include "machine/pc_platform.h"
 #include "machine/virtio_slot.h"
 #include "vmm/cpuid.h"
 
@@ -98,13 +100,26 @@ class Machine::KvmIrqLine final : public vmm::IrqLine {
 };
 
 void Machine::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device) {
+  if (platform_) {
+    auto slot = std::make_unique<VirtioSlot>();
+    slot->pci = std::make_shared<devices::virtio::VirtioPci>(memory_, std::move(device), *msi_);
+    slot->notify_at.resize(slot->pci->queue_count());
+    VirtioSlot* raw = slot.get();
+    slot->pci->set_bar_listener([this, raw] {
+      std::shared_lock<std::shared_mutex> lock(vm_mu_);
+      if (vm_) move_pci_notify(*raw, *vm_);
+    });
+    slot->pci_slot = platform_->add_device(slot->pci);
+    virtio_.push_back(std::move(slot));
+    return;
+  }
   size_t n = virtio_.size();
   if (n >= std::size(kVirtioIrqs)) throw Error("VM_DEVICES", "too many virtio devices");
   auto slot = std::make_unique<VirtioSlot>();
   slot->base = kVirtioMmioBase + n * kVirtioMmioStride;
   slot->irq = std::make_unique<VirtioIrq>(*this, kVirtioIrqs[n], hypervisor_->capabilities().irqfd);
-  slot->transport = std::make_shared<devices::virtio::VirtioMmio>(memory_, std::move(device), *slot->irq);
-  mmio_bus_.insert(slot->base, devices::virtio::kMmioWindowSize, slot->transport,
+  slot->mmio = std::make_shared<devices::virtio::VirtioMmio>(memory_, std::move(device), *slot->irq);
+  mmio_bus_.insert(slot->base, devices::virtio::kMmioWindowSize, slot->mmio,
                    "virtio-mmio " + std::to_string(n));
   char entry[64];
   std::snprintf(entry, sizeof entry, "virtio_mmio.device=0x%llx@0x%llx:%u",
@@ -121,13 +136,40 @@ void Machine::add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device) 
 void Machine::attach_virtio(hv::Vm& vm) {
   const auto& caps = hypervisor_->capabilities();
   for (const auto& slot : virtio_) {
+    if (slot->pci) {
+      // The new VM has no ioeventfds yet: register where the BAR is now (nowhere after a reset).
+      {
+        std::lock_guard<std::mutex> lock(slot->notify_mu);
+        for (auto& at : slot->notify_at) at.reset();
+      }
+      move_pci_notify(*slot, vm);
+      continue;
+    }
     if (caps.ioeventfd) {
-      for (uint16_t q = 0; q < slot->transport->queue_count(); ++q) {
-        vm.register_ioevent(slot->base + devices::virtio::kMmioQueueNotify, 4, true, q,
-                            slot->transport->notify_fd(q));
+      for (uint16_t q = 0; q < slot->mmio->queue_count(); ++q) {
+        vm.register_ioevent(slot->base + devices::virtio::kMmioQueueNotify, 4, true, q, slot->mmio->notify_fd(q));
       }
     }
     if (slot->irq->fd() >= 0) vm.register_irqfd(slot->irq->fd(), slot->irq->irq(), -1);
+  }
+}
+
+// Without ioeventfds a notify write reaches the function's BAR on the vCPU thread, which
+// signals the same eventfd: slower, still correct.
+void Machine::move_pci_notify(VirtioSlot& slot, hv::Vm& vm) {
+  if (!hypervisor_->capabilities().ioeventfd) return;
+  constexpr uint32_t kLen = devices::virtio::VirtioPci::kNotifyAccessSize;
+  std::lock_guard<std::mutex> lock(slot.notify_mu);
+  for (uint16_t q = 0; q < slot.notify_at.size(); ++q) {
+    const std::optional<uint64_t> now = slot.pci->notify_address(q);
+    auto& at = slot.notify_at[q];
+    if (at == now) continue;
+    if (at) vm.unregister_ioevent(*at, kLen, false, 0, slot.pci->notify_fd(q));
+    at.reset();
+    if (now) {
+      vm.register_ioevent(*now, kLen, false, 0, slot.pci->notify_fd(q));
+      at = now;
+    }
   }
 }
 
@@ -137,21 +179,24 @@ StateFile open_restore(const MachineConfig& config) {
   return config.restore_from.empty() ? StateFile{} : open_state_file(config.restore_from);
 }
 
-vmm::GuestMemory make_memory(uint64_t bytes, const StateFile& restore) {
-  if (!restore.fd.valid()) return vmm::GuestMemory(bytes);
+vmm::GuestMemory make_memory(const MachineConfig& config, const StateFile& restore) {
+  const uint64_t bytes = config.memory_bytes;
+  // Firmware VMs keep RAM below 2 GiB: the PCI configuration space (ECAM) and BAR window follow.
+  const uint64_t low = config.firmware.kind == FirmwareKind::kNone ? vmm::kPciHoleStart : vmm::kFirmwareLowRamLimit;
+  if (!restore.fd.valid()) return vmm::GuestMemory(bytes, low);
   if (restore.memory_bytes != bytes) {
     throw Error("STATE_MACHINE_MISMATCH", "the saved state holds " + std::to_string(restore.memory_bytes >> 20) +
                                               " MiB of memory, but the VM has " + std::to_string(bytes >> 20) +
                                               " MiB: set the memory back, or delete the saved state");
   }
-  return vmm::GuestMemory(bytes, vmm::MemoryImage{restore.fd.get(), restore.memory_offset});
+  return vmm::GuestMemory(bytes, vmm::MemoryImage{restore.fd.get(), restore.memory_offset}, low);
 }
 
 }  // namespace
 
 Machine::Machine(MachineConfig config, MachineEvents& events)
     : config_(std::move(config)), events_(events), hypervisor_(hv::open_hypervisor()),
-      restore_(open_restore(config_)), memory_(make_memory(config_.memory_bytes, restore_)) {
+      restore_(open_restore(config_)), memory_(make_memory(config_, restore_)) {
   const auto& caps = hypervisor_->capabilities();
   if (config_.vcpu_count == 0 || config_.vcpu_count > caps.max_vcpus) {
     throw Error("VM_VCPU_COUNT", "a VM can have 1 to " + std::to_string(caps.max_vcpus) +
@@ -161,15 +206,38 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
   uart_ = std::make_shared<devices::Uart16550>(
       *irq_lines_.back(), [this](std::span<const uint8_t> bytes) { events_.on_console_output(bytes); });
   rtc_ = std::make_shared<devices::CmosRtc>();
-  rtc_->set_memory_size(config_.memory_bytes);
+  {
+    const auto& regions = memory_.regions();
+    rtc_->set_memory_layout(regions[0].size, regions.size() > 1 ? regions[1].size : 0);
+  }
   i8042_ = std::make_shared<devices::I8042>([this] { post_reset("i8042"); });
   io_bus_.insert(kCom1Port, 8, uart_, "COM1 (16550A UART)");
   io_bus_.insert(kRtcPort, 2, rtc_, "CMOS RTC");
   io_bus_.insert(kI8042Port, 5, i8042_, "i8042 controller");
-  acpi_sleep_ = std::make_shared<devices::AcpiSleep>(boot::kAcpiS5SleepType, [this] {
-    post_exit({ExitReason::kPowerOff, 0, "acpi"});
-  });
-  io_bus_.insert(boot::kAcpiSleepControlPort, devices::AcpiSleep::kPortCount, acpi_sleep_, "ACPI sleep registers");
+  if (firmware()) {
+    if (!caps.readonly_memory || !caps.msi) {
+      throw Error("HV_MISSING_CAPABILITY", "firmware-booted VMs need KVM's read-only memory slots and MSI injection; "
+                                           "update the host kernel");
+    }
+    msi_ = std::make_unique<MsiToVm>(*this);
+    PcPlatform::Wiring wiring{memory_, io_bus_, mmio_bus_,
+                              [this](uint32_t gsi) -> vmm::IrqLine& {
+                                irq_lines_.push_back(std::make_unique<KvmIrqLine>(*this, gsi));
+                                return *irq_lines_.back();
+                              },
+                              [this](const std::function<void(hv::Vm&)>& f) {
+                                std::shared_lock<std::shared_mutex> lock(vm_mu_);
+                                if (vm_) f(*vm_);
+                              },
+                              [this] { post_exit({ExitReason::kPowerOff, 0, "acpi"}); },
+                              [this] { post_reset("reset-register"); }};
+    platform_ = std::make_unique<PcPlatform>(config_, std::move(wiring));
+  } else {
+    acpi_sleep_ = std::make_shared<devices::AcpiSleep>(boot::kAcpiS5SleepType, [this] {
+      post_exit({ExitReason::kPowerOff, 0, "acpi"});
+    });
+    io_bus_.insert(boot::kAcpiSleepControlPort, devices::AcpiSleep::kPortCount, acpi_sleep_, "ACPI sleep registers");
+  }
   if (config_.test_exit_port) {
     debug_exit_ = std::make_shared<devices::DebugExit>([this](uint32_t code) {
       post_exit({ExitReason::kGuestExit, code, ""});
@@ -213,6 +281,19 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
     add_virtio(net);
     nets_.push_back(std::move(net));
   }
+  if (platform_) {
+    using Boot = FirmwareConfig::BootDevice;
+    std::vector<std::pair<Boot, std::string>> boot_devices;
+    for (const auto& slot : virtio_) {
+      if (dynamic_cast<const devices::virtio::VirtioBlk*>(&slot->device())) {
+        boot_devices.emplace_back(Boot::kDisk, devices::platform::ofw_path::virtio_blk(slot->pci_slot));
+      } else if (dynamic_cast<const devices::virtio::VirtioNet*>(&slot->device())) {
+        boot_devices.emplace_back(Boot::kNetwork, devices::platform::ofw_path::virtio_net(slot->pci_slot));
+      }
+    }
+    platform_->set_boot_devices(std::move(boot_devices));
+    platform_->finish(config_);
+  }
   if (restore_.fd.valid()) {
     build_restored();
     restore_.records.clear();
@@ -231,6 +312,8 @@ Machine::~Machine() {
   }
   // Network backends deliver into their devices' transports: stop them while those exist.
   for (auto& net : nets_) net->shutdown();
+  // Quiet every transport (no queues, no interrupts) before the PCI bus they hang off goes.
+  for (auto& slot : virtio_) slot->with([](auto& t) { t.reset(); });
   {
     std::lock_guard<std::mutex> lock(request_mu_);
     supervisor_quit_ = true;
@@ -244,16 +327,23 @@ void Machine::build() {
   uint32_t slot = 0;
   for (const auto& r : memory_.regions()) vm->map_memory(slot++, r.gpa, r.size, r.host);
   attach_virtio(*vm);
-  boot::BootConfig boot = config_.boot;
-  boot.vcpu_count = config_.vcpu_count;
-  boot::BootResult loaded = boot::load_kernel(memory_, boot);
-  boot_protocol_ = boot::protocol_name(loaded.protocol);
+  boot::BootResult loaded;
+  if (platform_) {
+    // The firmware starts at the reset vector, where a new vCPU already points.
+    platform_->attach(*vm);
+    boot_protocol_ = config_.firmware.kind == FirmwareKind::kUefi ? "uefi" : "bios";
+  } else {
+    boot::BootConfig boot = config_.boot;
+    boot.vcpu_count = config_.vcpu_count;
+    loaded = boot::load_kernel(memory_, boot);
+    boot_protocol_ = boot::protocol_name(loaded.protocol);
+  }
   auto supported = vm->supported_cpuid();
   std::vector<std::unique_ptr<hv::Vcpu>> vcpus;
   for (uint32_t i = 0; i < config_.vcpu_count; ++i) {
     auto vcpu = vm->create_vcpu(i);
     vcpu->set_cpuid(vmm::build_cpuid(supported, i, config_.vcpu_count));
-    if (i == 0) {
+    if (i == 0 && !platform_) {
       // Application processors wait for INIT/SIPI from the guest, as on real hardware.
       vcpu->set_sregs(loaded.cpu.sregs);
       vcpu->set_regs(loaded.cpu.regs);
@@ -346,6 +436,10 @@ void Machine::press_power_button() {
   if (state_ != MachineState::kRunning) {
     throw Error("VM_STATE", std::string("the power button works only while the VM runs: it is ") + state_name(state_));
   }
+  if (platform_) {
+    platform_->press_power_button();  // the fixed power button: PWRBTN_STS and the SCI
+    return;
+  }
   std::shared_lock<std::shared_mutex> vm_lock(vm_mu_);
   if (!vm_) return;  // between a guest's reset and its new VM: the press is lost, as on hardware
   vm_->set_irq_line(boot::kAcpiGedIrq, true);
@@ -353,7 +447,9 @@ void Machine::press_power_button() {
 }
 
 void Machine::reboot() {
-  for (auto& v : virtio_) v->transport->reset();  // before the memory its queues point into
+  // Devices first: nothing may touch the memory their queues point into once it is cleared.
+  if (platform_) platform_->reset();  // the chipset and every PCI function, virtio-pci included
+  for (auto& v : virtio_) v->with([](auto& t) { t.reset(); });
   memory_.clear();
   uart_->reset();
   rtc_->reset();  // keeps its NVRAM, as a real CMOS does
@@ -402,7 +498,7 @@ MachineStats Machine::stats() const {
   s.resets = resets_;
   s.boot_protocol = boot_protocol_;
   for (const auto& slot : virtio_) {
-    if (auto* blk = dynamic_cast<const devices::virtio::VirtioBlk*>(&slot->transport->device())) {
+    if (auto* blk = dynamic_cast<const devices::virtio::VirtioBlk*>(&slot->device())) {
       s.disks.push_back({blk->path(), blk->io_backend(), blk->queue_count(), blk->completed_requests(),
                          blk->peak_in_flight()});
     }
@@ -541,15 +637,15 @@ void Machine::finish(ExitInfo info) {
   // The VM cannot run again: its disk images are closed now (cleanly, so a VHDX has no
   // log left to replay and other programs may open them), not when the Machine goes away.
   for (auto& slot : virtio_) {
-    if (auto* blk = dynamic_cast<devices::virtio::VirtioBlk*>(&slot->transport->device())) {
-      slot->transport->reset();
+    if (auto* blk = dynamic_cast<devices::virtio::VirtioBlk*>(&slot->device())) {
+      slot->with([](auto& t) { t.reset(); });
       blk->close_disk();
     }
   }
   // Likewise the network backends: the tap device and the forwarded host ports are freed.
   for (auto& slot : virtio_) {
-    if (auto* net = dynamic_cast<devices::virtio::VirtioNet*>(&slot->transport->device())) {
-      slot->transport->reset();
+    if (auto* net = dynamic_cast<devices::virtio::VirtioNet*>(&slot->device())) {
+      slot->with([](auto& t) { t.reset(); });
       net->close_backend();
     }
   }

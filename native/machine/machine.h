@@ -40,6 +40,8 @@ class VirtioNet;
 
 namespace berth::machine {
 
+class PcPlatform;
+
 // A disk image attached as a virtio-blk device.
 struct DiskConfig {
   std::string path;
@@ -200,6 +202,7 @@ class Machine {
  private:
   class KvmIrqLine;
   class VirtioIrq;
+  class MsiToVm;
   struct VirtioSlot;
   enum class Request { kNone, kReset, kExit };
 
@@ -213,6 +216,9 @@ class Machine {
   void supervise();
   void add_virtio(std::shared_ptr<devices::virtio::VirtioDevice> device);
   void attach_virtio(hv::Vm& vm);  // ioeventfds and irqfds of the virtio devices on a new VM
+  // A virtio-pci function's BAR moved: its queues' notify ioeventfds follow it.
+  void move_pci_notify(VirtioSlot& slot, hv::Vm& vm);
+  bool firmware() const { return config_.firmware.kind != FirmwareKind::kNone; }
   void set_state(MachineState s);
   void finish(ExitInfo info);
   // Saved state (machine_state.cc).
@@ -236,6 +242,7 @@ class Machine {
   std::shared_ptr<devices::DebugExit> debug_exit_;
   std::shared_ptr<devices::AcpiSleep> acpi_sleep_;
   std::vector<std::unique_ptr<KvmIrqLine>> irq_lines_;
+  std::unique_ptr<MsiToVm> msi_;
 
   // The hypervisor VM is replaced on reset; interrupt lines read it under a shared lock.
   mutable std::shared_mutex vm_mu_;
@@ -272,6 +279,9 @@ class Machine {
   std::shared_ptr<devices::virtio::VirtioConsole> virtio_console_;
   std::vector<std::shared_ptr<devices::virtio::VirtioNet>> nets_;  // backends stopped in ~Machine
   std::vector<std::unique_ptr<VirtioSlot>> virtio_;
+  // Firmware-booted VMs' chipset and firmware. After the virtio slots: its PCI bus lets go
+  // of the (by then quiescent) virtio-pci functions first, which the slots then destroy.
+  std::unique_ptr<PcPlatform> platform_;
 };
 
 }  // namespace berth::machine

@@ -19,6 +19,7 @@
 #include "disk/block_device.h"
 #include "machine/cpu_state_records.h"
 #include "machine/machine.h"
+#include "machine/pc_platform.h"
 #include "machine/virtio_slot.h"
 #include "vmm/cpuid.h"
 
@@ -65,6 +66,10 @@ std::string Machine::fingerprint() const {
     macs.push_back(mac);
   }
   f += " nics=[" + join(macs) + "]";
+  // Only firmware VMs name their firmware, so states saved before it existed still match.
+  if (config_.firmware.kind != FirmwareKind::kNone) {
+    f += config_.firmware.kind == FirmwareKind::kUefi ? " firmware=uefi" : " firmware=bios";
+  }
   return f;
 }
 
@@ -80,8 +85,12 @@ std::vector<uint8_t> Machine::capture_records() {
   uart_->save_state(w);
   rtc_->save_state(w);
   i8042_->save_state(w);
-  acpi_sleep_->save_state(w);
-  for (auto& slot : virtio_) slot->transport->save_state(w);
+  if (platform_) {
+    platform_->save_state(w);
+  } else {
+    acpi_sleep_->save_state(w);
+  }
+  for (auto& slot : virtio_) slot->with([&](auto& t) { t.save_state(w); });
   return w.take();
 }
 
@@ -129,9 +138,17 @@ void Machine::build_restored() {
   uart_->load_state(top);
   rtc_->load_state(top);
   i8042_->load_state(top);
-  acpi_sleep_->load_state(top);
-  for (auto& s : virtio_) s->transport->load_state(top);
+  if (platform_) {
+    platform_->load_state(top);
+  } else {
+    acpi_sleep_->load_state(top);
+  }
+  for (auto& s : virtio_) s->with([&](auto& t) { t.load_state(top); });
   top.expect_end();
+  if (platform_) {
+    platform_->devices_loaded();  // decode the BARs the functions' records placed
+    platform_->attach(*vm);
+  }
   attach_virtio(*vm);
   boot_protocol_ = "saved state";
   std::unique_lock<std::shared_mutex> lock(vm_mu_);
@@ -155,14 +172,14 @@ SaveResult Machine::save_locked(const std::string& path, const std::function<voi
   auto thaw = [&] {
     if (thawed) return;
     thawed = true;
-    for (size_t i = 0; i < frozen; ++i) virtio_[i]->transport->thaw();
+    for (size_t i = 0; i < frozen; ++i) virtio_[i]->with([](auto& t) { t.thaw(); });
     if (!was_paused) {
       for (auto& r : runners_) r->resume();
     }
     result.pause_ms = was_paused ? 0 : now_ms() - t0;
   };
   try {
-    for (; frozen < virtio_.size(); ++frozen) virtio_[frozen]->transport->freeze();
+    for (; frozen < virtio_.size(); ++frozen) virtio_[frozen]->with([](auto& t) { t.freeze(); });
     // A reset or exit the guest asked for while we paused wins over the save.
     if (stop_pending_.load()) throw Error("VM_STATE", "the VM began restarting or stopping while it was being saved");
     auto records = capture_records();
@@ -219,7 +236,7 @@ SaveResult Machine::checkpoint(const std::string& path, const std::vector<std::s
   std::lock_guard<std::mutex> lock(control_mu_);
   std::vector<devices::virtio::VirtioBlk*> blks;
   for (auto& slot : virtio_) {
-    if (auto* blk = dynamic_cast<devices::virtio::VirtioBlk*>(&slot->transport->device())) blks.push_back(blk);
+    if (auto* blk = dynamic_cast<devices::virtio::VirtioBlk*>(&slot->device())) blks.push_back(blk);
   }
   if (new_disks.size() != blks.size()) {
     throw Error("VM_STATE", "a checkpoint needs one new file per disk: the VM has " + std::to_string(blks.size()) +
