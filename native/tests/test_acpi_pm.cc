@@ -52,18 +52,20 @@ TEST(acpi_pm_timer_rate_and_width) {
 TEST(acpi_pm_timer_follows_the_host_clock) {
   FakeIrq sci;
   AcpiPm pm(sci, [] {});
-  const uint32_t first = pm.timer();
-  const uint64_t start = AcpiPm::host_monotonic_ns();
-  uint32_t last = first;
-  uint64_t elapsed_ticks = 0;
-  while (AcpiPm::host_monotonic_ns() - start < 20 * kMs) {
-    const uint32_t t = pm.timer();
-    elapsed_ticks += (t - last) & 0xffffff;  // modulo 2^24: never backwards
-    last = t;
+  // Bracket each timer read between clock reads: however the thread is scheduled, the
+  // ticks between the two timer reads lie between the inner and the outer interval.
+  const uint64_t a = AcpiPm::host_monotonic_ns();
+  const uint32_t t0 = pm.timer();
+  const uint64_t b = AcpiPm::host_monotonic_ns();
+  while (AcpiPm::host_monotonic_ns() - b < 20 * kMs) {
   }
-  // 20 ms is 71,591 ticks; allow for scheduling.
-  CHECK(elapsed_ticks >= 71000);
-  CHECK(elapsed_ticks < 3579545);
+  const uint64_t c = AcpiPm::host_monotonic_ns();
+  const uint32_t t1 = pm.timer();
+  const uint64_t d = AcpiPm::host_monotonic_ns();
+  const uint64_t ticks = (t1 - t0) & 0xffffff;  // fewer than 2^24 ticks (4.7 s) apart
+  CHECK(ticks + 1 >= (c - b) * AcpiPm::kTimerHz / kSecond);
+  CHECK(ticks <= (d - a) * AcpiPm::kTimerHz / kSecond + 1);
+  CHECK(ticks >= 71000);  // 20 ms at 3.579545 MHz is 71,591
 }
 
 TEST(acpi_pm_status_write_one_to_clear_and_sci) {
