@@ -79,6 +79,8 @@ export const NATIVE_ERROR_CODES = [
   'PCI_FUNCTION_INVALID',
   'PCI_BAR_INVALID',
   'PCI_CAPABILITY_INVALID',
+  'PCI_SLOT_INVALID',
+  'PCI_SLOT_IN_USE',
   // Saved state: a damaged or truncated file, a format version this Berth does not read, a
   // host CPU without features the saved vCPUs used, a spec that does not describe the saved
   // machine, a file that could not be written.
