@@ -1,11 +1,14 @@
 // Saved state of the virtio-pci transport: a driver that ran before the save (BAR placed,
 // MSI-X programmed, a vector masked with its message pending, or INTx asserted) carries on
 // against a fresh function over the same guest memory; hostile records are refused with
-// the field named and leave the function reset.
+// the field named and leave the function reset. Last, the function on a PciBus as the
+// machine wires it.
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "devices/pci/pci_bus.h"
 #include "devices/virtio/console.h"
 #include "devices/virtio/pci.h"
 #include "devices/virtio/rng.h"
@@ -172,4 +175,79 @@ TEST(virtio_pci_state_refuses_hostile_records_and_is_left_reset) {
   load(b, good);
   CHECK((b.status() & kStatusDriverOk) != 0);
   CHECK_EQ(b.bar_mapping(0)->address, kBar);
+}
+
+// As the machine wires it: on PciBus slot 3 with its INTx line, placed and driven through
+// configuration and BAR accesses of the bus, the bus's listener telling where the notify
+// register moved; saved with the bus and loaded back, then refreshed.
+TEST(virtio_pci_on_the_pci_bus_as_the_machine_wires_it) {
+  using devices::pci::BarSpace;
+  vmm::GuestMemory mem(1 << 20);
+  std::map<uint32_t, pci::FakeIrq> lines;
+  RecordingMsi msi;
+  auto bus = std::make_shared<devices::pci::PciBus>([&](uint32_t gsi) { return &lines[gsi]; });
+  auto f = std::make_shared<VirtioPci>(mem, std::make_shared<VirtioRng>(), msi);
+  bus->add(3, 0, f);
+  std::vector<uint64_t> notify_at;
+  bus->set_bars_changed_listener([&] {
+    if (auto a = f->notify_address(0)) notify_at.push_back(*a);
+  });
+  auto cfg_write = [&](uint32_t off, uint32_t size, uint32_t v) {
+    uint8_t b[4];
+    for (uint32_t i = 0; i < 4; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+    bus->config_write(0, 3, 0, off, std::span<const uint8_t>(b, size));
+  };
+  auto mem_write = [&](uint64_t a, uint32_t size, uint64_t v) {
+    uint8_t b[8];
+    for (uint32_t i = 0; i < 8; ++i) b[i] = static_cast<uint8_t>(v >> (8 * i));
+    CHECK(bus->bar_write(BarSpace::kMemory, a, std::span<const uint8_t>(b, size)));
+  };
+  cfg_write(0x10, 4, static_cast<uint32_t>(kBar));
+  cfg_write(0x04, 2, 0x6);
+  CHECK_EQ(notify_at.size(), 1u);
+  CHECK_EQ(notify_at[0], kBar + kPciNotifyOffset);
+  // A driver through the bus: INTx on GSI 16 + (3 + 1 - 1) % 8.
+  TestRing ring(mem, 8);
+  auto common = [&](uint64_t off, uint32_t size, uint64_t v) { mem_write(kBar + off, size, v); };
+  common(kPciDeviceStatus, 1, kStatusAcknowledge | kStatusDriver);
+  common(kPciDriverFeatureSelect, 4, 1);
+  common(kPciDriverFeature, 4, 1);
+  common(kPciDeviceStatus, 1, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+  common(kPciQueueSize, 2, 8);
+  common(kPciQueueDesc, 8, ring.desc);
+  common(kPciQueueDriver, 8, ring.avail);
+  common(kPciQueueDevice, 8, ring.used);
+  common(kPciQueueEnable, 2, 1);
+  common(kPciDeviceStatus, 1, kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk | kStatusDriverOk);
+  ring.set_desc(0, kBuf, 32, kDescWrite);
+  ring.offer(0);
+  mem_write(notify_at[0], VirtioPci::kNotifyAccessSize, 0);
+  f->sync();
+  CHECK_EQ(ring.used_idx(), 1);
+  CHECK(lines[19].level);
+  // Saved: the bus's record and the function's own; loaded into a new bus and function.
+  f->freeze();
+  state::Writer w;
+  bus->save_state(w);
+  f->save_state(w);
+  const auto bytes = w.take();
+  std::map<uint32_t, pci::FakeIrq> lines2;
+  auto bus2 = std::make_shared<devices::pci::PciBus>([&](uint32_t gsi) { return &lines2[gsi]; });
+  auto f2 = std::make_shared<VirtioPci>(mem, std::make_shared<VirtioRng>(), msi);
+  bus2->add(3, 0, f2);
+  state::Reader r(bytes, "test");
+  bus2->load_state(r);
+  f2->load_state(r);
+  r.expect_end();
+  bus2->refresh();
+  CHECK_EQ(bus2->bar(3, 0, 0)->address, kBar);
+  CHECK(lines2[19].level);
+  uint8_t isr[1] = {};
+  CHECK(bus2->bar_read(BarSpace::kMemory, kBar + kPciIsrOffset, isr));
+  CHECK_EQ(isr[0], kPciIsrQueue);
+  CHECK(!lines2[19].level);
+  // Machine reset through the bus: the BAR is unplaced, the device reset.
+  bus2->reset();
+  CHECK(!bus2->bar(3, 0, 0));
+  CHECK_EQ(f2->status(), 0u);
 }

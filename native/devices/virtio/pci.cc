@@ -192,12 +192,12 @@ void VirtioPci::transport_reset() {
 }
 
 void VirtioPci::reset() {
+  core_.reset();  // first: the device stops raising interrupts
   PciFunction::reset();
   {
     std::lock_guard<std::mutex> lock(irq_mu_);
     msix_.reset();
   }
-  core_.reset();
   check_bar_moved();
 }
 
