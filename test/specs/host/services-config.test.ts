@@ -59,7 +59,10 @@ describe('VM configuration schema', () => {
     refused({ ...good, name: undefined }, /^name: is required$/);
     refused({ ...good, name: ' web1' }, /name: must not start or end with spaces/);
     refused({ ...good, memory: { startupMiB: 64, extra: 1 } }, /^memory: unknown field 'extra'$/);
-    refused({ ...good, boot: { kind: 'efi' } }, /^boot\.kind: must be one of "pvh", "linux", "uefi", "bios", not "efi"$/);
+    refused(
+      { ...good, boot: { kind: 'efi' } },
+      /^boot\.kind: must be one of "pvh", "linux", "uefi", "bios", not "efi"$/,
+    );
     // Version 1's reserved kind was refused there, and is gone from version 2.
     refused({ ...good, boot: { kind: 'firmware' } }, /^boot\.kind: must be one of .*not "firmware"$/);
     refused({ ...good, boot: { kind: 'linux' } }, /^boot\.kernelPath: is required$/);

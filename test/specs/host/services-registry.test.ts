@@ -86,7 +86,10 @@ describe('VM registry', () => {
     writeFileSync(file, JSON.stringify({ id: vm.id, name: 'legacy', memoryMiB: 40, vcpus: 1, kernelPath }));
     const shown = await manager.show('legacy');
     assert.equal(shown.config.memory.startupMiB, 40);
-    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { schemaVersion: number }).schemaVersion, CONFIG_SCHEMA_VERSION);
+    assert.equal(
+      (JSON.parse(readFileSync(file, 'utf8')) as { schemaVersion: number }).schemaVersion,
+      CONFIG_SCHEMA_VERSION,
+    );
     writeFileSync(file, JSON.stringify({ ...shown.config, schemaVersion: 9 }));
     const listed = (await manager.list()).find((v) => v.id === vm.id);
     assert.equal(listed?.state, 'Failed');
