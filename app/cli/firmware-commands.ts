@@ -57,7 +57,8 @@ export const FIRMWARE_NEW_USAGE =
 
 // What `vm new` boots: firmware when --generation is given (Secure Boot on for Generation 2
 // unless told, as Hyper-V does; --iso puts a DVD drive with the image first in the boot
-// order), else undefined (the kernel flags decide) after refusing firmware-only flags.
+// order, unless --boot-order says otherwise), else undefined (the kernel flags decide)
+// after refusing firmware-only flags.
 export function firmwareBootFromFlags(values: Values): { boot: BootSettings; dvdDrives: DvdDrive[] } | undefined {
   const generation = parseGeneration(str(values, 'generation'));
   const secureBoot = parseOnOff('secure-boot', str(values, 'secure-boot'));
@@ -83,7 +84,9 @@ export function firmwareBootFromFlags(values: Values): { boot: BootSettings; dvd
   if (generation === 1 && secureBoot !== undefined) {
     throw new UsageError('--secure-boot: Secure Boot is a UEFI setting; only Generation 2 VMs have it');
   }
-  const dvdDrives: DvdDrive[] = iso === undefined ? [] : [{ slot: 0, path: resolve(iso) }];
+  // Generation 1 has a DVD drive as in Hyper-V (empty without --iso); Generation 2 one for --iso.
+  const dvdDrives: DvdDrive[] =
+    iso !== undefined ? [{ slot: 0, path: resolve(iso) }] : generation === 1 ? [{ slot: 0 }] : [];
   let bootOrder = order ?? [...DEFAULT_BOOT_ORDER];
   if (iso !== undefined && order === undefined) bootOrder = ['dvd', ...bootOrder.filter((d) => d !== 'dvd')];
   const boot: BootSettings =

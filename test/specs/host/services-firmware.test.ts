@@ -90,6 +90,7 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
     assert.ok(readFileSync(vars(off)).equals(template('OVMF_VARS_4M.fd')));
     const g1 = await vm('vm', 'new', '--name', 'g1', '--generation', '1', '--boot-order', 'disk,network');
     assert.deepEqual(g1.config['boot'], { kind: 'bios', bootOrder: ['disk', 'network'] });
+    assert.deepEqual(g1.config.dvdDrives, [{ slot: 0 }], 'Generation 1 has an empty DVD drive, as in Hyper-V');
     assert.ok(!existsSync(join(g1.folder, 'firmware')));
   });
 
@@ -156,9 +157,7 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
   });
 
   it('adds, fills, empties and removes DVD drives of a VM that is off', async () => {
-    let g1 = await vm('vm', 'dvd', 'add', 'g1');
-    assert.deepEqual(g1.config.dvdDrives, [{ slot: 0 }]);
-    g1 = await vm('vm', 'dvd', 'add', 'g1', '--iso', iso);
+    let g1 = await vm('vm', 'dvd', 'add', 'g1', '--iso', iso);
     assert.deepEqual(g1.config.dvdDrives, [{ slot: 0 }, { slot: 1, path: iso }]);
     g1 = await vm('vm', 'dvd', 'insert', 'g1', iso);
     assert.deepEqual(g1.config.dvdDrives[0], { slot: 0, path: iso });
