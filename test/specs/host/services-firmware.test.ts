@@ -177,6 +177,17 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
     await fails(['vm', 'dvd', 'add', 'k'], 'INVALID_CONFIG', /boots a kernel file directly and has no SCSI controller/);
   });
 
+  it('converts a VM that boots a kernel to Generation 2 (a new store) and back (the store goes)', async () => {
+    const g = await vm('vm', 'set', 'k', '--generation', '2', '--secure-boot', 'off');
+    assert.deepEqual(g.config['boot'], { kind: 'uefi', secureBoot: false, bootOrder: ['dvd', 'disk', 'network'] });
+    assert.ok(readFileSync(vars(g)).equals(template('OVMF_VARS_4M.fd')));
+    await fails(['vm', 'set', 'k', '--boot', 'pvh'], 'INVALID_CONFIG', /booting a kernel directly needs the kernel/);
+    await fails(['vm', 'set', 'k', '--kernel', testGuestPath()], 'INVALID_CONFIG', /boots firmware, not a kernel file/);
+    const back = await vm('vm', 'set', 'k', '--boot', 'pvh', '--kernel', testGuestPath());
+    assert.equal((back.config['boot'] as { kind: string }).kind, 'pvh');
+    assert.ok(!existsSync(vars(back)));
+  });
+
   it('refuses a start before the worker spawns: a missing image, missing firmware, a store of another size', async () => {
     const gone = join(work, 'later.iso');
     writeFileSync(gone, readFileSync(iso));
