@@ -51,8 +51,8 @@ import {
   saveVm,
 } from './saved-state';
 import { toWorkerSpec } from './worker-spec';
-import { checkDvdMedia } from './dvd';
-import { applyBootPatch, applyVarsChange, createVarsStore, prepareFirmware } from './firmware';
+import { checkBootFiles, checkStartFiles } from './start-checks';
+import { applyBootPatch, applyVarsChange, createVarsStore } from './firmware';
 import { vmmPath } from '../native/vmm';
 
 // A worker that has written its pid but not yet opened its socket is Starting for this long.
@@ -150,50 +150,6 @@ const settingNames = {
   testExitPort: 'the test-exit port',
   com1: 'COM1',
 } as const;
-
-// Boot files must exist when they are set (the worker checks again at start).
-async function checkBootFiles(config: VmConfig): Promise<void> {
-  await checkDvdMedia(config, '.', 'create');
-  if (config.boot.kind !== 'pvh' && config.boot.kind !== 'linux') return;
-  const files: [string, string | undefined][] = [
-    ['boot.kernelPath', config.boot.kernelPath],
-    ['boot.initrdPath', config.boot.initrdPath],
-  ];
-  for (const [field, path] of files) {
-    if (path === undefined) continue;
-    const stat = await fs.stat(path).catch(() => undefined);
-    if (!stat) throw new ConfigError([`${field}: ${path} does not exist`]);
-    if (!stat.isFile()) throw new ConfigError([`${field}: ${path} is not a file`]);
-  }
-}
-
-// The boot files must still exist when the VM starts; the worker would say only that it
-// could not read them.
-async function checkStartFiles(config: VmConfig, folder: string): Promise<void> {
-  if (config.boot.kind !== 'pvh' && config.boot.kind !== 'linux') return;
-  for (const [label, path] of [
-    ['kernel', config.boot.kernelPath],
-    ['initrd', config.boot.initrdPath],
-  ] as const) {
-    if (path === undefined) continue;
-    const stat = await fs.stat(resolvePath(folder, path)).catch(() => undefined);
-    if (!stat || !stat.isFile()) {
-      throw new BerthError(
-        'START_FAILED',
-        `cannot start '${config.name}': ${label} ${path} ${stat ? 'is not a regular file' : 'does not exist'}`,
-      );
-    }
-  }
-}
-
-// Virtual disk files must exist when the VM starts (the worker would fail less clearly).
-async function checkDiskFiles(config: VmConfig, folder: string): Promise<void> {
-  for (const [i, d] of config.disks.entries()) {
-    if (d.kind !== 'virtual') continue;
-    const stat = await fs.stat(resolvePath(folder, d.path)).catch(() => undefined);
-    if (!stat) throw new ConfigError([`disks[${i}].path: ${d.path} (slot ${d.slot}) does not exist`]);
-  }
-}
 
 export class VmManager {
   readonly registry: Registry;
@@ -472,12 +428,9 @@ export class VmManager {
     // A checkpoint operation a crash interrupted is finished (or undone) first.
     await CheckpointService.recover(p);
     const config = migrateConfig(JSON.parse(await fs.readFile(p.config, 'utf8')));
-    await checkStartFiles(config, p.folder);
-    await checkDiskFiles(config, p.folder);
-    // A Generation 1 or 2 VM: its DVD images (DVD_MEDIA_NOT_FOUND names drive and path), the
-    // host's firmware (FIRMWARE_NOT_FOUND names the package) and its variable store.
-    await checkDvdMedia(config, p.folder);
-    const firmware = await prepareFirmware(config, p);
+    // Boot and disk files; a Generation 1 or 2 VM's DVD images (DVD_MEDIA_NOT_FOUND names the
+    // drive and path), the host's firmware (FIRMWARE_NOT_FOUND names the package) and its store.
+    const firmware = await checkStartFiles(config, p);
     const vmm = vmmPath();
     if (!existsSync(vmm)) {
       throw new BerthError(
