@@ -130,6 +130,11 @@ describe('DVD media of a running VM (a stand-in worker)', () => {
       /cannot change the DVD drives of 'live' while it is Running; turn it off first/,
     );
     await assert.rejects(dvd.add('live'), /while it is Running; turn it off first/);
+    // Firmware settings wait until the VM is off, like Hyper-V's.
+    await assert.rejects(
+      manager.set('live', { secureBoot: false }),
+      /cannot change Secure Boot of 'live' while it is Running; turn it off first/,
+    );
   });
 
   it("passes the worker's refusal on with its code and keeps the configuration", async () => {

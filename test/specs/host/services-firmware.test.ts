@@ -233,6 +233,10 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
     writeFileSync(vars(copy), Buffer.alloc(540672, '3'));
     await ok('checkpoint', 'apply', 'g2-copy', 'one');
     assert.ok(readFileSync(vars(copy)).equals(Buffer.alloc(540672, '1')), "the checkpoint's copy came along");
+    // One checkpoint exported as a new VM takes the UEFI settings it had then.
+    const cp = await ok('export', 'g2-copy', join(work, 'cp-export'), '--checkpoint', 'one');
+    const fromCheckpoint = await vm('import', cp['folder'] as string, '--copy', '--name', 'g2-then');
+    assert.ok(readFileSync(vars(fromCheckpoint)).equals(Buffer.alloc(540672, '1')));
   });
 
   it('move takes the store to the other root; remove deletes it with the VM', async () => {
