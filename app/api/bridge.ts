@@ -249,10 +249,28 @@ export const METHODS = {
   // eject it, the VM off or running (then the worker's media request; the configuration
   // keeps the media for the next start).
   'vm.insertDvd': def(
-    z.strictObject({ vm: VmRef, slot: z.int().min(0).max(MAX_DVD_SLOTS - 1).optional(), path: filePath }),
+    z.strictObject({
+      vm: VmRef,
+      slot: z
+        .int()
+        .min(0)
+        .max(MAX_DVD_SLOTS - 1)
+        .optional(),
+      path: filePath,
+    }),
     VmDetails,
   ),
-  'vm.ejectDvd': def(z.strictObject({ vm: VmRef, slot: z.int().min(0).max(MAX_DVD_SLOTS - 1).optional() }), VmDetails),
+  'vm.ejectDvd': def(
+    z.strictObject({
+      vm: VmRef,
+      slot: z
+        .int()
+        .min(0)
+        .max(MAX_DVD_SLOTS - 1)
+        .optional(),
+    }),
+    VmDetails,
+  ),
   // folder: where the export is written (a new folder <folder>/<vm name>).
   'vm.export': def(z.strictObject({ vm: VmRef, folder: filePath, checkpointId: id.optional() }), OperationStarted),
   'vm.import': def(ImportRequest, OperationStarted),
