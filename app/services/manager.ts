@@ -490,6 +490,7 @@ export class VmManager {
             f.code === 'INVALID_CONFIG' ||
             f.code?.startsWith('STATE_') ||
             f.code?.startsWith('FIRMWARE_') ||
+            f.code?.startsWith('FLASH_') ||
             f.code?.startsWith('DVD_MEDIA_');
           throw new BerthError(
             kept && isErrorCode(f.code) ? f.code : 'START_FAILED',
