@@ -31,7 +31,16 @@
 //   Sessions belong to the window that opened them and end when it goes away.
 import { z } from 'zod';
 
-import { DiskAttachment, MAX_DISKS, NetworkAdapter, NewVmRequest, VmName } from './config';
+import {
+  DiskAttachment,
+  DvdDrive,
+  MAX_DISKS,
+  MAX_DVD_DRIVES,
+  MAX_DVD_SLOTS,
+  NetworkAdapter,
+  NewVmRequest,
+  VmName,
+} from './config';
 import { ErrorBody, type ErrorCode } from './errors';
 import { CheckpointList, CheckpointSummary, HostDisk } from './storage';
 import { LastExit, MoveResult, VmDetails, VmRef, VmSettingsPatch, VmState, VmStats, VmSummary } from './vm';
@@ -162,10 +171,12 @@ export const DiskEditRequest = z.discriminatedUnion('action', [
 export type DiskEditRequest = z.infer<typeof DiskEditRequest>;
 
 // VM Settings: the fields of `vm set` plus the disk and network lists (replaced as a whole).
+// dvdDrives: a running VM's drives may only change their media (Insert Disk, Eject).
 export const VmUpdatePatch = VmSettingsPatch.extend({
   name: VmName.optional(),
   disks: z.array(DiskAttachment).optional(),
   network: z.array(NetworkAdapter).optional(),
+  dvdDrives: z.array(DvdDrive).max(MAX_DVD_DRIVES).optional(),
 });
 export type VmUpdatePatch = z.infer<typeof VmUpdatePatch>;
 
@@ -234,6 +245,32 @@ export const METHODS = {
   'vm.resume': def(vmArgs, VmSummary),
   'vm.reset': def(vmArgs, VmSummary),
   'vm.stats': def(vmArgs, VmStats),
+  // Media > DVD Drive: put an image file (.iso) into a drive (slot; the first when absent) or
+  // eject it, the VM off or running (then the worker's media request; the configuration
+  // keeps the media for the next start).
+  'vm.insertDvd': def(
+    z.strictObject({
+      vm: VmRef,
+      slot: z
+        .int()
+        .min(0)
+        .max(MAX_DVD_SLOTS - 1)
+        .optional(),
+      path: filePath,
+    }),
+    VmDetails,
+  ),
+  'vm.ejectDvd': def(
+    z.strictObject({
+      vm: VmRef,
+      slot: z
+        .int()
+        .min(0)
+        .max(MAX_DVD_SLOTS - 1)
+        .optional(),
+    }),
+    VmDetails,
+  ),
   // folder: where the export is written (a new folder <folder>/<vm name>).
   'vm.export': def(z.strictObject({ vm: VmRef, folder: filePath, checkpointId: id.optional() }), OperationStarted),
   'vm.import': def(ImportRequest, OperationStarted),

@@ -6,7 +6,7 @@ import { z } from 'zod';
 import { BerthError } from './errors';
 import { formatIssues } from './issues';
 
-export const CONFIG_SCHEMA_VERSION = 1;
+export const CONFIG_SCHEMA_VERSION = 2;
 // Device limits, defined once: the wizard, the CLI and the services refuse what the VMM
 // could not build at start.
 // virtio-mmio devices a VM can have, one ISA interrupt each (kVirtioIrqs in
@@ -17,6 +17,11 @@ export const MAX_DISKS = MAX_VIRTIO_DEVICES;
 export const MAX_NETWORK_ADAPTERS = 8;
 // Slot numbers (the guest reads the slot as the disk's serial, berth-slot-N).
 export const MAX_DISK_SLOTS = 64;
+// DVD drives of a Generation 1 or 2 VM, on its SCSI controller (one virtio device, counted
+// with the disks and adapters when the VM has any drive), and their slot numbers (the
+// drive's SCSI target).
+export const MAX_DVD_DRIVES = 4;
+export const MAX_DVD_SLOTS = 8;
 // Host port forwards per NAT adapter.
 export const MAX_PORT_FORWARDS = 32;
 export const MAX_MEMORY_MIB = 1024 * 1024; // 1 TiB; the host's own limit is checked at start
@@ -68,18 +73,55 @@ const kernelBoot = {
     .refine((s) => !s.includes('\0'), 'must not contain NUL characters')
     .default(''),
 };
+// The kinds of device a Generation 1 or 2 VM's firmware tries, first to last.
+export const BOOT_DEVICES = ['dvd', 'disk', 'network'] as const;
+export type BootDevice = (typeof BOOT_DEVICES)[number];
+export const DEFAULT_BOOT_ORDER: readonly BootDevice[] = ['dvd', 'disk', 'network'];
+export const BootOrder = z
+  .array(z.enum(BOOT_DEVICES))
+  .min(1)
+  .max(BOOT_DEVICES.length)
+  .superRefine((order, ctx) => {
+    order.forEach((d, i) => {
+      if (order.indexOf(d) !== i) ctx.addIssue({ code: 'custom', path: [i], message: `'${d}' is listed twice` });
+    });
+  });
+export type BootOrder = z.infer<typeof BootOrder>;
+const bootOrder = BootOrder.default(() => [...DEFAULT_BOOT_ORDER]);
+
 export const BootSettings = z.discriminatedUnion('kind', [
   // A PVH ELF kernel (the test guest, or a Linux vmlinux with the PVH note).
   z.strictObject({ kind: z.literal('pvh'), ...kernelBoot }),
   // A Linux bzImage or vmlinux through the Linux boot protocol.
   z.strictObject({ kind: z.literal('linux'), ...kernelBoot }),
-  // Reserved for UEFI; refused until the VMM has firmware.
-  z.object({ kind: z.literal('firmware') }).refine(() => false, {
-    message: 'firmware boot is reserved and not supported yet; use pvh or linux',
-    path: ['kind'],
-  }),
+  // Generation 2: UEFI (OVMF) with the VM's own variable store (<vm>/firmware/uefi-vars.fd),
+  // made from the template with Microsoft's keys enrolled (Secure Boot on) or without keys.
+  z.strictObject({ kind: z.literal('uefi'), secureBoot: z.boolean().default(true), bootOrder }),
+  // Generation 1: a BIOS (SeaBIOS).
+  z.strictObject({ kind: z.literal('bios'), bootOrder }),
 ]);
 export type BootSettings = z.infer<typeof BootSettings>;
+export type FirmwareBoot = Extract<BootSettings, { kind: 'uefi' | 'bios' }>;
+export type KernelBoot = Extract<BootSettings, { kind: 'pvh' | 'linux' }>;
+
+export function isFirmwareBoot(boot: BootSettings): boolean {
+  return boot.kind === 'uefi' || boot.kind === 'bios';
+}
+
+// Hyper-V's words: Generation 1 (BIOS), Generation 2 (UEFI); a kernel booted directly has none.
+export function generationOf(boot: BootSettings): 1 | 2 | undefined {
+  return boot.kind === 'bios' ? 1 : boot.kind === 'uefi' ? 2 : undefined;
+}
+
+// A DVD drive (Generation 1 and 2 VMs): an ISO image, or no media when path is absent.
+export const DvdDrive = z.strictObject({
+  slot: z
+    .int()
+    .min(0)
+    .max(MAX_DVD_SLOTS - 1),
+  path: path.optional(),
+});
+export type DvdDrive = z.infer<typeof DvdDrive>;
 
 const slot = z
   .int()
@@ -180,6 +222,7 @@ export const VmConfigShape = z.strictObject({
   boot: BootSettings,
   disks: z.array(DiskAttachment).max(MAX_DISKS).default([]),
   network: z.array(NetworkAdapter).max(MAX_NETWORK_ADAPTERS).default([]),
+  dvdDrives: z.array(DvdDrive).max(MAX_DVD_DRIVES).default([]),
   com1: Com1Settings.default({ enabled: true }),
   checkpoints: CheckpointSettings.default({ type: 'standard', standardFallback: true }),
   automaticStartAction: AutomaticStartAction.default('nothing'),
@@ -190,13 +233,17 @@ export const VmConfigShape = z.strictObject({
   createdAt: z.iso.datetime().optional(),
 });
 
-// Why a VM with this many disks and adapters could not start, or undefined.
-export function deviceCountProblem(disks: number, adapters: number): string | undefined {
-  if (disks + adapters <= MAX_VIRTIO_DEVICES) return undefined;
-  return (
-    `a VM can have at most ${MAX_VIRTIO_DEVICES} disks and network adapters together ` +
-    `(this one would have ${disks} disk(s) and ${adapters} adapter(s)); remove some`
-  );
+// Why a VM with this many disks, adapters and DVD drives could not start, or undefined. The
+// machine gives each disk and adapter a virtio device, and the SCSI controller that holds
+// the DVD drives is one more (only when there is a drive).
+export function deviceCountProblem(disks: number, adapters: number, dvdDrives = 0): string | undefined {
+  const controller = dvdDrives > 0 ? 1 : 0;
+  if (disks + adapters + controller <= MAX_VIRTIO_DEVICES) return undefined;
+  const limit = controller
+    ? `${MAX_VIRTIO_DEVICES - 1} disks and network adapters together when it has DVD drives (their SCSI ` +
+      'controller takes one of its device slots)'
+    : `${MAX_VIRTIO_DEVICES} disks and network adapters together`;
+  return `a VM can have at most ${limit} (this one would have ${disks} disk(s) and ${adapters} adapter(s)); remove some`;
 }
 
 function crossChecks(c: z.infer<typeof VmConfigShape>, ctx: z.RefinementCtx): void {
@@ -222,8 +269,27 @@ function crossChecks(c: z.infer<typeof VmConfigShape>, ctx: z.RefinementCtx): vo
       });
     } else macs.set(n.mac, i);
   });
-  const tooMany = deviceCountProblem(c.disks.length, c.network.length);
+  const tooMany = deviceCountProblem(c.disks.length, c.network.length, c.dvdDrives.length);
   if (tooMany) ctx.addIssue({ code: 'custom', path: ['disks'], message: tooMany });
+  if (c.dvdDrives.length > 0 && !isFirmwareBoot(c.boot)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['dvdDrives'],
+      message:
+        'DVD drives are for Generation 1 (bios) and 2 (uefi) VMs; a VM that boots a kernel file directly has none',
+    });
+  }
+  const dvdSlots = new Map<number, number>();
+  c.dvdDrives.forEach((d, i) => {
+    const first = dvdSlots.get(d.slot);
+    if (first !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['dvdDrives', i, 'slot'],
+        message: `slot ${d.slot} is already used by dvdDrives[${first}]`,
+      });
+    } else dvdSlots.set(d.slot, i);
+  });
   const dyn = c.memory.dynamic;
   if (dyn.minimumMiB > dyn.maximumMiB) {
     ctx.addIssue({ code: 'custom', path: ['memory', 'dynamic', 'minimumMiB'], message: 'must not exceed maximumMiB' });
@@ -269,6 +335,9 @@ const migrations: Record<number, (old: Json) => Json> = {
     if (cmdline !== undefined) boot['cmdline'] = cmdline;
     return { ...rest, schemaVersion: 1, memory: { startupMiB: memoryMiB }, processors: { count: vcpus }, boot };
   },
+  // Version 2 adds firmware boot ('uefi', 'bios') and DVD drives. Version 1 refused the
+  // reserved kind 'firmware', so every version-1 VM boots a kernel and keeps doing so.
+  1: (old) => ({ ...old, schemaVersion: 2 }),
 };
 
 export interface MigrationResult {
@@ -287,7 +356,8 @@ function canonical(value: unknown): string {
   );
 }
 
-export function migrateConfigDetailed(raw: unknown): MigrationResult {
+// Brings a configuration document up to the current version, without the final validation.
+function upgrade(raw: unknown): { doc: Json; fromVersion: number } {
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError(['(config): must be a JSON object']);
   }
@@ -311,6 +381,21 @@ export function migrateConfigDetailed(raw: unknown): MigrationResult {
     if (!step) throw new ConfigError([`schemaVersion: no migration from version ${v}`], 'UNSUPPORTED_VERSION');
     doc = step(doc);
   }
+  return { doc, fromVersion };
+}
+
+// For configurations kept inside other files (a checkpoint's record keeps the configuration
+// of its time): the document at the current version, left for the schema to judge.
+export function upgradeConfigDocument(raw: unknown): unknown {
+  try {
+    return upgrade(raw).doc;
+  } catch {
+    return raw;
+  }
+}
+
+export function migrateConfigDetailed(raw: unknown): MigrationResult {
+  const { doc, fromVersion } = upgrade(raw);
   const config = parseConfig(doc);
   return {
     config,

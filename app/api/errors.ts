@@ -112,7 +112,12 @@ const SERVICE_ERROR_CODES = [
   'AMBIGUOUS', // a name or id prefix matches several VMs
   'NAME_IN_USE',
   'INVALID_STATE', // the lifecycle does not allow the operation now ("cannot pause 'x': it is Off")
-  'UNSUPPORTED', // reserved features (firmware boot)
+  'UNSUPPORTED', // reserved features (dynamic memory)
+  // A DVD drive's ISO image is missing (the message names the drive and the path), or is
+  // not an ISO 9660 / UDF image. The services check before the worker starts and before a
+  // running VM's media changes; the worker answers the same codes to op 'media'.
+  'DVD_MEDIA_NOT_FOUND',
+  'DVD_MEDIA_INVALID',
   'SHUTDOWN_TIMEOUT', // the guest did not power off in time after the ACPI power button (it runs on)
   'SERVICE_MANAGER', // systemctl --user refused to (en|dis)able Berth's autostart unit (the message says how to)
   'BUSY', // another process holds the VM's lock for too long

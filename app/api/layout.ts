@@ -1,5 +1,5 @@
 // File names inside a VM's folder, shared by the services and the worker:
-// <root>/vms/<vm-id>/{config.json, disks/, checkpoints/, state/, run/}.
+// <root>/vms/<vm-id>/{config.json, disks/, checkpoints/, state/, firmware/, run/}.
 import { z } from 'zod';
 
 export const VM_FILES = {
@@ -7,7 +7,17 @@ export const VM_FILES = {
   disks: 'disks',
   checkpoints: 'checkpoints',
   state: 'state',
+  // Generation 2: the VM's UEFI variable store (FIRMWARE_FILES).
+  firmware: 'firmware',
   run: 'run',
+} as const;
+
+// In firmware/ (mode 0700): the VM's own UEFI variable store (mode 0600), copied from the
+// host's template when the VM becomes Generation 2 and written by the firmware as it runs
+// (boot entries, Secure Boot keys). A checkpoint keeps a copy of it in its folder
+// (checkpoints/<id>/, the same name); applying the checkpoint puts that copy back.
+export const FIRMWARE_FILES = {
+  uefiVars: 'uefi-vars.fd',
 } as const;
 
 // Inside run/ (mode 0700).

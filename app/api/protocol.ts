@@ -10,7 +10,8 @@ import { LastExit, SaveResult, VmState, VmStats } from './vm';
 
 // 2: 'stop' became 'turn-off' and 'shutdown' 'shut-down', the words the window and CLI use.
 // 3: 'save' and 'checkpoint' (saved memory and device state), LastExit reason 'saved'.
-export const PROTOCOL_VERSION = 3;
+// 4: 'media' (insert an ISO into a running VM's DVD drive, or eject it).
+export const PROTOCOL_VERSION = 4;
 // A line longer than this closes the connection (a console chunk is far smaller).
 export const MAX_LINE_BYTES = 1024 * 1024;
 export const SCROLLBACK_BYTES = 256 * 1024;
@@ -46,6 +47,18 @@ export const Request = z.discriminatedUnion('op', [
   // spec's order; each an overlay over the disk's current file), resume if it was running.
   // On an error the VM continues on its old files.
   z.strictObject({ id, op: z.literal('checkpoint'), path: absolutePath, disks: z.array(absolutePath) }),
+  // Change the media of DVD drive `drive` (its index in the spec's dvds, which are in slot
+  // order) of a running or paused firmware VM: path = an ISO image (absolute) to insert,
+  // replacing what is in the drive, or '' to eject (the guest sees the medium change). The
+  // answer is {} once the drive holds the new media; errors: DVD_MEDIA_NOT_FOUND (no such
+  // file), DVD_MEDIA_INVALID (not an ISO image), INVALID_ARGUMENT (no such drive),
+  // INVALID_STATE (the VM has no DVD drives, or is not running or paused).
+  z.strictObject({
+    id,
+    op: z.literal('media'),
+    drive: z.int().min(0),
+    path: z.union([z.literal(''), absolutePath]),
+  }),
 ]);
 export type Request = z.infer<typeof Request>;
 export type RequestInput = z.input<typeof Request>;
@@ -79,6 +92,7 @@ export const Results = {
   'shut-down': StateResult,
   save: SaveResult,
   checkpoint: SaveResult,
+  media: z.strictObject({}),
 } as const satisfies Record<Op, z.ZodType>;
 export type Result<O extends Op> = z.infer<(typeof Results)[O]>;
 

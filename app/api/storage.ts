@@ -2,7 +2,7 @@
 // return and store. No Node APIs here.
 import { z } from 'zod';
 
-import { VmConfig } from './config';
+import { upgradeConfigDocument, VmConfig } from './config';
 
 export const VIRTUAL_DISK_FORMATS = ['raw', 'qcow2', 'vhdx', 'vhd'] as const;
 export const VirtualDiskFormat = z.enum(VIRTUAL_DISK_FORMATS);
@@ -40,7 +40,9 @@ export const CheckpointRecord = z.strictObject({
   parent: z.uuid().nullable(),
   createdAt: z.iso.datetime(),
   // The configuration when the checkpoint was taken (its disks point at the view files).
-  config: VmConfig,
+  // The configuration of its time, read at the current schema version (a checkpoint taken by
+  // an older Berth keeps its older document until the record is written again).
+  config: z.preprocess(upgradeConfigDocument, VmConfig),
   // The files that hold this checkpoint's view of each virtual disk (read-only from now on).
   disks: z.array(CheckpointDisk),
   // Passthrough slots the user excluded when taking it.
@@ -101,6 +103,10 @@ export const ExportManifest = z.strictObject({
   savedState: z.string().optional(),
   // The memory state files of checkpoints that hold memory (checkpoints/<id>/memory.bstate).
   checkpointStates: z.array(z.string()).default([]),
+  // A Generation 2 VM's UEFI variable store (firmware/uefi-vars.fd) and the copies its
+  // checkpoints keep (checkpoints/<id>/uefi-vars.fd).
+  firmwareVars: z.string().optional(),
+  checkpointFirmwareVars: z.array(z.string()).default([]),
 });
 export type ExportManifest = z.infer<typeof ExportManifest>;
 

@@ -1,7 +1,7 @@
 // What the services report about a VM: lifecycle state, summaries, stats, exits.
 import { z } from 'zod';
 
-import { AutomaticStartAction, AutomaticStartDelay, AutomaticStopAction, VmConfig } from './config';
+import { AutomaticStartAction, AutomaticStartDelay, AutomaticStopAction, BootOrder, VmConfig } from './config';
 
 // Off -> Starting -> Running <-> Paused; Running/Paused -> Stopping -> Off; a worker that
 // dies leaves Failed. Running/Paused -> Saved (the worker wrote the VM's state to
@@ -147,7 +147,15 @@ export const VmSettingsPatch = z.strictObject({
   kernelPath: z.string().min(1).optional(),
   initrdPath: z.string().min(1).nullable().optional(),
   cmdline: z.string().optional(),
-  bootKind: z.enum(['pvh', 'linux']).optional(),
+  // pvh or linux: a kernel booted directly (a Generation 1 or 2 VM converted back needs
+  // kernelPath too); bios (Generation 1) or uefi (Generation 2): the VM boots firmware, a
+  // UEFI VM gets a new variable store.
+  bootKind: z.enum(['pvh', 'linux', 'bios', 'uefi']).optional(),
+  // Generation 2 only. Changing it replaces the VM's UEFI variable store with the other
+  // template, which resets its UEFI settings (boot entries).
+  secureBoot: z.boolean().optional(),
+  // Generation 1 and 2: the kinds of device the firmware tries, first to last.
+  bootOrder: BootOrder.optional(),
   testExitPort: z.boolean().optional(),
   com1: z.boolean().optional(),
   checkpointType: z.enum(['standard', 'production', 'disabled']).optional(),

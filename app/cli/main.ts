@@ -66,7 +66,10 @@ export async function main(argv: string[]): Promise<number> {
   if (!top && !groupTable) {
     return fail(EXIT_USAGE, { code: 'USAGE', message: `unknown command '${group}'` }, "see 'berth help'");
   }
-  const command = top ?? (verb === undefined ? undefined : groupTable?.[verb]);
+  // Two-word commands (`vm dvd insert`): the second word is part of the command's name.
+  const twoWord = verb !== undefined && rest[0] !== undefined ? groupTable?.[`${verb} ${rest[0]}`] : undefined;
+  const command = top ?? (verb === undefined ? undefined : (groupTable?.[verb] ?? twoWord));
+  const commandArgs = twoWord && !groupTable?.[verb ?? ''] ? rest.slice(1) : rest;
   if (!command) {
     if (verb === undefined || verb === '--help' || verb === '-h' || verb === 'help') {
       process.stdout.write(`${helpText()}\n`);
@@ -78,7 +81,7 @@ export async function main(argv: string[]): Promise<number> {
   let args: string[];
   try {
     const parsed = parseArgs({
-      args: top ? argv.slice(1) : rest,
+      args: top ? argv.slice(1) : commandArgs,
       options: { ...common, ...command.options },
       allowPositionals: true,
       strict: true,

@@ -1,14 +1,15 @@
-// `berth vm ...`: create, change, show, remove, rename VMs, the lifecycle actions and the
-// console.
+// `berth vm ...`: create, change, show, remove, rename VMs, the lifecycle actions, the
+// console (console-command.ts) and DVD drives (firmware-commands.ts).
 
 import { basename } from 'node:path';
 
-import { BerthError, toErrorBody, type NetworkAdapter, type VmDetails, type VmSummary } from '../api';
+import { type BootSettings, type NetworkAdapter, type VmDetails, type VmSummary } from '../api';
 import { MoveService, SHUT_DOWN_TIMEOUT_MS, VmManager } from '../services';
 import {
   filePath,
   list,
   oneOf,
+  parseBytes,
   parseCount,
   parseDiskSpec,
   parseMiB,
@@ -17,7 +18,19 @@ import {
   str,
   UsageError,
 } from './parse';
-import { formatBytes, formatDuration, table, withProgress, type Command, type Context, type Options } from './command';
+import { formatBytes, formatDuration, table, withProgress, type Command, type Options } from './command';
+import { attachConsole } from './console-command';
+import {
+  bootLines,
+  dvdCommands,
+  FIRMWARE_NEW_USAGE,
+  FIRMWARE_SET_USAGE,
+  firmwareBootFromFlags,
+  firmwareNewOptions,
+  firmwareNotes,
+  firmwarePatchFromFlags,
+  firmwareSetOptions,
+} from './firmware-commands';
 
 function adapterText(n: NetworkAdapter): string {
   return n.kind === 'bridge' ? `bridge ${n.bridge ?? ''} ${n.mac}` : `nat ${n.mac}`;
@@ -36,11 +49,7 @@ function showText(vm: VmDetails): string {
     ['Memory', `${c.memory.startupMiB} MiB`],
     ['Processors', String(c.processors.count)],
   ];
-  if (c.boot.kind !== 'firmware') {
-    lines.push(['Boot', `${c.boot.kind} ${c.boot.kernelPath}`]);
-    if (c.boot.initrdPath) lines.push(['Initrd', c.boot.initrdPath]);
-    lines.push(['Command line', c.boot.cmdline]);
-  }
+  lines.push(...bootLines(c));
   lines.push(['COM1', c.com1.enabled ? 'on' : 'off']);
   lines.push([
     'Disks',
@@ -149,10 +158,14 @@ export const vmCommands: Record<string, Command> = {
     usage:
       "berth vm new --name NAME --kernel PATH [--memory MiB] [--cpus N] [--cmdline '...'] [--initrd PATH]\n" +
       '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port] [--no-com1] [--start] [--json]\n' +
+      FIRMWARE_NEW_USAGE +
+      '\n' +
       '              [--disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
       '              [--nic nat[,mac=MAC][,restricted][,forward=[tcp|udp:][ADDRESS:]HOSTPORT:GUESTPORT]...\n' +
       '               | bridge:NAME[,mac=MAC]]...',
-    summary: 'create a VM (64 MiB and 1 processor unless told otherwise)',
+    summary:
+      'create a VM: a kernel booted directly (--kernel), or Generation 1 (BIOS) or 2 (UEFI, Secure Boot on) ' +
+      'with --generation (64 MiB, or 1024 MiB for Generation 1 and 2, and 1 processor unless told otherwise)',
     positionals: [],
     options: {
       name: { type: 'string' },
@@ -168,29 +181,44 @@ export const vmCommands: Record<string, Command> = {
       start: { type: 'boolean' },
       disk: { type: 'string', multiple: true },
       nic: { type: 'string', multiple: true },
+      ...firmwareNewOptions,
     },
     run: async ({ manager, hardware, values, print }) => {
       const name = str(values, 'name');
-      const kernelPath = filePath(values, 'kernel');
       if (name === undefined) throw new UsageError('--name is required');
-      if (kernelPath === undefined) throw new UsageError('--kernel is required (the kernel or PVH image to boot)');
-      const boot: { kind: 'pvh' | 'linux'; kernelPath: string; cmdline: string; initrdPath?: string } = {
-        kind: oneOf('boot', str(values, 'boot'), ['pvh', 'linux'] as const) ?? 'pvh',
-        kernelPath,
-        cmdline: str(values, 'cmdline') ?? '',
-      };
-      const initrd = filePath(values, 'initrd');
-      if (initrd !== undefined) boot.initrdPath = initrd;
+      const firmware = firmwareBootFromFlags(values);
+      let boot: BootSettings;
+      if (firmware) boot = firmware.boot;
+      else {
+        const kernelPath = filePath(values, 'kernel');
+        if (kernelPath === undefined) {
+          throw new UsageError(
+            '--kernel is required (the kernel or PVH image to boot), or --generation 1|2 for a VM that boots firmware',
+          );
+        }
+        const kernel: { kind: 'pvh' | 'linux'; kernelPath: string; cmdline: string; initrdPath?: string } = {
+          kind: oneOf('boot', str(values, 'boot'), ['pvh', 'linux'] as const) ?? 'pvh',
+          kernelPath,
+          cmdline: str(values, 'cmdline') ?? '',
+        };
+        const initrd = filePath(values, 'initrd');
+        if (initrd !== undefined) kernel.initrdPath = initrd;
+        boot = kernel;
+      }
       const diskSpecs = list(values, 'disk').map((d) => parseDiskSpec('--disk', d));
+      const diskSize = str(values, 'disk-size');
+      // A new qcow2 disk in the VM's folder, on the first free slot.
+      if (diskSize !== undefined) diskSpecs.push({ kind: 'new', sizeBytes: parseBytes('--disk-size', diskSize) });
       const network = list(values, 'nic').map((n) => parseNicSpec('--nic', n));
       // One step: when a disk cannot be made or attached, no VM is left behind.
       let vm: VmDetails | VmSummary = await hardware.createVm(
         {
           name,
           notes: str(values, 'notes') ?? '',
-          memory: { startupMiB: parseMiB('memory', str(values, 'memory')) ?? 64 },
+          memory: { startupMiB: parseMiB('memory', str(values, 'memory')) ?? (firmware ? 1024 : 64) },
           processors: { count: parseCount('cpus', str(values, 'cpus')) ?? 1 },
           boot,
+          dvdDrives: firmware?.dvdDrives ?? [],
           network,
           com1: { enabled: values['no-com1'] !== true },
           testExitPort: values['test-exit-port'] === true,
@@ -202,6 +230,7 @@ export const vmCommands: Record<string, Command> = {
         print(`  slot ${d.slot}: ${d.kind === 'virtual' ? d.path : `passthrough ${d.deviceId}`}`);
       }
       for (const n of (vm as VmDetails).config.network) print(`  network: ${adapterText(n)}`);
+      for (const [k, v] of bootLines((vm as VmDetails).config).slice(0, 4)) print(`  ${k.toLowerCase()}: ${v}`);
       if (values['start'] === true) {
         vm = { ...vm, ...(await manager.start(vm.id)) };
         print(summaryLine(vm));
@@ -212,14 +241,15 @@ export const vmCommands: Record<string, Command> = {
   set: {
     usage:
       'berth vm set NAME [--memory MiB] [--cpus N] [--kernel PATH] [--initrd PATH | --no-initrd] [--cmdline S]\n' +
-      '              [--boot pvh|linux] [--notes TEXT] [--test-exit-port on|off] [--com1 on|off]\n' +
+      '              [--boot pvh|linux|bios|uefi] [--notes TEXT] [--test-exit-port on|off] [--com1 on|off]\n' +
       '              [--checkpoint-type standard|production|disabled]\n' +
       '              [--automatic-start-action nothing|start|restart-if-running] [--automatic-start-delay S]\n' +
       '              [--automatic-stop-action turn-off|save|shut-down]\n' +
       '              [--add-disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
       '              [--remove-disk SLOT]... [--add-nic nat[,mac=MAC][,restricted][,forward=...]...\n' +
       '               | bridge:NAME[,mac=MAC]]...\n' +
-      '              [--remove-nic MAC|N]... [--standard-checkpoint-fallback on|off] [--json]',
+      '              [--remove-nic MAC|N]... [--standard-checkpoint-fallback on|off] [--json]\n' +
+      FIRMWARE_SET_USAGE,
     summary: 'change settings (hardware only while the VM is off)',
     positionals: ['NAME'],
     options: {
@@ -228,6 +258,7 @@ export const vmCommands: Record<string, Command> = {
       'remove-disk': { type: 'string', multiple: true },
       'add-nic': { type: 'string', multiple: true },
       'remove-nic': { type: 'string', multiple: true },
+      ...firmwareSetOptions,
     },
     run: async ({ manager, hardware, args, values, print }) => {
       const add = list(values, 'add-disk').map((d) => parseDiskSpec('--add-disk', d));
@@ -241,7 +272,8 @@ export const vmCommands: Record<string, Command> = {
         kernelPath: filePath(values, 'kernel'),
         initrdPath: values['no-initrd'] === true ? null : filePath(values, 'initrd'),
         cmdline: str(values, 'cmdline'),
-        bootKind: oneOf('boot', str(values, 'boot'), ['pvh', 'linux'] as const),
+        bootKind: oneOf('boot', str(values, 'boot'), ['pvh', 'linux', 'bios', 'uefi'] as const),
+        ...firmwarePatchFromFlags(values),
         testExitPort: parseOnOff('test-exit-port', str(values, 'test-exit-port')),
         com1: parseOnOff('com1', str(values, 'com1')),
         checkpointType: oneOf('checkpoint-type', str(values, 'checkpoint-type'), [
@@ -271,12 +303,14 @@ export const vmCommands: Record<string, Command> = {
         throw new UsageError('nothing to change: give at least one setting');
       }
       const ref = args[0] ?? '';
-      let vm = Object.keys(patch).length > 0 ? await manager.set(ref, patch) : await manager.show(ref);
+      const before = await manager.show(ref);
+      let vm = Object.keys(patch).length > 0 ? await manager.set(ref, patch) : before;
       if (remove.length > 0) vm = await hardware.detach(vm.id, remove);
       if (add.length > 0) vm = await hardware.attach(vm.id, add);
       if (removeNics.length > 0) vm = await hardware.removeAdapters(vm.id, removeNics);
       if (addNics.length > 0) vm = await hardware.addAdapters(vm.id, addNics);
       print(`updated '${vm.name}'`);
+      for (const note of firmwareNotes(before.config, vm.config)) print(note);
       return vm;
     },
   },
@@ -398,70 +432,5 @@ export const vmCommands: Record<string, Command> = {
     options: { 'no-replay': { type: 'boolean' } },
     run: (ctx) => attachConsole(ctx),
   },
+  ...dvdCommands,
 };
-
-const DETACH = 0x1d; // Ctrl-]
-
-async function attachConsole({ manager, args, values, json }: Context): Promise<unknown> {
-  const name = args[0] ?? '';
-  const stdin = process.stdin;
-  let finish: (result: unknown) => void = () => undefined;
-  const done = new Promise<unknown>((resolve) => (finish = resolve));
-  const emit = (doc: unknown): void => void process.stdout.write(`${JSON.stringify(doc)}\n`);
-  const session = await manager.attachConsole(name, {
-    replay: values['no-replay'] !== true,
-    onData: (bytes) =>
-      json ? emit({ event: 'console', data: bytes.toString('base64') }) : process.stdout.write(bytes),
-    onEnd: ({ exit, error }) => {
-      if (exit) {
-        if (!json) process.stderr.write(`\r\n[berth: '${name}' stopped: ${exit.reason} code ${exit.code}]\r\n`);
-        finish({ ended: { exit } });
-      } else {
-        const body = toErrorBody(
-          error ?? new BerthError('WORKER_UNREACHABLE', 'the worker closed the console; run berth vm show'),
-        );
-        if (!json) process.stderr.write(`\r\n[berth: the console ended: ${body.message}]\r\n`);
-        finish({ error: body });
-      }
-    },
-  });
-  if (!json) {
-    process.stderr.write(`[berth: connected to '${name}'; Ctrl-] detaches]\r\n`);
-  }
-  const raw = stdin.isTTY === true;
-  if (raw) stdin.setRawMode(true);
-  // Input is sent in order; detaching waits for what was typed before it.
-  let queue = Promise.resolve();
-  const send = (bytes: Buffer): void => {
-    if (bytes.length === 0) return;
-    queue = queue.then(() => session.write(bytes)).catch(() => undefined);
-  };
-  let detaching = false;
-  const detach = (): void => {
-    if (detaching) return;
-    detaching = true;
-    void queue.then(async () => {
-      await session.detach();
-      if (!json) process.stderr.write(`\r\n[berth: detached from '${name}'; it keeps running]\r\n`);
-      finish({ detached: true });
-    });
-  };
-  const onInput = (chunk: Buffer): void => {
-    const at = chunk.indexOf(DETACH);
-    if (at < 0) return send(chunk);
-    send(chunk.subarray(0, at));
-    stdin.off('data', onInput);
-    detach();
-  };
-  stdin.on('data', onInput);
-  stdin.on('end', () => detach());
-  const result = await done;
-  if (raw) stdin.setRawMode(false);
-  stdin.pause();
-  stdin.off('data', onInput);
-  if (result && typeof result === 'object' && 'error' in result) {
-    const body = (result as { error: { code: 'WORKER_UNREACHABLE'; message: string } }).error;
-    throw new BerthError(body.code, body.message);
-  }
-  return json ? undefined : result;
-}

@@ -24,6 +24,7 @@ import {
 import { storageBackend, type OperationContext, type StorageBackend } from './bridge-storage';
 import type { ConsoleSession, VmManager } from './manager';
 import { VmWatcher } from './events';
+import { DvdService } from './dvd';
 
 export interface BridgeHostOptions {
   manager: VmManager;
@@ -285,14 +286,18 @@ export class BridgeHost {
       'vm.get': ({ vm }) => m.show(vm),
       'vm.create': ({ config, newDisks }) => acted(st.createVm(config, newDisks ?? [])),
       'vm.update': async ({ vm, patch }) => {
-        const { name, disks, network, ...settings } = patch;
+        const { name, disks, network, dvdDrives, ...settings } = patch;
         return acted(
           (async () => {
             const hw: Parameters<StorageBackend['updateHardware']>[1] = {};
             if (disks !== undefined) hw.disks = disks;
             if (network !== undefined) hw.network = network;
             if (disks !== undefined || network !== undefined) await st.updateHardware(vm, hw);
+            // Drives go before a change to booting a kernel (which has none), after one to firmware.
+            const dvd = new DvdService(m);
+            if (dvdDrives !== undefined && dvdDrives.length === 0) await dvd.replace(vm, dvdDrives);
             let details = await m.set(vm, settings);
+            if (dvdDrives !== undefined && dvdDrives.length > 0) details = await dvd.replace(vm, dvdDrives);
             if (name !== undefined && name !== details.name) details = await m.rename(details.id, name);
             return details;
           })(),
@@ -319,6 +324,8 @@ export class BridgeHost {
       'vm.resume': ({ vm }) => acted(m.resume(vm)),
       'vm.reset': ({ vm }) => acted(m.reset(vm)),
       'vm.stats': ({ vm }) => m.stats(vm),
+      'vm.insertDvd': ({ vm, slot, path }) => acted(new DvdService(m).insert(vm, path, slot)),
+      'vm.ejectDvd': ({ vm, slot }) => acted(new DvdService(m).eject(vm, slot)),
       'vm.export': async ({ vm, folder, checkpointId }) => {
         const id = await this.vmId(vm);
         const title = checkpointId === undefined ? `Exporting ${vm}` : `Exporting a checkpoint of ${vm}`;

@@ -83,6 +83,7 @@ export async function createLiveCheckpoint(
       writes: plan.writes,
       removes: [],
       stateFile,
+      copies: [],
     };
     await CheckpointService.writeJournal(paths, journal);
     crashPoint('live:journaled');
@@ -93,6 +94,8 @@ export async function createLiveCheckpoint(
     try {
       await fs.mkdir(folder, { mode: 0o700 });
       await CheckpointService.createOverlays(paths, plan, 'live:overlay');
+      // Taken while the firmware may write it; a UEFI variable write is rare after boot.
+      await CheckpointService.copyVars(paths, plan);
     } catch (err) {
       await rollBack();
       throw err;

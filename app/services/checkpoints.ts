@@ -45,6 +45,7 @@ import {
 } from '../api';
 import { createDisk, inspectDisk, mergeDisk, reconnectDisk } from '../native/disk';
 import { crashPoint } from './crash';
+import { checkpointVarsPath, copyPrivate } from './firmware';
 import { atomicWriteJson, readJsonIfExists } from './fsutil';
 import type { VmManager } from './manager';
 import type { VmEntry } from './registry';
@@ -81,6 +82,8 @@ export const Journal = z.strictObject({
   // A live checkpoint: the state file the worker writes; when it exists the worker runs on
   // the new overlays, so a 'prepare' journal is rolled forward (its writes are complete).
   stateFile: z.string().optional(),
+  // Whole files put in place (a checkpoint's copy of the UEFI variable store going back).
+  copies: z.array(z.strictObject({ from: z.string(), to: z.string() })).default([]),
 });
 export type Journal = z.infer<typeof Journal>;
 
@@ -95,6 +98,8 @@ export interface CreatePlan {
   record: CheckpointRecord;
   // The commit's metadata: the record, the configuration on the overlays, the tree.
   writes: Journal['writes'];
+  // A Generation 2 VM's variable store and where the checkpoint keeps its copy.
+  vars?: { from: string; to: string };
 }
 
 export interface Tree {
@@ -229,6 +234,7 @@ export class CheckpointService {
         if (!recovering) crashPoint('merge:reconnected');
       }
     }
+    for (const c of journal.copies) if (await exists(c.from)) await copyPrivate(c.from, c.to);
     for (const [i, w] of journal.writes.entries()) {
       await atomicWriteJson(w.path, w.content);
       if (!recovering) crashPoint(`${op}:write-${i}`);
@@ -371,7 +377,16 @@ export class CheckpointService {
       { path: paths.config, content: parseConfig(next) },
       { path: join(paths.checkpoints, TREE), content: { now: id, retained: tree.retained } },
     ];
-    return { id, overlays, record, writes };
+    const plan: CreatePlan = { id, overlays, record, writes };
+    if (config.boot.kind === 'uefi' && (await exists(paths.uefiVars))) {
+      plan.vars = { from: paths.uefiVars, to: checkpointVarsPath(paths, id) };
+    }
+    return plan;
+  }
+
+  // The checkpoint keeps a copy of the VM's UEFI variable store in its folder.
+  static async copyVars(paths: VmPaths, plan: CreatePlan): Promise<void> {
+    if (plan.vars) await copyPrivate(plan.vars.from, plan.vars.to);
   }
 
   // Creates the overlays (each a differencing disk over the disk's current file).
@@ -389,14 +404,16 @@ export class CheckpointService {
       op: 'create',
       phase: 'prepare',
       checkpoint: plan.id,
-      created: plan.overlays.map((o) => o.overlay),
+      created: [...plan.overlays.map((o) => o.overlay), ...(plan.vars ? [checkpointStateFolder(paths, plan.id)] : [])],
       diskSteps: [],
       writes: [],
       removes: [],
+      copies: [],
     };
     await CheckpointService.writeJournal(paths, journal);
     crashPoint('create:journaled');
     await CheckpointService.createOverlays(paths, plan, 'create:overlay');
+    await CheckpointService.copyVars(paths, plan);
     journal.phase = 'commit';
     journal.writes = plan.writes;
     await CheckpointService.writeJournal(paths, journal);
@@ -502,6 +519,7 @@ export class CheckpointService {
       diskSteps: [],
       writes: [],
       removes: [],
+      copies: [],
     };
     await CheckpointService.writeJournal(paths, journal);
     crashPoint('apply:journaled');
@@ -518,6 +536,9 @@ export class CheckpointService {
       { path: join(paths.checkpoints, TREE), content: { now: target.id, retained: tree.retained } },
     ];
     journal.removes = [...discard, ...(discardSavedState ? savedStateFiles(paths) : [])];
+    // The UEFI settings go back to the checkpoint's too.
+    const vars = checkpointVarsPath(paths, target.id);
+    if (await exists(vars)) journal.copies = [{ from: vars, to: paths.uefiVars }];
     await CheckpointService.writeJournal(paths, journal);
     crashPoint('apply:committing');
     await CheckpointService.commit(journal);
@@ -626,6 +647,7 @@ export class CheckpointService {
       diskSteps: steps,
       writes,
       removes,
+      copies: [],
     };
     await CheckpointService.writeJournal(paths, journal);
     crashPoint('delete:journaled');

@@ -10,8 +10,10 @@ import { convertDisk, inspectDisk, type DiskFormat } from '../native/disk';
 import { CheckpointService, readTree } from './checkpoints';
 import { chainFailure, diskCall } from './disks';
 import { fileSafe, type ProgressOptions } from './export';
+import { checkpointVarsPath, copyPrivate } from './firmware';
 import { atomicWriteJson } from './fsutil';
 import type { VmManager } from './manager';
+import { VmPaths } from './paths';
 
 export async function exportCheckpoint(
   manager: VmManager,
@@ -84,7 +86,15 @@ export async function exportCheckpoint(
         disks: written.map((f) => join('disks', f)),
         checkpoints: [],
         checkpointStates: [],
+        checkpointFirmwareVars: [],
       };
+      // A Generation 2 VM's UEFI settings as they were at the checkpoint.
+      const vars = checkpointVarsPath(entry.paths, record.id);
+      if (await fs.stat(vars).catch(() => undefined)) {
+        const exported = new VmPaths(folder).uefiVars;
+        await copyPrivate(vars, exported);
+        manifest.firmwareVars = relative(folder, exported);
+      }
       await atomicWriteJson(join(folder, 'export.json'), manifest);
       options.onProgress?.(total, total, '');
       return { folder, manifest };

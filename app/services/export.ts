@@ -32,9 +32,11 @@ import {
 import { convertDisk, inspectDisk, reconnectDisk, type DiskFormat } from '../native/disk';
 import { CheckpointService, readTree } from './checkpoints';
 import { chainFailure, diskCall } from './disks';
+import { ovfEnvelope, toLibvirt } from './export-formats';
 import { atomicWriteJson } from './fsutil';
 import type { VmManager } from './manager';
 import { VmPaths } from './paths';
+import { checkpointVarsPath } from './firmware';
 import { checkpointStatePath, savedStatePath } from './saved-state';
 
 export interface ProgressOptions {
@@ -42,17 +44,19 @@ export interface ProgressOptions {
   signal?: AbortSignal;
 }
 
+// Maps the strings under `keys` (disk paths by default). DVD drives' images are not part
+// of an export (as in Hyper-V): their paths stay as they are.
 function mapPaths<T>(value: T, fn: (p: string) => string, keys = new Set(['path'])): T {
-  return JSON.parse(JSON.stringify(value), function (this: Record<string, unknown>, k, v: unknown) {
+  const walk = (v: unknown, k: string): unknown => {
+    if (Array.isArray(v)) return v.map((x, i) => walk(x, String(i)));
+    if (v !== null && typeof v === 'object') {
+      return Object.fromEntries(
+        Object.entries(v).map(([key, x]) => [key, key === 'dvdDrives' ? structuredClone(x) : walk(x, key)]),
+      );
+    }
     return typeof v === 'string' && keys.has(k) ? fn(v) : v;
-  }) as T;
-}
-
-function xmlEscape(s: string): string {
-  return s.replace(
-    /[<>&'"]/g,
-    (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', "'": '&apos;', '"': '&quot;' })[c] ?? c,
-  );
+  };
+  return walk(JSON.parse(JSON.stringify(value)), '') as T;
 }
 
 export function fileSafe(name: string): string {
@@ -168,14 +172,31 @@ export class ExportService {
     to: VmPaths,
     records: CheckpointRecord[],
     options: { move?: boolean; saved?: boolean } = {},
-  ): Promise<{ saved?: string; checkpoints: string[] }> {
+  ): Promise<{ saved?: string; checkpoints: string[]; firmwareVars?: string; checkpointVars: string[] }> {
     const move = options.move ?? false;
     const put = async (src: string, dst: string): Promise<void> => {
       await fs.mkdir(dirname(dst), { recursive: true, mode: 0o700 });
       if (move) await fs.rename(src, dst);
       else await fs.copyFile(src, dst);
     };
-    const out: { saved?: string; checkpoints: string[] } = { checkpoints: [] };
+    const out: { saved?: string; checkpoints: string[]; firmwareVars?: string; checkpointVars: string[] } = {
+      checkpoints: [],
+      checkpointVars: [],
+    };
+    // The UEFI variable stores (the VM's and its checkpoints' copies), private to the user.
+    if (await fs.stat(from.uefiVars).catch(() => undefined)) {
+      out.firmwareVars = to.uefiVars;
+      await put(from.uefiVars, to.uefiVars);
+      await fs.chmod(to.uefiVars, 0o600);
+    }
+    for (const r of records) {
+      const src = checkpointVarsPath(from, r.id);
+      if (!(await fs.stat(src).catch(() => undefined))) continue;
+      const dst = checkpointVarsPath(to, r.id);
+      await put(src, dst);
+      await fs.chmod(dst, 0o600);
+      out.checkpointVars.push(dst);
+    }
     const saved = savedStatePath(from);
     if (options.saved !== false && (await fs.stat(saved).catch(() => undefined))) {
       out.saved = savedStatePath(to);
@@ -247,7 +268,9 @@ export class ExportService {
           disks: [...names.values()].map((n) => relative(folder, n)),
           checkpoints: cps,
           checkpointStates: states.checkpoints.map((f) => relative(folder, f)),
+          checkpointFirmwareVars: states.checkpointVars.map((f) => relative(folder, f)),
         };
+        if (states.firmwareVars !== undefined) manifest.firmwareVars = relative(folder, states.firmwareVars);
         if (states.saved !== undefined) manifest.savedState = relative(folder, states.saved);
         await atomicWriteJson(join(folder, 'export.json'), manifest);
         return { folder, manifest };
@@ -301,6 +324,15 @@ export class ExportService {
       throw new BerthError('INVALID_CONFIG', `savedState: must be ${relative(root, savedStatePath(rootPaths))}`);
     }
     manifest.checkpointStates.forEach((f, i) => check(f, `checkpointStates[${i}]`));
+    // The variable stores are copied from where they must be (firmware/, checkpoints/<id>/),
+    // and only from inside the folder.
+    for (const [i, r] of records.entries()) {
+      const vars = checkpointVarsPath(rootPaths, r.id);
+      if (await fs.lstat(vars).catch(() => undefined)) check(relative(root, vars), `checkpoints[${i}]: uefi-vars`);
+    }
+    if (await fs.lstat(rootPaths.uefiVars).catch(() => undefined)) {
+      check(relative(root, rootPaths.uefiVars), 'firmwareVars');
+    }
     if (manifest.savedState !== undefined && mode === 'copy') {
       throw new BerthError(
         'INVALID_STATE',
@@ -398,72 +430,7 @@ export class ExportService {
   }
 
   static toLibvirt(c: VmConfig, folder: string): string {
-    const l: string[] = [];
-    l.push(`<domain type="kvm">`);
-    l.push(`  <name>${xmlEscape(c.name)}</name>`);
-    l.push(`  <uuid>${c.id}</uuid>`);
-    if (c.notes) l.push(`  <description>${xmlEscape(c.notes)}</description>`);
-    l.push(`  <memory unit="MiB">${c.memory.startupMiB}</memory>`);
-    l.push(`  <currentMemory unit="MiB">${c.memory.startupMiB}</currentMemory>`);
-    l.push(`  <vcpu placement="static">${c.processors.count}</vcpu>`);
-    l.push(`  <os>`);
-    l.push(`    <type arch="x86_64" machine="microvm">hvm</type>`);
-    if (c.boot.kind !== 'firmware') {
-      l.push(`    <kernel>${xmlEscape(c.boot.kernelPath)}</kernel>`);
-      if (c.boot.initrdPath) l.push(`    <initrd>${xmlEscape(c.boot.initrdPath)}</initrd>`);
-      if (c.boot.cmdline) l.push(`    <cmdline>${xmlEscape(c.boot.cmdline)}</cmdline>`);
-    }
-    l.push(`  </os>`);
-    l.push(`  <on_poweroff>destroy</on_poweroff>`);
-    l.push(`  <on_reboot>restart</on_reboot>`);
-    l.push(`  <on_crash>destroy</on_crash>`);
-    l.push(`  <devices>`);
-    for (const d of c.disks) {
-      const dev = `vd${String.fromCharCode(97 + (d.slot % 26))}`;
-      if (d.kind === 'virtual') {
-        const ext = extname(d.path).slice(1);
-        l.push(`    <disk type="file" device="disk">`);
-        if (ext === 'vhdx') {
-          // libvirt's schema has no name for VHDX (QEMU reads it); convert for libvirt.
-          l.push(`      <!-- VHDX: convert with 'berth disk convert' to qcow2 for libvirt -->`);
-          l.push(`      <driver name="qemu"/>`);
-        } else {
-          l.push(`      <driver name="qemu" type="${ext === 'qcow2' ? 'qcow2' : ext === 'vhd' ? 'vpc' : 'raw'}"/>`);
-        }
-        l.push(`      <source file="${xmlEscape(resolve(folder, d.path))}"/>`);
-      } else {
-        l.push(`    <disk type="block" device="disk">`);
-        l.push(`      <driver name="qemu" type="raw"/>`);
-        l.push(`      <source dev="${xmlEscape(`/dev/disk/by-id/${d.deviceId}`)}"/>`);
-      }
-      l.push(`      <target dev="${dev}" bus="virtio"/>`);
-      if (d.readOnly) l.push(`      <readonly/>`);
-      l.push(`      <serial>berth-slot-${d.slot}</serial>`);
-      l.push(`    </disk>`);
-    }
-    for (const n of c.network) {
-      if (n.kind === 'bridge') {
-        l.push(`    <interface type="bridge">`);
-        l.push(`      <mac address="${n.mac}"/>`);
-        l.push(`      <source bridge="${xmlEscape(n.bridge ?? '')}"/>`);
-      } else {
-        l.push(`    <interface type="user">`);
-        l.push(`      <mac address="${n.mac}"/>`);
-      }
-      l.push(`      <model type="virtio"/>`);
-      l.push(`    </interface>`);
-    }
-    if (c.com1.enabled) {
-      l.push(`    <serial type="pty">`);
-      l.push(`      <target port="0"/>`);
-      l.push(`    </serial>`);
-      l.push(`    <console type="pty">`);
-      l.push(`      <target type="serial" port="0"/>`);
-      l.push(`    </console>`);
-    }
-    l.push(`  </devices>`);
-    l.push(`</domain>`);
-    return `${l.join('\n')}\n`;
+    return toLibvirt(c, folder);
   }
 
   // An OVF 2.0 envelope in dest/<name>.ovf with each virtual disk flattened to a
@@ -500,84 +467,7 @@ export class ExportService {
       for (const f of files) await fs.rm(join(folder, f.href), { force: true });
       throw err;
     }
-    const items: string[] = [];
-    let instance = 1;
-    const item = (body: string[]): void => {
-      items.push(`      <Item>`, ...body.map((b) => `        ${b}`), `      </Item>`);
-    };
-    item([
-      `<rasd:Description>Number of virtual CPUs</rasd:Description>`,
-      `<rasd:ElementName>${c.processors.count} virtual CPU(s)</rasd:ElementName>`,
-      `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
-      `<rasd:ResourceType>3</rasd:ResourceType>`,
-      `<rasd:VirtualQuantity>${c.processors.count}</rasd:VirtualQuantity>`,
-    ]);
-    item([
-      `<rasd:AllocationUnits>byte * 2^20</rasd:AllocationUnits>`,
-      `<rasd:Description>Memory Size</rasd:Description>`,
-      `<rasd:ElementName>${c.memory.startupMiB} MiB of memory</rasd:ElementName>`,
-      `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
-      `<rasd:ResourceType>4</rasd:ResourceType>`,
-      `<rasd:VirtualQuantity>${c.memory.startupMiB}</rasd:VirtualQuantity>`,
-    ]);
-    for (const f of files) {
-      item([
-        `<rasd:AddressOnParent>${f.slot}</rasd:AddressOnParent>`,
-        `<rasd:ElementName>disk${f.slot}</rasd:ElementName>`,
-        `<rasd:HostResource>ovf:/disk/vmdisk${f.slot}</rasd:HostResource>`,
-        `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
-        `<rasd:ResourceType>17</rasd:ResourceType>`,
-      ]);
-    }
-    for (const n of c.network) {
-      item([
-        `<rasd:Address>${n.mac}</rasd:Address>`,
-        `<rasd:Connection>${n.kind === 'bridge' ? xmlEscape(n.bridge ?? '') : 'nat'}</rasd:Connection>`,
-        `<rasd:ElementName>virtio-net</rasd:ElementName>`,
-        `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
-        `<rasd:ResourceType>10</rasd:ResourceType>`,
-      ]);
-    }
-    const envelope = [
-      `<?xml version="1.0" encoding="UTF-8"?>`,
-      `<Envelope xmlns="http://schemas.dmtf.org/ovf/envelope/2"`,
-      `    xmlns:ovf="http://schemas.dmtf.org/ovf/envelope/2"`,
-      `    xmlns:rasd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_ResourceAllocationSettingData"`,
-      `    xmlns:vssd="http://schemas.dmtf.org/wbem/wscim/1/cim-schema/2/CIM_VirtualSystemSettingData">`,
-      `  <References>`,
-      ...files.map((f) => `    <File ovf:id="${f.id}" ovf:href="${f.href}" ovf:size="${f.size}"/>`),
-      `  </References>`,
-      `  <DiskSection>`,
-      `    <Info>Virtual disks (qcow2, standalone)</Info>`,
-      ...files.map(
-        (f) =>
-          `    <Disk ovf:diskId="vmdisk${f.slot}" ovf:fileRef="${f.id}" ovf:capacity="${f.capacity}" ` +
-          `ovf:format="https://www.qemu.org/docs/master/interop/qcow2.html"/>`,
-      ),
-      `  </DiskSection>`,
-      `  <NetworkSection>`,
-      `    <Info>Networks</Info>`,
-      ...[...new Set(c.network.map((n) => (n.kind === 'bridge' ? (n.bridge ?? '') : 'nat')))].map(
-        (n) => `    <Network ovf:name="${xmlEscape(n)}"><Description>${xmlEscape(n)}</Description></Network>`,
-      ),
-      `  </NetworkSection>`,
-      `  <VirtualSystem ovf:id="${xmlEscape(c.name)}">`,
-      `    <Info>${xmlEscape(c.notes || c.name)}</Info>`,
-      `    <Name>${xmlEscape(c.name)}</Name>`,
-      `    <VirtualHardwareSection>`,
-      `      <Info>Virtual hardware requirements</Info>`,
-      `      <System>`,
-      `        <vssd:ElementName>Virtual Hardware Family</vssd:ElementName>`,
-      `        <vssd:InstanceID>0</vssd:InstanceID>`,
-      `        <vssd:VirtualSystemIdentifier>${c.id}</vssd:VirtualSystemIdentifier>`,
-      `        <vssd:VirtualSystemType>berth-1</vssd:VirtualSystemType>`,
-      `      </System>`,
-      ...items,
-      `    </VirtualHardwareSection>`,
-      `  </VirtualSystem>`,
-      `</Envelope>`,
-      '',
-    ].join('\n');
+    const envelope = ovfEnvelope(c, files);
     const envelopePath = join(folder, `${stem}.ovf`);
     await fs.writeFile(envelopePath, envelope);
     return { folder, envelope: envelopePath };

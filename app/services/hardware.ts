@@ -59,7 +59,11 @@ export class HardwareService {
   async createVm(request: NewVmRequest, specs: DiskSpec[]): Promise<VmDetails> {
     if (specs.length === 0) return this.manager.create(request);
     // Refused before any file is made.
-    const tooMany = deviceCountProblem((request.disks?.length ?? 0) + specs.length, request.network?.length ?? 0);
+    const tooMany = deviceCountProblem(
+      (request.disks?.length ?? 0) + specs.length,
+      request.network?.length ?? 0,
+      request.dvdDrives?.length ?? 0,
+    );
     if (tooMany) throw new ConfigError([`disks: ${tooMany}`]);
     const uses = await this.disks.uses();
     const others = (await this.manager.registry.list()).filter((e) => e.config);

@@ -20,6 +20,7 @@ import {
   formatIssues,
   ConfigError,
   migrateConfig,
+  parseConfig,
   type NewVmRequest,
   type SavedStateSummary,
   type VmConfig,
@@ -50,6 +51,8 @@ import {
   saveVm,
 } from './saved-state';
 import { toWorkerSpec } from './worker-spec';
+import { checkBootFiles, checkStartFiles } from './start-checks';
+import { applyBootPatch, applyVarsChange, createVarsStore } from './firmware';
 import { vmmPath } from '../native/vmm';
 
 // A worker that has written its pid but not yet opened its socket is Starting for this long.
@@ -142,52 +145,11 @@ const settingNames = {
   initrdPath: 'the initrd',
   cmdline: 'the command line',
   bootKind: 'the boot kind',
+  secureBoot: 'Secure Boot',
+  bootOrder: 'the boot order',
   testExitPort: 'the test-exit port',
   com1: 'COM1',
 } as const;
-
-// Boot files must exist when they are set (the worker checks again at start).
-async function checkBootFiles(config: VmConfig): Promise<void> {
-  if (config.boot.kind === 'firmware') return;
-  const files: [string, string | undefined][] = [
-    ['boot.kernelPath', config.boot.kernelPath],
-    ['boot.initrdPath', config.boot.initrdPath],
-  ];
-  for (const [field, path] of files) {
-    if (path === undefined) continue;
-    const stat = await fs.stat(path).catch(() => undefined);
-    if (!stat) throw new ConfigError([`${field}: ${path} does not exist`]);
-    if (!stat.isFile()) throw new ConfigError([`${field}: ${path} is not a file`]);
-  }
-}
-
-// The boot files must still exist when the VM starts; the worker would say only that it
-// could not read them.
-async function checkStartFiles(config: VmConfig, folder: string): Promise<void> {
-  if (config.boot.kind === 'firmware') return;
-  for (const [label, path] of [
-    ['kernel', config.boot.kernelPath],
-    ['initrd', config.boot.initrdPath],
-  ] as const) {
-    if (path === undefined) continue;
-    const stat = await fs.stat(resolvePath(folder, path)).catch(() => undefined);
-    if (!stat || !stat.isFile()) {
-      throw new BerthError(
-        'START_FAILED',
-        `cannot start '${config.name}': ${label} ${path} ${stat ? 'is not a regular file' : 'does not exist'}`,
-      );
-    }
-  }
-}
-
-// Virtual disk files must exist when the VM starts (the worker would fail less clearly).
-async function checkDiskFiles(config: VmConfig, folder: string): Promise<void> {
-  for (const [i, d] of config.disks.entries()) {
-    if (d.kind !== 'virtual') continue;
-    const stat = await fs.stat(resolvePath(folder, d.path)).catch(() => undefined);
-    if (!stat) throw new ConfigError([`disks[${i}].path: ${d.path} (slot ${d.slot}) does not exist`]);
-  }
-}
 
 export class VmManager {
   readonly registry: Registry;
@@ -345,10 +307,13 @@ export class VmManager {
     request: NewVmRequest,
     fill?: (staging: VmPaths, final: VmPaths, config: VmConfig) => Promise<VmConfig>,
   ): Promise<VmDetails> {
-    const config = await this.registry.create(
-      request,
-      fill ? { check: checkBootFiles, fill } : { check: checkBootFiles },
-    );
+    // A Generation 2 VM gets its own UEFI variable store in its folder.
+    const withFirmware = async (staging: VmPaths, final: VmPaths, config: VmConfig): Promise<VmConfig> => {
+      const c = fill ? await fill(staging, final, config) : config;
+      if (c.boot.kind === 'uefi') await createVarsStore(staging, c.boot.secureBoot);
+      return c;
+    };
+    const config = await this.registry.create(request, { check: checkBootFiles, fill: withFirmware });
     return this.show(config.id);
   }
 
@@ -366,6 +331,8 @@ export class VmManager {
         'initrdPath',
         'cmdline',
         'bootKind',
+        'secureBoot',
+        'bootOrder',
         'testExitPort',
         'com1',
       ] as const
@@ -381,13 +348,9 @@ export class VmManager {
       if (patch.notes !== undefined) c.notes = patch.notes;
       if (patch.memoryMiB !== undefined) c.memory.startupMiB = patch.memoryMiB;
       if (patch.processorCount !== undefined) c.processors.count = patch.processorCount;
-      if (c.boot.kind !== 'firmware') {
-        if (patch.kernelPath !== undefined) c.boot.kernelPath = patch.kernelPath;
-        if (patch.cmdline !== undefined) c.boot.cmdline = patch.cmdline;
-        if (patch.initrdPath === null) delete c.boot.initrdPath;
-        else if (patch.initrdPath !== undefined) c.boot.initrdPath = patch.initrdPath;
-        if (patch.bootKind !== undefined) c.boot.kind = patch.bootKind;
-      }
+      // Kernel files, generation, Secure Boot, boot order (firmware.ts).
+      const bootKeys = ['kernelPath', 'initrdPath', 'cmdline', 'bootKind', 'secureBoot', 'bootOrder'] as const;
+      const vars = bootKeys.some((k) => patch[k] !== undefined) ? applyBootPatch(c, patch) : undefined;
       if (patch.testExitPort !== undefined) c.testExitPort = patch.testExitPort;
       if (patch.com1 !== undefined) c.com1.enabled = patch.com1;
       if (patch.checkpointType !== undefined) c.checkpoints.type = patch.checkpointType;
@@ -400,6 +363,8 @@ export class VmManager {
       }
       if (patch.automaticStopAction !== undefined) c.automaticStopAction = patch.automaticStopAction;
       if (patch.kernelPath !== undefined || patch.initrdPath) await checkBootFiles(c);
+      // Last, once the new configuration is known to be valid: a new or no variable store.
+      await applyVarsChange(entry.paths, parseConfig(c), vars);
       return c;
     });
     return this.details({ ...entry, config });
@@ -463,8 +428,9 @@ export class VmManager {
     // A checkpoint operation a crash interrupted is finished (or undone) first.
     await CheckpointService.recover(p);
     const config = migrateConfig(JSON.parse(await fs.readFile(p.config, 'utf8')));
-    await checkStartFiles(config, p.folder);
-    await checkDiskFiles(config, p.folder);
+    // Boot and disk files; a Generation 1 or 2 VM's DVD images (DVD_MEDIA_NOT_FOUND names the
+    // drive and path), the host's firmware (FIRMWARE_NOT_FOUND names the package) and its store.
+    const firmware = await checkStartFiles(config, p);
     const vmm = vmmPath();
     if (!existsSync(vmm)) {
       throw new BerthError(
@@ -477,7 +443,7 @@ export class VmManager {
     for (const f of ['pid', 'socket', 'status', 'lastExit', 'startError', 'failed'] as const) {
       await removeIfExists(p.runFile(f));
     }
-    const spec = toWorkerSpec(config);
+    const spec = toWorkerSpec(config, firmware, p.folder);
     if (restoreFrom !== undefined) spec.restoreFrom = restoreFrom;
     await atomicWriteJson(p.runFile('spec'), spec);
     await atomicWriteJson(p.runFile('starting'), { pid: process.pid, procStart: processStartTime(process.pid) });
@@ -519,7 +485,13 @@ export class VmManager {
         const failure = await readJsonIfExists(p.runFile('startError')).catch(() => undefined);
         if (failure && typeof failure === 'object') {
           const f = failure as { code?: string; message?: string };
-          const kept = f.code === 'UNSUPPORTED' || f.code === 'INVALID_CONFIG' || f.code?.startsWith('STATE_');
+          const kept =
+            f.code === 'UNSUPPORTED' ||
+            f.code === 'INVALID_CONFIG' ||
+            f.code?.startsWith('STATE_') ||
+            f.code?.startsWith('FIRMWARE_') ||
+            f.code?.startsWith('FLASH_') ||
+            f.code?.startsWith('DVD_MEDIA_');
           throw new BerthError(
             kept && isErrorCode(f.code) ? f.code : 'START_FAILED',
             `cannot start '${name}': ${f.message ?? 'unknown error'}`,

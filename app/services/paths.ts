@@ -2,7 +2,7 @@
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
-import { RUN_FILES, VM_FILES } from '../api';
+import { FIRMWARE_FILES, RUN_FILES, VM_FILES } from '../api';
 
 export function defaultDataRoot(env: NodeJS.ProcessEnv = process.env): string {
   if (env['BERTH_HOME']) return env['BERTH_HOME'];
@@ -24,6 +24,13 @@ export class VmPaths {
   }
   get state(): string {
     return join(this.folder, VM_FILES.state);
+  }
+  get firmware(): string {
+    return join(this.folder, VM_FILES.firmware);
+  }
+  // The VM's UEFI variable store (Generation 2).
+  get uefiVars(): string {
+    return join(this.folder, VM_FILES.firmware, FIRMWARE_FILES.uefiVars);
   }
   get run(): string {
     return join(this.folder, VM_FILES.run);

@@ -1,10 +1,20 @@
 // Turns a VM's configuration into the worker's machine spec (run/machine.json) at start:
 // disks in slot order with passthrough devices resolved by stable id to their /dev path,
-// network adapters with their stable MACs. Anything the host cannot provide now fails the
-// start here, with a message that says what to attach or remove.
+// network adapters with their stable MACs; a Generation 1 or 2 VM's firmware files (found by
+// prepareFirmware, firmware.ts), boot order and DVD drives in slot order. Anything the host
+// cannot provide now fails the start here, with a message that says what to attach or remove.
+import { resolve } from 'node:path';
 import type { z } from 'zod';
-import { BerthError, WORKER_SPEC_VERSION, WorkerSpec, type VmConfig, type WorkerKernelBoot } from '../api';
+import {
+  BerthError,
+  WORKER_SPEC_VERSION,
+  WorkerSpec,
+  type VmConfig,
+  type WorkerFirmwareBoot,
+  type WorkerKernelBoot,
+} from '../api';
 import { resolveStableId } from '../native/host-disks';
+import type { StartFirmware } from './firmware';
 
 function disks(config: VmConfig): WorkerSpec['disks'] {
   return [...config.disks]
@@ -40,23 +50,46 @@ function nics(config: VmConfig): WorkerSpec['nics'] {
   );
 }
 
-export function toWorkerSpec(config: VmConfig): WorkerSpec {
-  if (config.boot.kind === 'firmware') {
-    throw new BerthError('UNSUPPORTED', `'${config.name}' boots from firmware, which this VMM cannot do yet`);
+function boot(config: VmConfig, firmware: StartFirmware | undefined): WorkerSpec['boot'] {
+  const b = config.boot;
+  if (b.kind === 'pvh' || b.kind === 'linux') {
+    const kernel: z.infer<typeof WorkerKernelBoot> = { kernelPath: b.kernelPath, cmdline: b.cmdline };
+    if (b.initrdPath !== undefined) kernel.initrdPath = b.initrdPath;
+    return kernel;
   }
-  const boot: z.infer<typeof WorkerKernelBoot> = { kernelPath: config.boot.kernelPath, cmdline: config.boot.cmdline };
-  if (config.boot.initrdPath !== undefined) boot.initrdPath = config.boot.initrdPath;
-  // Parsed here too, so a spec the worker would refuse fails in the services, naming the field.
-  return WorkerSpec.parse({
+  if (!firmware) throw new BerthError('INTERNAL', `'${config.name}' boots firmware, but none was found for it`);
+  const bootOrder = [...b.bootOrder];
+  if (b.kind === 'bios') return { firmware: { kind: 'bios', codePath: firmware.codePath, bootOrder } };
+  if (firmware.varsPath === undefined) {
+    throw new BerthError('INTERNAL', `'${config.name}' is a UEFI VM without a variable store`);
+  }
+  const fw: z.infer<typeof WorkerFirmwareBoot> = {
+    firmware: { kind: 'uefi', codePath: firmware.codePath, varsPath: firmware.varsPath, bootOrder },
+  };
+  return fw;
+}
+
+// folder: the VM's folder (relative DVD image paths are resolved there, as the worker's
+// working directory is).
+export function toWorkerSpec(config: VmConfig, firmware?: StartFirmware, folder = '.'): WorkerSpec {
+  const spec: z.input<typeof WorkerSpec> = {
     specVersion: WORKER_SPEC_VERSION,
     vmId: config.id,
     name: config.name,
     memoryMiB: config.memory.startupMiB,
     vcpus: config.processors.count,
-    boot,
+    boot: boot(config, firmware),
     testExitPort: config.testExitPort,
     com1: config.com1.enabled,
     disks: disks(config),
     nics: nics(config),
-  });
+  };
+  if (config.boot.kind === 'uefi' || config.boot.kind === 'bios') {
+    // In slot order: the media request names a drive by its index here.
+    spec.dvds = [...config.dvdDrives]
+      .sort((a, b) => a.slot - b.slot)
+      .map((d) => ({ path: d.path === undefined ? '' : resolve(folder, d.path) }));
+  }
+  // Parsed here too, so a spec the worker would refuse fails in the services, naming the field.
+  return WorkerSpec.parse(spec);
 }

@@ -95,6 +95,9 @@ export function App(props: { onListCommit?: () => void }) {
         case 'settings':
           setDialog({ kind: 'settings', vmId: first.id });
           return;
+        case 'media':
+          setDialog({ kind: 'media', vmId: first.id, name: first.name });
+          return;
         case 'turn-off':
         case 'shut-down':
         case 'delete-saved-state':

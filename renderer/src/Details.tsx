@@ -53,7 +53,17 @@ export function DetailsPane({
             <Field label="Configuration Version" value={cfg ? String(cfg.schemaVersion) : ''} />
             <Field
               label="Generation"
-              value={cfg ? (cfg.boot.kind === 'linux' ? 'Linux boot' : cfg.boot.kind.toUpperCase()) : ''}
+              value={
+                !cfg
+                  ? ''
+                  : cfg.boot.kind === 'uefi'
+                    ? `2 (UEFI, Secure Boot ${cfg.boot.secureBoot ? 'on' : 'off'})`
+                    : cfg.boot.kind === 'bios'
+                      ? '1 (BIOS)'
+                      : cfg.boot.kind === 'linux'
+                        ? 'Linux boot'
+                        : 'PVH'
+              }
             />
             <Field label="Notes" value={cfg?.notes || 'None'} />
             <Field label="State" value={vm.state + (vm.stateReason ? ` (${vm.stateReason})` : '')} />

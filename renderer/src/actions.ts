@@ -8,6 +8,7 @@ import type { VmState, VmSummary } from '../../app/api/vm';
 export type VmActionId =
   | 'connect'
   | 'settings'
+  | 'media'
   | 'start'
   | 'turn-off'
   | 'shut-down'
@@ -50,11 +51,15 @@ const checkpointable = (s: VmState): boolean => s === 'Off' || s === 'Running' |
 const applicable = (s: VmState): boolean => checkpointable(s) || s === 'Saved';
 const exportable = (s: VmState): boolean => s === 'Off' || s === 'Saved';
 const movable = (s: VmState): boolean => settled(s);
+// DVD media change in the configuration (off) or through the worker (running, paused).
+const mediaChangeable = (s: VmState): boolean => s === 'Off' || s === 'Failed' || s === 'Running' || s === 'Paused';
 
 export const VM_ACTIONS: readonly VmActionSpec[] = [
   // Connect is always offered: the console window says when the VM is off and offers Start.
   { id: 'connect', label: 'Connect...', multi: false, enabled: () => true },
   { id: 'settings', label: 'Settings...', multi: false, enabled: () => true },
+  // Media > DVD Drive: Insert Disk, Eject (Generation 1 and 2 VMs; the dialog says when a VM has none).
+  { id: 'media', label: 'DVD Drive...', multi: false, enabled: (v) => mediaChangeable(v.state) },
   { id: 'start', label: 'Start', multi: true, enabled: (v) => allows(v.state, 'start') },
   { id: 'turn-off', label: 'Turn Off...', multi: true, enabled: (v) => allows(v.state, 'turn-off') },
   { id: 'shut-down', label: 'Shut Down...', multi: true, enabled: (v) => allows(v.state, 'shut-down') },

@@ -273,6 +273,7 @@ describe('VM Settings patch', () => {
       automaticStopAction: 'turn-off' as const,
       disks: [],
       network: [],
+      dvdDrives: [],
     };
     expect(settingsPatch(base, base)).toEqual({});
     expect(settingsPatch(base, { ...base, memoryMiB: 1024, initrdPath: '' })).toEqual({

@@ -21,7 +21,7 @@ const details: VmDetails = {
   processorCount: 1,
   folder: '/tmp/berth/vms/web1',
   config: VmConfig.parse({
-    schemaVersion: 1,
+    schemaVersion: 2,
     id: uuid(7),
     name: 'web1',
     memory: { startupMiB: 64 },

@@ -8,6 +8,7 @@ import { call, useApi } from '../context';
 import { Dialog, ErrorBox, errorText, OperationProgress, useLongOperation } from './common';
 import { EditDiskWizard, HostDisksDialog, InspectDiskDialog, NewDiskWizard } from './DiskDialogs';
 import { ExportDialog, ImportWizard, MoveDialog } from './ExportImport';
+import { MediaDialog } from './MediaDialog';
 import { NewVmWizard } from './NewVmWizard';
 import { SettingsDialog } from './Settings';
 
@@ -19,6 +20,7 @@ export type DialogSpec =
   | { kind: 'settings'; vmId: string }
   | { kind: 'turn-off' | 'shut-down' | 'delete-vm' | 'delete-saved-state'; vms: VmRefs }
   | { kind: 'move'; vmId: string; name: string }
+  | { kind: 'media'; vmId: string; name: string }
   | { kind: 'rename-vm'; vmId: string; name: string }
   | { kind: 'export'; vmId: string; name: string; checkpointId?: string }
   | { kind: 'revert'; vmId: string; name: string }
@@ -50,6 +52,8 @@ export function DialogHost({ spec, onClose }: { spec: DialogSpec; onClose: () =>
       return <PowerConfirm spec={spec} onClose={onClose} />;
     case 'move':
       return <MoveDialog vmId={spec.vmId} name={spec.name} onClose={onClose} />;
+    case 'media':
+      return <MediaDialog vmId={spec.vmId} name={spec.name} onClose={onClose} />;
     case 'rename-vm':
       return <RenameVm vmId={spec.vmId} name={spec.name} onClose={onClose} />;
     case 'revert':

@@ -1,5 +1,7 @@
-// The New Virtual Machine wizard: name, memory, processors, networking, virtual hard disk
-// (new, existing, none), boot media (kernel, initrd, command line), summary.
+// The New Virtual Machine wizard: name, generation (1: BIOS, 2: UEFI, or a kernel booted
+// directly), memory, processors, networking, virtual hard disk (new, existing, none),
+// installation options (an image file for Generation 1 and 2; kernel, initrd and command
+// line otherwise), summary.
 import { useQueryClient } from '@tanstack/react-query';
 import { useMemo, useState } from 'react';
 
@@ -40,6 +42,75 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
     }
   };
 
+  // Generation 1 and 2: install now from an image file, or later.
+  const isoOptions = (
+    <fieldset className="radio-group">
+      <legend>Installation options</legend>
+      <label className="check">
+        <input
+          type="radio"
+          name="install"
+          checked={form.install === 'later'}
+          onChange={() => set('install', 'later')}
+        />{' '}
+        Install an operating system later
+      </label>
+      <label className="check">
+        <input type="radio" name="install" checked={form.install === 'iso'} onChange={() => set('install', 'iso')} />{' '}
+        Install an operating system from a bootable image file (.iso)
+      </label>
+      {form.install === 'iso' ? (
+        <div className="indent">
+          <Row
+            label="Image file (.iso):"
+            hint="The image goes into a DVD drive, which the virtual machine boots first."
+          >
+            <input
+              type="text"
+              value={form.isoPath}
+              placeholder="/path/to/installer.iso"
+              onChange={(e) => set('isoPath', e.target.value)}
+            />
+          </Row>
+        </div>
+      ) : null}
+    </fieldset>
+  );
+  const kernelOptions = (
+    <>
+      <p className="prose">Choose the kernel this virtual machine boots.</p>
+      <Row label="Boot protocol:">
+        <select value={form.bootKind} onChange={(e) => set('bootKind', e.target.value as NewVmForm['bootKind'])}>
+          <option value="pvh">PVH (ELF kernel)</option>
+          <option value="linux">Linux boot protocol (bzImage)</option>
+        </select>
+      </Row>
+      <Row label="Kernel:">
+        <input
+          type="text"
+          value={form.kernelPath}
+          placeholder="/path/to/vmlinux"
+          onChange={(e) => set('kernelPath', e.target.value)}
+        />
+      </Row>
+      <Row label="Initial RAM disk:">
+        <input
+          type="text"
+          value={form.initrdPath}
+          placeholder="(optional)"
+          onChange={(e) => set('initrdPath', e.target.value)}
+        />
+      </Row>
+      <Row label="Kernel command line:">
+        <input type="text" value={form.cmdline} onChange={(e) => set('cmdline', e.target.value)} />
+      </Row>
+      <label className="check">
+        <input type="checkbox" checked={form.testExitPort} onChange={(e) => set('testExitPort', e.target.checked)} />{' '}
+        Enable the test-exit port (0xf4)
+      </label>
+    </>
+  );
+
   const steps = [
     {
       id: 'begin',
@@ -67,6 +138,59 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
           <Row label="Location:" hint="Each virtual machine gets its own folder under the data root.">
             <input type="text" value={host.data ? `${host.data.dataRoot}/vms` : ''} readOnly />
           </Row>
+        </>
+      ),
+    },
+    {
+      id: 'generation',
+      label: 'Specify Generation',
+      errors: errors.generation,
+      content: (
+        <>
+          <fieldset className="radio-group">
+            <legend>Generation of this virtual machine</legend>
+            <label className="check">
+              <input
+                type="radio"
+                name="generation"
+                checked={form.generation === '1'}
+                onChange={() => set('generation', '1')}
+              />{' '}
+              Generation 1
+            </label>
+            <p className="prose indent">
+              A BIOS starts the guest, as on older PCs. Works with most guest operating systems.
+            </p>
+            <label className="check">
+              <input
+                type="radio"
+                name="generation"
+                checked={form.generation === '2'}
+                onChange={() => set('generation', '2')}
+              />{' '}
+              Generation 2
+            </label>
+            <p className="prose indent">
+              UEFI firmware starts the guest, with Secure Boot. For 64-bit operating systems that boot with UEFI.
+            </p>
+            <label className="check">
+              <input
+                type="radio"
+                name="generation"
+                checked={form.generation === 'kernel'}
+                onChange={() => set('generation', 'kernel')}
+              />{' '}
+              Linux kernel booted directly
+            </label>
+            <p className="prose indent">No firmware: Berth loads a kernel file (and initial RAM disk) itself.</p>
+          </fieldset>
+          {form.generation === '2' ? (
+            <label className="check">
+              <input type="checkbox" checked={form.secureBoot} onChange={(e) => set('secureBoot', e.target.checked)} />{' '}
+              Enable Secure Boot (Microsoft UEFI Certificate Authority keys)
+            </label>
+          ) : null}
+          <p className="prose">Once the virtual machine has been created, you cannot change its generation here.</p>
         </>
       ),
     },
@@ -199,44 +323,7 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
       id: 'boot',
       label: 'Installation Options',
       errors: errors.boot,
-      content: (
-        <>
-          <p className="prose">Choose the kernel this virtual machine boots.</p>
-          <Row label="Boot protocol:">
-            <select value={form.bootKind} onChange={(e) => set('bootKind', e.target.value as NewVmForm['bootKind'])}>
-              <option value="pvh">PVH (ELF kernel)</option>
-              <option value="linux">Linux boot protocol (bzImage)</option>
-            </select>
-          </Row>
-          <Row label="Kernel:">
-            <input
-              type="text"
-              value={form.kernelPath}
-              placeholder="/path/to/vmlinux"
-              onChange={(e) => set('kernelPath', e.target.value)}
-            />
-          </Row>
-          <Row label="Initial RAM disk:">
-            <input
-              type="text"
-              value={form.initrdPath}
-              placeholder="(optional)"
-              onChange={(e) => set('initrdPath', e.target.value)}
-            />
-          </Row>
-          <Row label="Kernel command line:">
-            <input type="text" value={form.cmdline} onChange={(e) => set('cmdline', e.target.value)} />
-          </Row>
-          <label className="check">
-            <input
-              type="checkbox"
-              checked={form.testExitPort}
-              onChange={(e) => set('testExitPort', e.target.checked)}
-            />{' '}
-            Enable the test-exit port (0xf4)
-          </label>
-        </>
-      ),
+      content: <>{form.generation === 'kernel' ? kernelOptions : isoOptions}</>,
     },
     {
       id: 'summary',
@@ -270,10 +357,27 @@ export function NewVmWizard({ onClose }: { onClose: () => void }) {
                   ? form.existingDiskPath
                   : 'None'}
             </dd>
-            <dt>Kernel:</dt>
-            <dd>{form.kernelPath}</dd>
-            <dt>Command line:</dt>
-            <dd>{form.cmdline || '(empty)'}</dd>
+            <dt>Generation:</dt>
+            <dd>
+              {form.generation === '1'
+                ? 'Generation 1 (BIOS)'
+                : form.generation === '2'
+                  ? `Generation 2 (UEFI, Secure Boot ${form.secureBoot ? 'on' : 'off'})`
+                  : 'None: a kernel booted directly'}
+            </dd>
+            {form.generation === 'kernel' ? (
+              <>
+                <dt>Kernel:</dt>
+                <dd>{form.kernelPath}</dd>
+                <dt>Command line:</dt>
+                <dd>{form.cmdline || '(empty)'}</dd>
+              </>
+            ) : (
+              <>
+                <dt>Operating system:</dt>
+                <dd>{form.install === 'iso' ? `Installed from ${form.isoPath}` : 'Installed later'}</dd>
+              </>
+            )}
           </dl>
           <label className="check">
             <input type="checkbox" checked={form.startAfter} onChange={(e) => set('startAfter', e.target.checked)} />{' '}

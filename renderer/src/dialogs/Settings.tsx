@@ -1,5 +1,6 @@
-// VM Settings: the hardware tree on the left (Boot, Memory, Processor, the disks including
-// passthrough disks from the host's list, network adapters, COM 1) and Management (Name,
+// VM Settings: the hardware tree on the left (Boot or, for Generation 1 and 2, Firmware;
+// Memory, Processor, the disks including passthrough disks from the host's list, the SCSI
+// controller's DVD drives, network adapters, COM 1) and Management (Name,
 // Notes, Checkpoints, Automatic Start/Stop), the page on the right; OK/Apply send one
 // vm.update with what changed.
 import { useQueryClient } from '@tanstack/react-query';
@@ -7,9 +8,18 @@ import { useEffect, useState } from 'react';
 
 import type { VmUpdatePatch } from '../../../app/api/bridge';
 import { randomMac, type DiskAttachment, type NetworkAdapter, type VmConfig } from '../../../app/api/config';
-import { call, useApi, useHostDisks, useVmDetails } from '../context';
-import { formatBytes } from '../format';
+import { call, useApi, useVmDetails } from '../context';
 import { Dialog, ErrorBox, errorText, Row } from './common';
+import {
+  dvdProblems,
+  DvdDrivePage,
+  FirmwarePage,
+  ScsiControllerPage,
+  toDvdDrives,
+  type DvdDraft,
+  type FirmwareDraft,
+} from './FirmwarePages';
+import { AddDiskPage, DiskPage } from './DiskPages';
 import { NetworkAdapterPage } from './NetworkAdapterPage';
 
 interface Draft {
@@ -30,10 +40,14 @@ interface Draft {
   automaticStopAction: VmConfig['automaticStopAction'];
   disks: DiskAttachment[];
   network: NetworkAdapter[];
+  // Generation 1 and 2 VMs.
+  firmware?: FirmwareDraft;
+  dvdDrives: DvdDraft[];
 }
 
 function draftOf(c: VmConfig): Draft {
-  const boot = c.boot.kind === 'firmware' ? { kind: 'pvh' as const, kernelPath: '', cmdline: '' } : c.boot;
+  const boot =
+    c.boot.kind === 'pvh' || c.boot.kind === 'linux' ? c.boot : { kind: 'pvh' as const, kernelPath: '', cmdline: '' };
   return {
     name: c.name,
     notes: c.notes,
@@ -52,6 +66,16 @@ function draftOf(c: VmConfig): Draft {
     automaticStopAction: c.automaticStopAction,
     disks: c.disks,
     network: c.network,
+    ...(c.boot.kind === 'uefi' || c.boot.kind === 'bios'
+      ? {
+          firmware: {
+            kind: c.boot.kind,
+            secureBoot: c.boot.kind === 'uefi' ? c.boot.secureBoot : false,
+            bootOrder: [...c.boot.bootOrder],
+          },
+        }
+      : {}),
+    dvdDrives: [...c.dvdDrives].sort((a, b) => a.slot - b.slot),
   };
 }
 
@@ -62,10 +86,16 @@ export function settingsPatch(before: Draft, after: Draft): VmUpdatePatch {
   if (after.notes !== before.notes) p.notes = after.notes;
   if (after.memoryMiB !== before.memoryMiB) p.memoryMiB = after.memoryMiB;
   if (after.processorCount !== before.processorCount) p.processorCount = after.processorCount;
-  if (after.bootKind !== before.bootKind) p.bootKind = after.bootKind;
-  if (after.kernelPath !== before.kernelPath) p.kernelPath = after.kernelPath;
-  if (after.initrdPath !== before.initrdPath) p.initrdPath = after.initrdPath === '' ? null : after.initrdPath;
-  if (after.cmdline !== before.cmdline) p.cmdline = after.cmdline;
+  if (after.firmware && before.firmware) {
+    if (after.firmware.secureBoot !== before.firmware.secureBoot) p.secureBoot = after.firmware.secureBoot;
+    if (after.firmware.bootOrder.join() !== before.firmware.bootOrder.join()) p.bootOrder = after.firmware.bootOrder;
+  } else {
+    if (after.bootKind !== before.bootKind) p.bootKind = after.bootKind;
+    if (after.kernelPath !== before.kernelPath) p.kernelPath = after.kernelPath;
+    if (after.initrdPath !== before.initrdPath) p.initrdPath = after.initrdPath === '' ? null : after.initrdPath;
+    if (after.cmdline !== before.cmdline) p.cmdline = after.cmdline;
+  }
+  if (JSON.stringify(after.dvdDrives) !== JSON.stringify(before.dvdDrives)) p.dvdDrives = toDvdDrives(after.dvdDrives);
   if (after.testExitPort !== before.testExitPort) p.testExitPort = after.testExitPort;
   if (after.com1 !== before.com1) p.com1 = after.com1;
   if (after.checkpointType !== before.checkpointType) p.checkpointType = after.checkpointType;
@@ -86,6 +116,9 @@ export function settingsPatch(before: Draft, after: Draft): VmUpdatePatch {
 
 type Page =
   | 'boot'
+  | 'firmware'
+  | 'scsi'
+  | `dvd-${number}`
   | 'memory'
   | 'processor'
   | `disk-${number}`
@@ -102,7 +135,7 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
   const details = useVmDetails(vmId);
   const [base, setBase] = useState<Draft>();
   const [draft, setDraft] = useState<Draft>();
-  const [page, setPage] = useState<Page>('boot');
+  const [page, setPage] = useState<Page>();
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
   useEffect(() => {
@@ -121,6 +154,8 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
     setBusy(true);
     setError(undefined);
     try {
+      const problems = dvdProblems(draft.dvdDrives);
+      if (problems.length > 0) throw new Error(problems.join('; '));
       const patch = settingsPatch(base, draft);
       if (Object.keys(patch).length > 0) {
         const vm = await call(api, client, 'vm.update', { vm: vmId, patch });
@@ -144,9 +179,14 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
     );
   }
   const set = <K extends keyof Draft>(k: K, v: Draft[K]) => setDraft((d) => (d ? { ...d, [k]: v } : d));
+  const first: Page = draft.firmware ? 'firmware' : 'boot';
+  const shown: Page = page ?? first;
   const num = (s: string) => (s.trim() === '' ? NaN : Number(s));
+  const fw = draft.firmware;
   const hw: { id: Page; label: string; sub?: string }[] = [
-    { id: 'boot', label: 'Boot', sub: draft.kernelPath.split('/').pop() ?? '' },
+    fw
+      ? { id: 'firmware', label: 'Firmware', sub: fw.kind === 'uefi' ? 'UEFI' : 'BIOS' }
+      : { id: 'boot', label: 'Boot', sub: draft.kernelPath.split('/').pop() ?? '' },
     { id: 'memory', label: 'Memory', sub: `${draft.memoryMiB} MB` },
     {
       id: 'processor',
@@ -159,6 +199,12 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
       sub: d.kind === 'passthrough' ? d.deviceId : (d.path.split('/').pop() ?? ''),
     })),
     { id: 'add-disk', label: 'Add Hard Drive' },
+    ...(fw ? [{ id: 'scsi' as Page, label: 'SCSI Controller' }] : []),
+    ...draft.dvdDrives.map((d, i) => ({
+      id: `dvd-${i}` as Page,
+      label: 'DVD Drive',
+      sub: d.path ? (d.path.split('/').pop() ?? '') : 'None',
+    })),
     ...draft.network.map((n, i) => ({
       id: `net-${i}` as Page,
       label: 'Network Adapter',
@@ -209,8 +255,8 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               <li key={h.id}>
                 <button
                   type="button"
-                  className={page === h.id ? 'current' : ''}
-                  aria-current={page === h.id ? 'page' : undefined}
+                  className={shown === h.id ? 'current' : ''}
+                  aria-current={shown === h.id ? 'page' : undefined}
                   onClick={() => setPage(h.id)}
                 >
                   <span className="hw-label">{h.label}</span>
@@ -234,8 +280,8 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               <li key={h.id}>
                 <button
                   type="button"
-                  className={page === h.id ? 'current' : ''}
-                  aria-current={page === h.id ? 'page' : undefined}
+                  className={shown === h.id ? 'current' : ''}
+                  aria-current={shown === h.id ? 'page' : undefined}
                   onClick={() => setPage(h.id)}
                 >
                   <span className="hw-label">{h.label}</span>
@@ -251,7 +297,7 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               Some settings cannot be modified because the virtual machine is {details.data?.state}.
             </p>
           ) : null}
-          {page === 'boot' ? (
+          {shown === 'boot' ? (
             <fieldset disabled={running}>
               <legend>Boot</legend>
               <Row label="Boot protocol:">
@@ -279,7 +325,46 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               </label>
             </fieldset>
           ) : null}
-          {page === 'memory' ? (
+          {shown === 'firmware' && draft.firmware ? (
+            <FirmwarePage
+              firmware={draft.firmware}
+              secureBootBefore={base?.firmware?.secureBoot}
+              disabled={running}
+              onChange={(f) => set('firmware', f)}
+            />
+          ) : null}
+          {shown === 'scsi' ? (
+            <ScsiControllerPage
+              drives={draft.dvdDrives}
+              disabled={running}
+              onAdd={() => {
+                let slot = 0;
+                while (draft.dvdDrives.some((d) => d.slot === slot)) slot++;
+                set('dvdDrives', [...draft.dvdDrives, { slot }]);
+                setPage(`dvd-${draft.dvdDrives.length}`);
+              }}
+            />
+          ) : null}
+          {shown.startsWith('dvd-') ? (
+            <DvdDrivePage
+              drive={draft.dvdDrives[Number(shown.slice(4))]}
+              running={running}
+              onChange={(d) =>
+                set(
+                  'dvdDrives',
+                  draft.dvdDrives.map((x, i) => (i === Number(shown.slice(4)) ? d : x)),
+                )
+              }
+              onRemove={() => {
+                set(
+                  'dvdDrives',
+                  draft.dvdDrives.filter((_, i) => i !== Number(shown.slice(4))),
+                );
+                setPage('scsi');
+              }}
+            />
+          ) : null}
+          {shown === 'memory' ? (
             <fieldset disabled={running}>
               <legend>Memory</legend>
               <Row label="Startup RAM (MB):">
@@ -292,7 +377,7 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               </Row>
             </fieldset>
           ) : null}
-          {page === 'processor' ? (
+          {shown === 'processor' ? (
             <fieldset disabled={running}>
               <legend>Processor</legend>
               <Row label="Number of virtual processors:">
@@ -305,26 +390,26 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               </Row>
             </fieldset>
           ) : null}
-          {page.startsWith('disk-') ? (
+          {shown.startsWith('disk-') ? (
             <DiskPage
-              disk={draft.disks[Number(page.slice(5))]}
+              disk={draft.disks[Number(shown.slice(5))]}
               disabled={running}
               onChange={(d) =>
                 set(
                   'disks',
-                  draft.disks.map((x, i) => (i === Number(page.slice(5)) ? d : x)),
+                  draft.disks.map((x, i) => (i === Number(shown.slice(5)) ? d : x)),
                 )
               }
               onRemove={() => {
                 set(
                   'disks',
-                  draft.disks.filter((_, i) => i !== Number(page.slice(5))),
+                  draft.disks.filter((_, i) => i !== Number(shown.slice(5))),
                 );
-                setPage('boot');
+                setPage(first);
               }}
             />
           ) : null}
-          {page === 'add-disk' ? (
+          {shown === 'add-disk' ? (
             <AddDiskPage
               disabled={running}
               onAdd={(d) => {
@@ -333,26 +418,26 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               }}
             />
           ) : null}
-          {page.startsWith('net-') ? (
+          {shown.startsWith('net-') ? (
             <NetworkAdapterPage
-              adapter={draft.network[Number(page.slice(4))]}
+              adapter={draft.network[Number(shown.slice(4))]}
               disabled={running}
               onChange={(n) =>
                 set(
                   'network',
-                  draft.network.map((x, i) => (i === Number(page.slice(4)) ? n : x)),
+                  draft.network.map((x, i) => (i === Number(shown.slice(4)) ? n : x)),
                 )
               }
               onRemove={() => {
                 set(
                   'network',
-                  draft.network.filter((_, i) => i !== Number(page.slice(4))),
+                  draft.network.filter((_, i) => i !== Number(shown.slice(4))),
                 );
-                setPage('boot');
+                setPage(first);
               }}
             />
           ) : null}
-          {page === 'com1' ? (
+          {shown === 'com1' ? (
             <fieldset disabled={running}>
               <legend>COM 1</legend>
               <label className="check">
@@ -361,7 +446,7 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               </label>
             </fieldset>
           ) : null}
-          {page === 'name' ? (
+          {shown === 'name' ? (
             <fieldset>
               <legend>Name</legend>
               <Row label="Name:">
@@ -373,7 +458,7 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               </label>
             </fieldset>
           ) : null}
-          {page === 'checkpoints' ? (
+          {shown === 'checkpoints' ? (
             <fieldset>
               <legend>Checkpoints</legend>
               {(['standard', 'production', 'disabled'] as const).map((t) => (
@@ -405,7 +490,7 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
               </p>
             </fieldset>
           ) : null}
-          {page === 'auto' ? (
+          {shown === 'auto' ? (
             <fieldset>
               <legend>Automatic Start and Stop</legend>
               <Row label="When the host starts:">
@@ -447,112 +532,5 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
         </div>
       </div>
     </Dialog>
-  );
-}
-
-function DiskPage(props: {
-  disk: DiskAttachment | undefined;
-  disabled: boolean;
-  onChange: (d: DiskAttachment) => void;
-  onRemove: () => void;
-}) {
-  const d = props.disk;
-  if (!d) return null;
-  return (
-    <fieldset disabled={props.disabled}>
-      <legend>{d.kind === 'passthrough' ? 'Physical Hard Disk' : 'Hard Drive'}</legend>
-      <Row label="Location (slot):">
-        <input
-          type="number"
-          min={0}
-          max={63}
-          value={d.slot}
-          onChange={(e) => props.onChange({ ...d, slot: Number(e.target.value) })}
-        />
-      </Row>
-      {d.kind === 'virtual' ? (
-        <Row label="Virtual hard disk:">
-          <input type="text" value={d.path} onChange={(e) => props.onChange({ ...d, path: e.target.value })} />
-        </Row>
-      ) : (
-        <Row label="Physical hard disk:">
-          <input type="text" value={d.deviceId} readOnly />
-        </Row>
-      )}
-      <label className="check">
-        <input
-          type="checkbox"
-          checked={d.readOnly}
-          onChange={(e) => props.onChange({ ...d, readOnly: e.target.checked })}
-        />{' '}
-        Read-only
-      </label>
-      <div className="button-row">
-        <button type="button" onClick={props.onRemove}>
-          Remove
-        </button>
-      </div>
-    </fieldset>
-  );
-}
-
-function AddDiskPage({ disabled, onAdd }: { disabled: boolean; onAdd: (d: Omit<DiskAttachment, 'slot'>) => void }) {
-  const [kind, setKind] = useState<'virtual' | 'passthrough'>('virtual');
-  const [path, setPath] = useState('');
-  const [device, setDevice] = useState('');
-  const disks = useHostDisks(kind === 'passthrough');
-  return (
-    <fieldset disabled={disabled}>
-      <legend>Add Hard Drive</legend>
-      <label className="check">
-        <input type="radio" name="addkind" checked={kind === 'virtual'} onChange={() => setKind('virtual')} /> Virtual
-        hard disk
-      </label>
-      {kind === 'virtual' ? (
-        <Row label="Path:">
-          <input type="text" value={path} placeholder="/path/to/disk.vhdx" onChange={(e) => setPath(e.target.value)} />
-        </Row>
-      ) : null}
-      <label className="check">
-        <input type="radio" name="addkind" checked={kind === 'passthrough'} onChange={() => setKind('passthrough')} />{' '}
-        Physical hard disk (passthrough)
-      </label>
-      {kind === 'passthrough' ? (
-        disks.error ? (
-          <ErrorBox error={errorText(disks.error)} />
-        ) : (
-          <Row label="Host disk:">
-            <select value={device} onChange={(e) => setDevice(e.target.value)}>
-              <option value="">{disks.isLoading ? 'Loading...' : 'Choose a disk'}</option>
-              {(disks.data ?? []).map((h) => (
-                <option key={h.name} value={h.stableId ?? h.devicePath} disabled={h.inUse || h.system}>
-                  {h.devicePath} {h.model} {formatBytes(h.sizeBytes)}
-                  {h.system
-                    ? ' (system disk)'
-                    : h.inUse
-                      ? ` (in use${h.inUseBy.length ? ` by ${h.inUseBy.join(', ')}` : ''})`
-                      : ''}
-                </option>
-              ))}
-            </select>
-          </Row>
-        )
-      ) : null}
-      <div className="button-row">
-        <button
-          type="button"
-          disabled={kind === 'virtual' ? path.trim() === '' : device === ''}
-          onClick={() =>
-            onAdd(
-              kind === 'virtual'
-                ? ({ kind: 'virtual', path: path.trim(), readOnly: false } as Omit<DiskAttachment, 'slot'>)
-                : ({ kind: 'passthrough', deviceId: device, readOnly: false } as Omit<DiskAttachment, 'slot'>),
-            )
-          }
-        >
-          Add
-        </button>
-      </div>
-    </fieldset>
   );
 }

@@ -4,8 +4,15 @@
 import { NewVmRequest, type NewVmRequest as NewVmRequestInput } from '../../../app/api/config';
 import type { DiskFormat, NewDiskRequest } from '../../../app/api/bridge';
 
+// Hyper-V's choice, plus Berth's own: a kernel file booted directly (no firmware).
+export type Generation = 'kernel' | '1' | '2';
+
 export interface NewVmForm {
   name: string;
+  generation: Generation;
+  secureBoot: boolean; // Generation 2
+  install: 'later' | 'iso'; // Generation 1 and 2: the operating system's installation
+  isoPath: string;
   memoryMiB: number;
   processors: number;
   network: 'none' | 'nat' | 'bridge';
@@ -25,6 +32,10 @@ export interface NewVmForm {
 
 export const defaultNewVmForm: NewVmForm = {
   name: 'New Virtual Machine',
+  generation: 'kernel',
+  secureBoot: true,
+  install: 'later',
+  isoPath: '',
   memoryMiB: 512,
   processors: 1,
   network: 'none',
@@ -42,7 +53,7 @@ export const defaultNewVmForm: NewVmForm = {
   startAfter: false,
 };
 
-export type NewVmStep = 'name' | 'memory' | 'processors' | 'networking' | 'disk' | 'boot';
+export type NewVmStep = 'name' | 'generation' | 'memory' | 'processors' | 'networking' | 'disk' | 'boot';
 
 // The new disk vm.create makes in the VM's folder, with the VM (sizes in whole MiB).
 export function toNewDisks(form: NewVmForm): NewDiskRequest[] {
@@ -57,18 +68,33 @@ export function toNewDisks(form: NewVmForm): NewDiskRequest[] {
 }
 
 // The request for vm.create (a new disk travels beside it: toNewDisks).
+// Generation 1 gets a DVD drive as in Hyper-V (empty unless an image was chosen);
+// Generation 2 gets one for an image. With an image the DVD drive boots first.
+function firmware(form: NewVmForm): Pick<NewVmRequestInput, 'boot' | 'dvdDrives'> {
+  const iso = form.install === 'iso' ? form.isoPath.trim() : undefined;
+  const bootOrder = ['dvd', 'disk', 'network'] as const;
+  const dvdDrives = iso !== undefined ? [{ slot: 0, path: iso }] : form.generation === '1' ? [{ slot: 0 }] : [];
+  const boot: NewVmRequestInput['boot'] =
+    form.generation === '1'
+      ? { kind: 'bios', bootOrder: [...bootOrder] }
+      : { kind: 'uefi', secureBoot: form.secureBoot, bootOrder: [...bootOrder] };
+  return { boot, dvdDrives };
+}
+
 export function toRequest(form: NewVmForm): NewVmRequestInput {
-  const boot: NewVmRequestInput['boot'] = {
+  const kernel: NewVmRequestInput['boot'] = {
     kind: form.bootKind,
     kernelPath: form.kernelPath.trim(),
     cmdline: form.cmdline,
     ...(form.initrdPath.trim() !== '' ? { initrdPath: form.initrdPath.trim() } : {}),
   };
+  const { boot, dvdDrives } = form.generation === 'kernel' ? { boot: kernel, dvdDrives: [] } : firmware(form);
   return {
     name: form.name,
     memory: { startupMiB: form.memoryMiB },
     processors: { count: form.processors },
     boot,
+    dvdDrives,
     disks:
       form.disk === 'existing' && form.existingDiskPath.trim() !== ''
         ? [{ slot: 0, kind: 'virtual', path: form.existingDiskPath.trim() }]
@@ -90,6 +116,7 @@ const stepOfField: Record<string, NewVmStep> = {
   network: 'networking',
   disks: 'disk',
   boot: 'boot',
+  dvdDrives: 'boot',
   testExitPort: 'boot',
 };
 
@@ -100,11 +127,20 @@ const fieldLabels: Record<string, string> = {
   'boot.kernelPath': 'Kernel',
   'boot.initrdPath': 'Initial RAM disk',
   'boot.cmdline': 'Kernel command line',
+  'dvdDrives.0.path': 'Image file (.iso)',
   'network.0.bridge': 'Bridge',
 };
 
 export function validateNewVm(form: NewVmForm): Record<NewVmStep, string[]> {
-  const out: Record<NewVmStep, string[]> = { name: [], memory: [], processors: [], networking: [], disk: [], boot: [] };
+  const out: Record<NewVmStep, string[]> = {
+    name: [],
+    generation: [],
+    memory: [],
+    processors: [],
+    networking: [],
+    disk: [],
+    boot: [],
+  };
   const r = NewVmRequest.safeParse(toRequest(form));
   if (!r.success) {
     for (const issue of r.error.issues) {
@@ -113,7 +149,9 @@ export function validateNewVm(form: NewVmForm): Record<NewVmStep, string[]> {
       const key = path.join('.');
       let msg = issue.message;
       if (key === 'boot.kernelPath' && form.kernelPath.trim() === '') msg = 'is required: the kernel to boot';
-      else if (key === 'network.0.bridge' && form.bridgeName.trim() === '') {
+      else if (key === 'dvdDrives.0.path' && form.isoPath.trim() === '') {
+        msg = 'is required: the bootable image file (.iso) to install from';
+      } else if (key === 'network.0.bridge' && form.bridgeName.trim() === '') {
         msg = 'is required: the host bridge to join (such as br0)';
       } else if (issue.code === 'too_small' && 'minimum' in issue) msg = `must be at least ${String(issue.minimum)}`;
       else if (issue.code === 'too_big' && 'maximum' in issue) msg = `must be at most ${String(issue.maximum)}`;

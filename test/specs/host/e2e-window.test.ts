@@ -103,6 +103,9 @@ describe('the window in Chromium on berth serve', { skip }, () => {
     await wizard.getByRole('button', { name: 'Specify Name and Location' }).click();
     await wizard.getByLabel('Name:').fill('e2e-echo');
     await wizard.getByRole('button', { name: 'Next >' }).click();
+    // Specify Generation: the test guest is a kernel booted directly.
+    await wizard.getByLabel('Linux kernel booted directly').check();
+    await wizard.getByRole('button', { name: 'Next >' }).click();
     await wizard.getByLabel('Startup memory (MB):').fill('64');
     // Finish without a kernel: the wizard keeps us on the boot page and says why.
     await wizard.getByRole('button', { name: 'Finish' }).click();

@@ -16,6 +16,7 @@ import {
 } from '../../../app/api';
 
 const id = '6f1c2b8e-2a4d-4c3e-9f1a-0b2c3d4e5f60';
+// A version-1 document (configurations/firmware.test.ts has version 2's own fields).
 const good = {
   schemaVersion: 1,
   id,
@@ -58,8 +59,12 @@ describe('VM configuration schema', () => {
     refused({ ...good, name: undefined }, /^name: is required$/);
     refused({ ...good, name: ' web1' }, /name: must not start or end with spaces/);
     refused({ ...good, memory: { startupMiB: 64, extra: 1 } }, /^memory: unknown field 'extra'$/);
-    refused({ ...good, boot: { kind: 'bios' } }, /^boot\.kind: must be one of "pvh", "linux", "firmware", not "bios"$/);
-    refused({ ...good, boot: { kind: 'firmware' } }, /^boot\.kind: firmware boot is reserved/);
+    refused(
+      { ...good, boot: { kind: 'efi' } },
+      /^boot\.kind: must be one of "pvh", "linux", "uefi", "bios", not "efi"$/,
+    );
+    // Version 1's reserved kind was refused there, and is gone from version 2.
+    refused({ ...good, boot: { kind: 'firmware' } }, /^boot\.kind: must be one of .*not "firmware"$/);
     refused({ ...good, boot: { kind: 'linux' } }, /^boot\.kernelPath: is required$/);
     refused(
       { ...good, memory: { startupMiB: 64, dynamic: { enabled: true } } },
@@ -112,7 +117,7 @@ describe('VM configuration schema', () => {
     const { config, fromVersion, changed } = migrateConfigDetailed(old);
     assert.equal(fromVersion, 0);
     assert.equal(changed, true);
-    assert.equal(config.schemaVersion, 1);
+    assert.equal(config.schemaVersion, CONFIG_SCHEMA_VERSION);
     assert.equal(config.memory.startupMiB, 32);
     assert.equal(config.processors.count, 2);
     assert.deepEqual(config.boot, { kind: 'pvh', kernelPath: '/k', cmdline: 'hello' });
@@ -130,8 +135,8 @@ describe('VM configuration schema', () => {
 
   it('refuses versions from the future and malformed versions, naming schemaVersion', () => {
     refused(
-      { ...good, schemaVersion: 2 },
-      /^schemaVersion: 2 is newer than this Berth understands \(1\)/,
+      { ...good, schemaVersion: 3 },
+      /^schemaVersion: 3 is newer than this Berth understands \(2\)/,
       'UNSUPPORTED_VERSION',
     );
     refused({ ...good, schemaVersion: 'one' }, /^schemaVersion: must be a whole number/);
@@ -139,7 +144,7 @@ describe('VM configuration schema', () => {
   });
 
   it('parseConfig refuses an older version without migrating', () => {
-    assert.throws(() => parseConfig({ ...good, schemaVersion: 0 }), /schemaVersion: must be 1/);
+    assert.throws(() => parseConfig({ ...good, schemaVersion: 0 }), /schemaVersion: must be 2/);
   });
 });
 
@@ -235,6 +240,6 @@ describe('control protocol messages', () => {
       '{"event":"exit","exit":{"reason":"saved","code":0,"detail":"","at":"2026-01-01T00:00:00.000Z","pid":7}}',
     );
     assert.equal(exit.kind === 'event' && exit.message.event === 'exit' && exit.message.exit.reason, 'saved');
-    assert.equal(protocol.PROTOCOL_VERSION, 3);
+    assert.equal(protocol.PROTOCOL_VERSION, 4);
   });
 });

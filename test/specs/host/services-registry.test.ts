@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 
-import { BerthError, RUN_FILES } from '../../../app/api';
+import { BerthError, CONFIG_SCHEMA_VERSION, RUN_FILES } from '../../../app/api';
 import { FileLock, Registry, VmManager, atomicWriteFile, defaultDataRoot } from '../../../app/services';
 import { testGuestPath } from '../../support/guest';
 import { cleanBerthHome, makeBerthHome, supportDir } from '../../support/berth-home';
@@ -45,7 +45,7 @@ describe('VM registry', () => {
     const stored = JSON.parse(readFileSync(join(root, 'vms', vm.id, 'config.json'), 'utf8')) as {
       schemaVersion: number;
     };
-    assert.equal(stored.schemaVersion, 1);
+    assert.equal(stored.schemaVersion, CONFIG_SCHEMA_VERSION);
     assert.equal(statSync(join(root, 'vms', vm.id)).mode & 0o777, 0o700);
     assert.equal(vm.state, 'Off');
   });
@@ -86,7 +86,10 @@ describe('VM registry', () => {
     writeFileSync(file, JSON.stringify({ id: vm.id, name: 'legacy', memoryMiB: 40, vcpus: 1, kernelPath }));
     const shown = await manager.show('legacy');
     assert.equal(shown.config.memory.startupMiB, 40);
-    assert.equal((JSON.parse(readFileSync(file, 'utf8')) as { schemaVersion: number }).schemaVersion, 1);
+    assert.equal(
+      (JSON.parse(readFileSync(file, 'utf8')) as { schemaVersion: number }).schemaVersion,
+      CONFIG_SCHEMA_VERSION,
+    );
     writeFileSync(file, JSON.stringify({ ...shown.config, schemaVersion: 9 }));
     const listed = (await manager.list()).find((v) => v.id === vm.id);
     assert.equal(listed?.state, 'Failed');
