@@ -36,7 +36,7 @@ struct Rig {
   std::shared_ptr<ScsiCdrom> drive = std::make_shared<ScsiCdrom>("SN-1");
   std::shared_ptr<ScsiCdrom> empty = std::make_shared<ScsiCdrom>("SN-2");
   std::unique_ptr<VirtioMmio> m;
-  TestRing control{mem, 16, 0x10000}, events{mem, 16, 0x20000}, requests{mem, 16, 0x30000};
+  TestRing control{mem, 16, 0x10000}, events{mem, 16, 0x20000}, requests{mem, 128, 0x30000};
 
   Rig() {
     test::write_iso(dir.file("a.iso"), 16);
@@ -311,4 +311,69 @@ TEST(virtio_scsi_saved_state) {
 TEST(virtio_scsi_refuses_bad_target_lists) {
   CHECK_THROWS_CODE(VirtioScsi({}), "VIRTIO_SETUP", "1 to 64");
   CHECK_THROWS_CODE(VirtioScsi({nullptr}), "VIRTIO_SETUP", "without a drive");
+}
+
+namespace {
+
+// Offers `n` READ(10)s of one sector each (request i reads LBA i % 16) at once.
+void offer_reads(Rig& r, uint32_t n) {
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint64_t req = kReq + 64ull * i, resp = kResp + 128ull * i, data = kData + 4096ull * i;
+    Bytes hdr(51, 0);
+    const Bytes l = lun(0);
+    std::memcpy(hdr.data(), l.data(), 8);
+    const Bytes cdb = test::read10(i % 16, 1);
+    std::memcpy(hdr.data() + 19, cdb.data(), cdb.size());
+    r.mem.write(req, hdr);
+    r.mem.write(resp, Bytes(kRespBytes, 0xee));
+    r.mem.write(data, Bytes(2048, 0));
+    r.requests.set_desc(3 * i, req, 51, kDescNext, static_cast<uint16_t>(3 * i + 1));
+    r.requests.set_desc(3 * i + 1, resp, kRespBytes, kDescWrite | kDescNext, static_cast<uint16_t>(3 * i + 2));
+    r.requests.set_desc(3 * i + 2, data, 2048, kDescWrite);
+    r.requests.offer(static_cast<uint16_t>(3 * i));
+  }
+  test::wr(*r.m, kMmioQueueNotify, 2);
+}
+
+}  // namespace
+
+TEST(virtio_scsi_many_reads_at_once) {
+  Rig r;
+  r.command(lun(0), {0, 0, 0, 0, 0, 0});  // the unit attention
+  const uint16_t before = r.requests.used_idx();
+  constexpr uint32_t kCount = 40;  // more than one medium's asynchronous depth
+  offer_reads(r, kCount);
+  r.wait(r.requests, static_cast<uint16_t>(before + kCount));
+  for (uint32_t i = 0; i < kCount; ++i) {
+    CHECK_EQ(r.mem.read_obj<uint8_t>(kResp + 128ull * i + 10), 0);
+    CHECK_EQ(r.mem.read_obj<uint8_t>(kResp + 128ull * i + 11), kScsiSOk);
+    CHECK_EQ(r.mem.read_obj<uint8_t>(kData + 4096ull * i + 2047), test::iso_byte(i % 16, 2047));
+  }
+}
+
+TEST(virtio_scsi_host_eject_while_reads_are_on_the_disk) {
+  Rig r;
+  r.command(lun(0), {0, 0, 0, 0, 0, 0});
+  const uint16_t before = r.requests.used_idx();
+  constexpr uint32_t kCount = 40;
+  offer_reads(r, kCount);
+  CHECK(r.drive->eject());  // from this (host) thread, racing the I/O thread
+  r.wait(r.requests, static_cast<uint16_t>(before + kCount));
+  for (uint32_t i = 0; i < kCount; ++i) {
+    const uint64_t resp = kResp + 128ull * i;
+    const uint8_t status = r.mem.read_obj<uint8_t>(resp + 10);
+    if (status == 0) {
+      CHECK_EQ(r.mem.read_obj<uint8_t>(kData + 4096ull * i + 5), test::iso_byte(i % 16, 5));
+    } else {
+      CHECK_EQ(status, 2);
+      const uint8_t key = r.mem.read_obj<uint8_t>(resp + 12 + 2), asc = r.mem.read_obj<uint8_t>(resp + 12 + 12);
+      CHECK((key == 6 || key == 2) && asc == 0x3a);
+    }
+  }
+  // The eject's unit attention, unless a read that found the medium gone reported it.
+  r.command(lun(0), test::read10(0, 1), {2048});
+  if (r.sense(2) == 6) r.command(lun(0), test::read10(0, 1), {2048});
+  CHECK_EQ(r.status(), 2);
+  CHECK_EQ(r.sense(2), 2);
+  CHECK_EQ(r.sense(12), 0x3a);
 }
