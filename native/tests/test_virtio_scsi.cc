@@ -308,9 +308,33 @@ TEST(virtio_scsi_saved_state) {
   CHECK_STR(lone->media_path(), "");
 }
 
-TEST(virtio_scsi_refuses_bad_target_lists) {
-  CHECK_THROWS_CODE(VirtioScsi({}), "VIRTIO_SETUP", "1 to 64");
+TEST(virtio_scsi_target_lists) {
+  std::vector<std::shared_ptr<devices::scsi::Target>> many(65, std::make_shared<ScsiCdrom>());
+  CHECK_THROWS_CODE(VirtioScsi(many), "VIRTIO_SETUP", "at most 64");
   CHECK_THROWS_CODE(VirtioScsi({nullptr}), "VIRTIO_SETUP", "without a drive");
+  // A controller without drives answers every address BAD_TARGET.
+  vmm::GuestMemory mem(kRam);
+  test::CountingInterrupt irq;
+  VirtioMmio m(mem, std::make_shared<VirtioScsi>(std::vector<std::shared_ptr<devices::scsi::Target>>{}), irq);
+  CHECK_EQ(test::rd(m, kMmioConfig + 28), 0u);  // max_channel 0, max_target 0
+  TestRing control(mem, 16, 0x10000), events(mem, 16, 0x20000), requests(mem, 16, 0x30000);
+  CHECK(test::negotiate(m));
+  test::setup_queue(m, 0, control);
+  test::setup_queue(m, 1, events);
+  test::setup_queue(m, 2, requests);
+  test::driver_ok(m);
+  Bytes req(51, 0);
+  std::memcpy(req.data(), lun(0).data(), 8);
+  req[19] = 0x12;
+  req[23] = 36;
+  mem.write(kReq, req);
+  requests.set_desc(0, kReq, 51, kDescNext, 1);
+  requests.set_desc(1, kResp, kRespBytes, kDescWrite);
+  requests.offer(0);
+  test::wr(m, kMmioQueueNotify, 2);
+  m.sync();
+  CHECK_EQ(requests.used_idx(), 1);
+  CHECK_EQ(mem.read_obj<uint8_t>(kResp + 11), kScsiSBadTarget);
 }
 
 namespace {

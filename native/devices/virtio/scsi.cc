@@ -35,8 +35,8 @@ size_t scatter(const std::vector<std::span<uint8_t>>& writable, std::span<const 
 }  // namespace
 
 VirtioScsi::VirtioScsi(std::vector<std::shared_ptr<scsi::Target>> targets) : targets_(std::move(targets)) {
-  if (targets_.empty() || targets_.size() > kMaxTargets) {
-    throw Error("VIRTIO_SETUP", "a virtio-scsi controller takes 1 to " + std::to_string(kMaxTargets) +
+  if (targets_.size() > kMaxTargets) {
+    throw Error("VIRTIO_SETUP", "a virtio-scsi controller takes at most " + std::to_string(kMaxTargets) +
                                     " drives, not " + std::to_string(targets_.size()));
   }
   for (const auto& t : targets_) {
@@ -56,7 +56,7 @@ void VirtioScsi::read_config(uint32_t offset, std::span<uint8_t> data) {
   put<uint32_t>(c, 20, sense_size_);
   put<uint32_t>(c, 24, cdb_size_);
   put<uint16_t>(c, 28, 0);  // max_channel
-  put<uint16_t>(c, 30, static_cast<uint16_t>(targets_.size() - 1));  // max_target
+  put<uint16_t>(c, 30, static_cast<uint16_t>(targets_.empty() ? 0 : targets_.size() - 1));  // max_target
   put<uint32_t>(c, 32, 0);  // max_lun
   for (size_t i = 0; i < data.size(); ++i) data[i] = offset + i < kConfigSize ? c[offset + i] : 0;
 }

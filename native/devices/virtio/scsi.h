@@ -67,8 +67,9 @@ class VirtioScsi final : public VirtioDevice {
   static constexpr size_t kCmdHeaderBytes = 19;    // lun, id, task_attr, prio, crn (before the CDB)
   static constexpr size_t kRespHeaderBytes = 12;   // sense_len, residual, status_qualifier, status, response
 
-  // targets[i] answers target number i (1..kMaxTargets of them, none null; VIRTIO_SETUP
-  // otherwise). The machine keeps its own references to work the drives (insert, eject).
+  // targets[i] answers target number i (at most kMaxTargets of them, none null;
+  // VIRTIO_SETUP otherwise). No targets is a controller with nothing behind it (every
+  // request BAD_TARGET). The machine keeps its own references to work the drives.
   explicit VirtioScsi(std::vector<std::shared_ptr<scsi::Target>> targets);
   ~VirtioScsi() override;  // waits for the reads on the disk
 
