@@ -36,7 +36,11 @@ export const WorkerNic = z.strictObject({
   bridge: z.string().min(1).optional(),
 });
 
-export const WorkerKernelBoot = z.strictObject({ kernelPath: filePath, initrdPath: filePath.optional(), cmdline: z.string() });
+export const WorkerKernelBoot = z.strictObject({
+  kernelPath: filePath,
+  initrdPath: filePath.optional(),
+  cmdline: z.string(),
+});
 
 // Generation 1 (bios: SeaBIOS's ROM) and 2 (uefi: OVMF's code image and the VM's own copy
 // of a variable store, which the firmware writes). bootOrder: the kinds of device the
@@ -71,7 +75,9 @@ export const WorkerSpec = z.strictObject({
   nics: z.array(WorkerNic),
   // DVD drives of a firmware-booted VM, on its SCSI controller: an ISO image each, or empty
   // (path ''). A VM that boots a kernel file has none.
-  dvds: z.array(z.strictObject({ path: z.string().refine((p) => !p.includes('\0'), 'must not contain NUL characters') })).optional(),
+  dvds: z
+    .array(z.strictObject({ path: z.string().refine((p) => !p.includes('\0'), 'must not contain NUL characters') }))
+    .optional(),
   // Resume from this state file (absolute) instead of booting: the saved state of a Saved VM
   // or a checkpoint's memory. Only read. The rest of the spec must describe the machine that
   // was saved (memory, vCPUs, the same disks in the same order, NICs), else the start fails

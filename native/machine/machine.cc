@@ -24,7 +24,9 @@
 #include "devices/virtio/console.h"
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/net.h"
+#include "devices/scsi/cdrom.h"
 #include "devices/virtio/rng.h"
+#include "devices/virtio/scsi.h"
 #include "devices/platform/fw_cfg_formats.h"
 #include "disk/block_device.h"
 #include "machine/pc_platform.h"
@@ -164,11 +166,17 @@ void Machine::move_pci_notify(VirtioSlot& slot, hv::Vm& vm) {
     const std::optional<uint64_t> now = slot.pci->notify_address(q);
     auto& at = slot.notify_at[q];
     if (at == now) continue;
-    if (at) vm.unregister_ioevent(*at, kLen, false, 0, slot.pci->notify_fd(q));
-    at.reset();
-    if (now) {
-      vm.register_ioevent(*now, kLen, false, 0, slot.pci->notify_fd(q));
-      at = now;
+    // A refusal (firmware sizing BARs can overlap two functions for a moment) only costs
+    // speed: the write then reaches the BAR, which signals the same eventfd.
+    try {
+      if (at) vm.unregister_ioevent(*at, kLen, false, 0, slot.pci->notify_fd(q));
+      at.reset();
+      if (now) {
+        vm.register_ioevent(*now, kLen, false, 0, slot.pci->notify_fd(q));
+        at = now;
+      }
+    } catch (const Error&) {
+      at.reset();
     }
   }
 }
@@ -281,10 +289,26 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
     add_virtio(net);
     nets_.push_back(std::move(net));
   }
+  if (platform_ && !config_.dvds.empty()) {
+    // The SCSI controller with one DVD drive per target (LUN 0), in MachineConfig::dvds order.
+    std::vector<std::shared_ptr<devices::scsi::Target>> targets;
+    for (const auto& d : config_.dvds) {
+      auto drive = std::make_shared<devices::scsi::ScsiCdrom>("berth-dvd-" + std::to_string(dvds_.size()));
+      if (!d.path.empty()) drive->insert(d.path);
+      dvds_.push_back(drive);
+      targets.push_back(drive);
+    }
+    add_virtio(std::make_shared<devices::virtio::VirtioScsi>(std::move(targets)));
+  }
   if (platform_) {
     using Boot = FirmwareConfig::BootDevice;
     std::vector<std::pair<Boot, std::string>> boot_devices;
     for (const auto& slot : virtio_) {
+      if (dynamic_cast<const devices::virtio::VirtioScsi*>(&slot->device())) {
+        for (uint32_t t = 0; t < dvds_.size(); ++t) {
+          boot_devices.emplace_back(Boot::kDvd, devices::platform::ofw_path::virtio_scsi(slot->pci_slot, 0, t, 0));
+        }
+      }
       if (dynamic_cast<const devices::virtio::VirtioBlk*>(&slot->device())) {
         boot_devices.emplace_back(Boot::kDisk, devices::platform::ofw_path::virtio_blk(slot->pci_slot));
       } else if (dynamic_cast<const devices::virtio::VirtioNet*>(&slot->device())) {
@@ -462,6 +486,18 @@ ExitInfo Machine::wait() {
   std::unique_lock<std::mutex> lock(done_mu_);
   done_cv_.wait(lock, [&] { return exit_info_.has_value(); });
   return *exit_info_;
+}
+
+void Machine::change_media(uint32_t drive, const std::string& path) {
+  if (drive >= dvds_.size()) {
+    throw Error("INVALID_ARGUMENT", "the VM has " + std::to_string(dvds_.size()) + " DVD drive(s); there is no drive " +
+                                        std::to_string(drive));
+  }
+  if (path.empty()) {
+    dvds_[drive]->eject();
+  } else {
+    dvds_[drive]->insert(path);
+  }
 }
 
 void Machine::write_console(std::span<const uint8_t> bytes) { uart_->enqueue_input(bytes); }

@@ -25,6 +25,9 @@
 #include "vmm/vcpu_runner.h"
 
 namespace berth::devices {
+namespace scsi {
+class ScsiCdrom;
+}
 class Uart16550;
 class CmosRtc;
 class I8042;
@@ -193,6 +196,12 @@ class Machine {
   // error the VM continues on its old files.
   SaveResult checkpoint(const std::string& path, const std::vector<std::string>& new_disks);
 
+  // Puts the ISO at `path` into DVD drive `drive` (MachineConfig::dvds order), replacing
+  // what is there, or ejects it when path is empty; the guest sees the media change.
+  // Throws INVALID_ARGUMENT for no such drive, DVD_MEDIA_NOT_FOUND / DVD_MEDIA_INVALID
+  // for a file that is not there or not an ISO image (the drive is then unchanged).
+  void change_media(uint32_t drive, const std::string& path);
+
   void write_console(std::span<const uint8_t> bytes);
   // Types into the virtio console; dropped when the VM has none.
   void write_console2(std::span<const uint8_t> bytes);
@@ -278,6 +287,7 @@ class Machine {
   // Last, so the device I/O threads stop before anything they use goes away.
   std::shared_ptr<devices::virtio::VirtioConsole> virtio_console_;
   std::vector<std::shared_ptr<devices::virtio::VirtioNet>> nets_;  // backends stopped in ~Machine
+  std::vector<std::shared_ptr<devices::scsi::ScsiCdrom>> dvds_;     // on the SCSI controller
   std::vector<std::unique_ptr<VirtioSlot>> virtio_;
   // Firmware-booted VMs' chipset and firmware. After the virtio slots: its PCI bus lets go
   // of the (by then quiescent) virtio-pci functions first, which the slots then destroy.

@@ -69,6 +69,7 @@ std::string Machine::fingerprint() const {
   // Only firmware VMs name their firmware, so states saved before it existed still match.
   if (config_.firmware.kind != FirmwareKind::kNone) {
     f += config_.firmware.kind == FirmwareKind::kUefi ? " firmware=uefi" : " firmware=bios";
+    f += " dvds=" + std::to_string(config_.dvds.size());
   }
   return f;
 }

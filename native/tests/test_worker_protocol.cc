@@ -82,6 +82,11 @@ TEST(protocol_parses_each_operation_and_its_fields) {
   CHECK(input.request && input.request->data == bytes("hi"));
   auto big_id = parse_request(R"({"id":9007199254740991,"op":"state"})");
   CHECK(big_id.request && big_id.request->id == 9007199254740991ull);
+  auto insert = parse_request(R"({"id":5,"op":"media","drive":1,"path":"/isos/debian.iso"})");
+  CHECK(insert.request && insert.request->op == Op::kMedia && insert.request->drive == 1);
+  CHECK_STR(insert.request->path, std::string("/isos/debian.iso"));
+  auto eject = parse_request(R"({"id":6,"op":"media","drive":0,"path":""})");
+  CHECK(eject.request && eject.request->path.empty());
 }
 
 TEST(protocol_refuses_bad_requests_naming_the_field) {
@@ -104,6 +109,11 @@ TEST(protocol_refuses_bad_requests_naming_the_field) {
       {R"({"id":1,"op":"console-input","data":"a"})", true, "data: must be base64"},
       {R"({"id":1,"op":"console-input","data":"=abc"})", true, "data: must be base64"},
       {R"({"id":1,"op":"console-attach","replay":1})", true, "replay: "},
+      {R"({"id":1,"op":"media","path":"/a.iso"})", true, "drive: "},
+      {R"({"id":1,"op":"media","drive":-1,"path":"/a.iso"})", true, "drive: "},
+      {R"({"id":1,"op":"media","drive":0,"path":"a.iso"})", true, "path: "},
+      {R"({"id":1,"op":"media","drive":0})", true, "path: "},
+      {R"({"id":1,"op":"media","drive":0,"path":"","x":1})", true, "unknown field 'x'"},
   };
   for (const Case& c : cases) {
     auto r = parse_request(c.line);

@@ -16,7 +16,7 @@ using nlohmann::json;
 // JavaScript's Number.MAX_SAFE_INTEGER: the schema's z.int() accepts no more.
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
-constexpr std::array<std::pair<std::string_view, Op>, 13> kOps{{
+constexpr std::array<std::pair<std::string_view, Op>, 14> kOps{{
     {"hello", Op::kHello},
     {"state", Op::kState},
     {"stats", Op::kStats},
@@ -30,6 +30,7 @@ constexpr std::array<std::pair<std::string_view, Op>, 13> kOps{{
     {"shut-down", Op::kShutDown},
     {"save", Op::kSave},
     {"checkpoint", Op::kCheckpoint},
+    {"media", Op::kMedia},
 }};
 
 // An absolute path without NUL characters, as the services give the worker.
@@ -206,6 +207,24 @@ ParseResult parse_request(std::string_view line) {
         }
         req.disks.push_back(*disk);
       }
+      break;
+    }
+    case Op::kMedia: {
+      fields = {"drive", "path"};
+      auto d = v.find("drive");
+      if (d == v.end() || !d->is_number_unsigned() || d->get<uint64_t>() > UINT32_MAX) {
+        r.error = "drive: must be a DVD drive's index (0, 1, ...)";
+        return r;
+      }
+      req.drive = static_cast<uint32_t>(d->get<uint64_t>());
+      auto p = v.find("path");
+      if (p != v.end() && p->is_string() && p->get_ref<const std::string&>().empty()) break;  // eject
+      auto path = p == v.end() ? std::nullopt : absolute_path(*p);
+      if (!path) {
+        r.error = "path: must be an absolute path of an ISO image, or '' to eject";
+        return r;
+      }
+      req.path = *path;
       break;
     }
     default:

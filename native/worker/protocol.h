@@ -13,13 +13,13 @@
 
 namespace berth::worker {
 
-constexpr int kProtocolVersion = 3;  // app/api/protocol.ts PROTOCOL_VERSION
+constexpr int kProtocolVersion = 4;  // app/api/protocol.ts PROTOCOL_VERSION
 constexpr size_t kMaxLineBytes = 1024 * 1024;  // a longer line closes the connection
 constexpr size_t kScrollbackBytes = 256 * 1024;
 constexpr size_t kMaxClientNameBytes = 200;
 constexpr size_t kMaxConsoleInputChars = 1024 * 1024;  // base64 characters
 
-enum class Op { kHello, kState, kStats, kConsoleAttach, kConsoleDetach, kConsoleInput, kPause, kResume, kTurnOff, kReset, kShutDown, kSave, kCheckpoint };
+enum class Op { kHello, kState, kStats, kConsoleAttach, kConsoleDetach, kConsoleInput, kPause, kResume, kTurnOff, kReset, kShutDown, kSave, kCheckpoint, kMedia };
 
 struct Request {
   uint64_t id = 0;
@@ -30,6 +30,7 @@ struct Request {
   std::vector<uint8_t> data;   // console-input, decoded
   std::string path;            // save, checkpoint: the state file to write (absolute)
   std::vector<std::string> disks;  // checkpoint: each disk's new file (absolute)
+  uint32_t drive = 0;              // media: the DVD drive's index; path "" ejects
 };
 constexpr size_t kMaxPathBytes = 4096;
 constexpr size_t kMaxCheckpointDisks = 64;

@@ -370,6 +370,16 @@ class Worker {
             std::to_string(static_cast<int>(result.total_ms)) + " ms");
         return save_result(result);
       }
+      case Op::kMedia: {
+        if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
+          throw Refusal{"INVALID_STATE", "'" + spec_.name + "' is " + state_name(state_) +
+                                             "; DVD media of a running or paused VM change here, otherwise in its settings"};
+        }
+        machine_->change_media(r.drive, r.path);
+        log(r.path.empty() ? "DVD drive " + std::to_string(r.drive) + " ejected"
+                           : "DVD drive " + std::to_string(r.drive) + " holds " + r.path);
+        return json::object();
+      }
       case Op::kCheckpoint: {
         check(Action::kSave);
         auto result = machine_->checkpoint(r.path, r.disks);

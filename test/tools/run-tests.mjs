@@ -276,6 +276,9 @@ const ready =
   )) &&
   (await stage('Linux boot files (Debian cloud kernel, initramfs)', 'this host', none, () =>
     run(process.execPath, [join('dist', 'test', 'linux-boot', 'prepare.js')]),
+  )) &&
+  (await stage('firmware boot files (Debian installer ISO)', 'this host', none, () =>
+    run(process.execPath, [join('dist', 'test', 'firmware', 'prepare.js')]),
   ));
 
 if (ready) {
