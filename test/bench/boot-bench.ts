@@ -88,9 +88,11 @@ async function main(): Promise<void> {
   const reps = benchReps(3);
   const runs: Record<'berth' | 'qemu', Run[]> = { berth: [], qemu: [] };
   for (let i = 0; i < reps; i++) {
-    runs.berth.push(await berth());
-    runs.qemu.push(await qemu());
-    process.stdout.write(`run ${i + 1}/${reps}: Berth ${fmtMs(runs.berth[i]!.ms)}, QEMU ${fmtMs(runs.qemu[i]!.ms)}\n`);
+    const b = await berth();
+    const q = await qemu();
+    runs.berth.push(b);
+    runs.qemu.push(q);
+    process.stdout.write(`run ${i + 1}/${reps}: Berth ${fmtMs(b.ms)}, QEMU ${fmtMs(q.ms)}\n`);
   }
   const show = (r: Run[]) =>
     `${fmtMs(median(r.map((x) => x.ms)))}${r.every((x) => x.reached) ? '' : ` (${r.filter((x) => !x.reached).length} of ${r.length} did not reach it in ${LIMIT_S} s)`}`;

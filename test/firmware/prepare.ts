@@ -46,7 +46,9 @@ export function prepareInstallerIso(): string {
   need('/usr/lib/grub/i386-pc', 'grub-pc-bin');
   need('/usr/bin/xorriso', 'xorriso');
   need('/usr/bin/mformat', 'mtools');
-  const inputs = [join(INSTALLER, 'linux'), join(INSTALLER, 'initrd.gz')];
+  const kernel = join(INSTALLER, 'linux');
+  const initrd = join(INSTALLER, 'initrd.gz');
+  const inputs = [kernel, initrd];
   if (existsSync(installerIso) && inputs.every((i) => statSync(i).mtimeMs <= statSync(installerIso).mtimeMs)) {
     return installerIso;
   }
@@ -54,8 +56,8 @@ export function prepareInstallerIso(): string {
   rmSync(tree, { recursive: true, force: true });
   mkdirSync(join(tree, 'boot', 'grub'), { recursive: true });
   mkdirSync(join(tree, 'install'), { recursive: true });
-  copyFileSync(inputs[0]!, join(tree, 'install', 'vmlinuz'));
-  copyFileSync(inputs[1]!, join(tree, 'install', 'initrd.gz'));
+  copyFileSync(kernel, join(tree, 'install', 'vmlinuz'));
+  copyFileSync(initrd, join(tree, 'install', 'initrd.gz'));
   writeFileSync(join(tree, 'boot', 'grub', 'grub.cfg'), GRUB_CFG);
   execFileSync('grub-mkrescue', ['-o', `${installerIso}.tmp`, tree], { stdio: ['ignore', 'ignore', 'pipe'] });
   renameSync(`${installerIso}.tmp`, installerIso);
