@@ -355,6 +355,7 @@ void Machine::build() {
   if (platform_) {
     // The firmware starts at the reset vector, where a new vCPU already points.
     platform_->attach(*vm);
+    platform_->load_firmware();
     boot_protocol_ = config_.firmware.kind == FirmwareKind::kUefi ? "uefi" : "bios";
   } else {
     boot::BootConfig boot = config_.boot;

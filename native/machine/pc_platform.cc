@@ -173,6 +173,9 @@ void PcPlatform::attach(hv::Vm& vm) {
   for (size_t i = 0; i < flash_.size(); ++i) {
     if (flash_[i].device->array_mode()) map_flash(vm, i);
   }
+}
+
+void PcPlatform::load_firmware() {
   if (!bios_low_copy_.empty()) w_.memory.write(kBiosLowBase, bios_low_copy_);
 }
 

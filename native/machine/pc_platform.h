@@ -67,9 +67,11 @@ class PcPlatform {
   // every device is added and before the guest runs.
   void finish(const MachineConfig& config);
 
-  // A new hypervisor VM (first build or a reset): maps the firmware and, for a BIOS, puts
-  // its low copy where the reset vector jumps to.
+  // A new hypervisor VM (first build, a reset or a resume): maps the firmware.
   void attach(hv::Vm& vm);
+  // Power-on (first build or a reset, not a resume: the guest's RAM already holds what it
+  // made of it): a BIOS's low copy goes where its reset vector jumps to.
+  void load_firmware();
   // Machine reset: chipset registers, PM block, fw_cfg and flash to power-on.
   void reset();
   void press_power_button();
