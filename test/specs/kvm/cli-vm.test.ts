@@ -58,7 +58,8 @@ describe('berth vm (command line)', () => {
       '--test-exit-port',
     );
     assert.equal(created.code, 0, created.stderr);
-    assert.match(created.stdout, /^created 'cli1' \([0-9a-f-]{36}\)\n$/);
+    assert.match(created.stdout, /^created 'cli1' \([0-9a-f-]{36}\)\n/);
+    assert.match(created.stdout, /\n {2}generation: none \(boots a kernel file directly\)\n/);
     const list = await berth('vm', 'list');
     assert.equal(list.code, 0);
     assert.match(list.stdout, /^NAME\s+STATE\s+CPU\s+MEMORY\s+UPTIME\s+ID\n/);
