@@ -13,7 +13,8 @@
 // (QEMU itself, as the VMM there, did not reach GRUB's menu in 200 s): the limits are
 // generous, and the lab gives each of its CPUs a host thread (test/tools/run-tests.mjs).
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { VmManager } from '../../../app/services';
@@ -121,6 +122,35 @@ describe('Generation 1 (SeaBIOS) boots an installation image', () => {
     } finally {
       await second.detach();
       await manager.turnOff('gen1-saved');
+    }
+  });
+
+  // An image that does not boot: SeaBIOS says so on the console, and the VM stays up for
+  // the user to insert another disc or turn it off.
+  it('says so when the image in the drive does not boot', { timeout: GRUB_LIMIT_MS + 60_000 }, async () => {
+    const blank = join(root, 'blank.iso');
+    // An ISO 9660 data disc: a primary volume descriptor and the set terminator, no El Torito
+    // boot record.
+    const image = Buffer.alloc(64 * 2048);
+    image.write('\x01CD001\x01', 16 * 2048, 'latin1');
+    image.write('\xffCD001\x01', 17 * 2048, 'latin1');
+    writeFileSync(blank, image);
+    await manager.create({
+      name: 'gen1-blank',
+      memory: { startupMiB: 256 },
+      boot: { kind: 'bios', bootOrder: ['dvd', 'disk', 'network'] },
+      dvdDrives: [{ slot: 0, path: blank }],
+    });
+    await manager.start('gen1-blank');
+    const sink = new TextSink();
+    const session = await manager.attachConsole('gen1-blank', { onData: sink.push, replay: true });
+    try {
+      await sink.waitFor('No bootable device', GRUB_LIMIT_MS);
+      assert.match(sink.text, /Booting from DVD\/CD/);
+      assert.equal((await manager.state('gen1-blank')).state, 'Running');
+    } finally {
+      await session.detach();
+      await manager.turnOff('gen1-blank');
     }
   });
 });
