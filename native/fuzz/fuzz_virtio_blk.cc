@@ -17,12 +17,13 @@
 #include <span>
 #include <string>
 
-#include "common/unique_fd.h"
 #include "devices/virtio/blk.h"
 #include "disk/block_device.h"
 #include "vmm/guest_memory.h"
+#include "virtio_fuzz.h"
 
-using berth::devices::virtio::DeviceContext;
+using berth::fuzz::u16_at;
+using Context = berth::fuzz::RecordingContext;
 using berth::devices::virtio::VirtioBlk;
 using berth::devices::virtio::Virtqueue;
 
@@ -30,34 +31,11 @@ namespace {
 
 constexpr uint64_t kRam = 64 * 1024;
 
-class Context final : public DeviceContext {
- public:
-  void signal_used(uint16_t) override {}
-  void kick() override {}
-  void post_completion() override {}
-  int completion_fd() override { return events.get(); }
-  void fail(const std::string&) override { failed = true; }
-  void config_changed() override {}
-  bool failed = false;
-  berth::UniqueFd events{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
-};
-
-std::string make_image() {
-  char path[] = "/tmp/berth-fuzz-blk-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) abort();
-  if (ftruncate(fd, 1 << 20) != 0) abort();
-  close(fd);
-  return path;
-}
-
-uint16_t u16_at(const uint8_t* d) { return static_cast<uint16_t>(d[0] | (d[1] << 8)); }
-
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static berth::vmm::GuestMemory memory(kRam);
-  static const std::string image = make_image();
+  static const std::string image = berth::fuzz::temp_image("blk", 1 << 20);
   static Context context;
   static std::unique_ptr<VirtioBlk> rw, ro;
   if (!rw) {

@@ -17,41 +17,19 @@
 #include <string>
 #include <vector>
 
-#include "common/unique_fd.h"
 #include "devices/scsi/cdrom.h"
 #include "devices/virtio/scsi.h"
 #include "vmm/guest_memory.h"
+#include "virtio_fuzz.h"
 
-using berth::devices::virtio::DeviceContext;
+using berth::fuzz::u16_at;
+using Context = berth::fuzz::RecordingContext;
 using berth::devices::virtio::VirtioScsi;
 using berth::devices::virtio::Virtqueue;
 
 namespace {
 
 constexpr uint64_t kRam = 64 * 1024;
-
-class Context final : public DeviceContext {
- public:
-  void signal_used(uint16_t) override {}
-  void kick() override {}
-  void post_completion() override {}
-  int completion_fd() override { return events.get(); }
-  void fail(const std::string&) override { failed = true; }
-  void config_changed() override {}
-  bool failed = false;
-  berth::UniqueFd events{::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)};
-};
-
-std::string make_image() {
-  char path[] = "/tmp/berth-fuzz-vscsi-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) abort();
-  if (ftruncate(fd, 256 << 10) != 0) abort();
-  close(fd);
-  return path;
-}
-
-uint16_t u16_at(const uint8_t* d) { return static_cast<uint16_t>(d[0] | (d[1] << 8)); }
 
 bool setup(Virtqueue& q, const uint8_t* h) {
   q.size = 1u << (h[0] % 9);  // 1..256
@@ -65,7 +43,7 @@ bool setup(Virtqueue& q, const uint8_t* h) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static berth::vmm::GuestMemory memory(kRam);
-  static const std::string image = make_image();
+  static const std::string image = berth::fuzz::temp_image("vscsi", 256 << 10);
   static Context context;
   static std::unique_ptr<VirtioScsi> scsi;
   if (!scsi) {
