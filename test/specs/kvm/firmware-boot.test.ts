@@ -60,10 +60,19 @@ describe('Generation 1 (SeaBIOS) boots an installation image', () => {
         console.log(`# ${name}: the installer's first screen after ${seconds()} s`);
       }
       return sink.text;
+    } catch (err) {
+      throw await withVmState(name, err);
     } finally {
       await session.detach();
-      await manager.turnOff(name);
+      if ((await manager.state(name)).state === 'Running') await manager.turnOff(name);
     }
+  }
+
+  // A wait that failed because the VM stopped says how it stopped, and what it printed last.
+  async function withVmState(name: string, err: unknown): Promise<Error> {
+    const vm = await manager.state(name);
+    const message = err instanceof Error ? err.message : String(err);
+    return new Error(`${message}; the VM is ${vm.state}${vm.stateReason ? ` (${vm.stateReason})` : ''}`);
   }
 
   it(
