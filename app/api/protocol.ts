@@ -11,7 +11,9 @@ import { LastExit, SaveResult, VmState, VmStats } from './vm';
 // 2: 'stop' became 'turn-off' and 'shutdown' 'shut-down', the words the window and CLI use.
 // 3: 'save' and 'checkpoint' (saved memory and device state), LastExit reason 'saved'.
 // 4: 'media' (insert an ISO into a running VM's DVD drive, or eject it).
-export const PROTOCOL_VERSION = 4;
+// 5: state results of firmware-booted VMs carry bootProblem while the firmware found nothing
+//    to boot.
+export const PROTOCOL_VERSION = 5;
 // A line longer than this closes the connection (a console chunk is far smaller).
 export const MAX_LINE_BYTES = 1024 * 1024;
 export const SCROLLBACK_BYTES = 256 * 1024;
@@ -72,7 +74,12 @@ export const WorkerInfo = z.strictObject({
 });
 export type WorkerInfo = z.infer<typeof WorkerInfo>;
 
-export const StateResult = z.strictObject({ state: VmState, uptimeMs: z.number() });
+export const StateResult = z.strictObject({
+  state: VmState,
+  uptimeMs: z.number(),
+  // What the firmware said when it found nothing to boot, as a sentence for the user.
+  bootProblem: z.string().max(1000).optional(),
+});
 export type StateResult = z.infer<typeof StateResult>;
 
 export const ConsoleAttachResult = z.strictObject({ replayedBytes: z.int() });

@@ -212,8 +212,9 @@ export class VmManager {
       let client: ControlClient | undefined;
       try {
         client = await this.connect(entry);
-        const { state } = await client.request({ op: 'state' });
+        const { state, bootProblem } = await client.request({ op: 'state' });
         const probe: Probe = { state, workerPid: worker.pid };
+        if (bootProblem !== undefined) probe.reason = bootProblem;
         if (withStats && (state === 'Running' || state === 'Paused')) {
           probe.stats = await client.request({ op: 'stats' });
         }

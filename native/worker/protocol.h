@@ -13,7 +13,7 @@
 
 namespace berth::worker {
 
-constexpr int kProtocolVersion = 4;  // app/api/protocol.ts PROTOCOL_VERSION
+constexpr int kProtocolVersion = 5;  // app/api/protocol.ts PROTOCOL_VERSION
 constexpr size_t kMaxLineBytes = 1024 * 1024;  // a longer line closes the connection
 constexpr size_t kScrollbackBytes = 256 * 1024;
 constexpr size_t kMaxClientNameBytes = 200;

@@ -25,6 +25,7 @@
 #include "worker/event_queue.h"
 #include "worker/lifecycle.h"
 #include "worker/machine_spec.h"
+#include "worker/boot_watch.h"
 #include "worker/protocol.h"
 #include "worker/scrollback.h"
 
@@ -122,6 +123,7 @@ class Worker {
   void handle_events() {
     std::vector<uint8_t> console;
     std::deque<Event> events = events_.take(console);
+    if (!console.empty() && spec_.machine.firmware.kind != machine::FirmwareKind::kNone) boot_watch_.feed(console);
     if (!console.empty() && spec_.console) {
       scrollback_.push(console);
       std::string line = console_event(console);
@@ -212,7 +214,11 @@ class Worker {
 
   uint64_t uptime_ms() const { return machine_ && started_ms_ ? monotonic_ms() - started_ms_ : 0; }
 
-  json state_result() const { return {{"state", state_name(state_)}, {"uptimeMs", uptime_ms()}}; }
+  json state_result() const {
+    json r = {{"state", state_name(state_)}, {"uptimeMs", uptime_ms()}};
+    if (boot_watch_.problem()) r["bootProblem"] = *boot_watch_.problem();
+    return r;
+  }
 
   static uint64_t cpu_ns(const machine::MachineStats& s) {
     uint64_t sum = 0;
@@ -351,6 +357,7 @@ class Worker {
       case Op::kReset:
         check(Action::kReset);
         machine_->reset();
+        boot_watch_.clear();
         return state_result();
       case Op::kShutDown:
         // Presses the power button and answers at once: the guest's shutdown ends in the
@@ -398,6 +405,7 @@ class Worker {
   std::unique_ptr<machine::Machine> machine_;
   std::thread creator_;
   Scrollback scrollback_{kScrollbackBytes};
+  BootWatch boot_watch_;  // firmware VMs: "nothing to boot" in the state result
   std::string started_at_ = iso_now();
   VmState state_ = VmState::kStarting;
   bool stop_requested_ = false;

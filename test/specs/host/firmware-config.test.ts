@@ -160,7 +160,6 @@ describe('the worker spec of a firmware VM', () => {
 
 describe('protocol 4: media', () => {
   it('takes a drive index and an absolute image path, or an empty path to eject', () => {
-    assert.equal(protocol.PROTOCOL_VERSION, 4);
     assert.deepEqual(protocol.parseRequest('{"id":1,"op":"media","drive":0,"path":"/isos/debian.iso"}'), {
       ok: true,
       request: { id: 1, op: 'media', drive: 0, path: '/isos/debian.iso' },
@@ -171,5 +170,21 @@ describe('protocol 4: media', () => {
     const negative = protocol.parseRequest('{"id":4,"op":"media","drive":-1,"path":""}');
     assert.ok(!negative.ok && /^drive: /.test(negative.error), JSON.stringify(negative));
     assert.ok(protocol.Results.media.safeParse({}).success);
+  });
+});
+
+describe('protocol 5: the firmware found nothing to boot', () => {
+  it("a state result may carry the firmware's boot problem, a bounded sentence", () => {
+    assert.equal(protocol.PROTOCOL_VERSION, 5);
+    const reason = 'the firmware found nothing to boot ("No bootable device.")';
+    assert.deepEqual(protocol.Results.state.parse({ state: 'Running', uptimeMs: 5, bootProblem: reason }), {
+      state: 'Running',
+      uptimeMs: 5,
+      bootProblem: reason,
+    });
+    assert.ok(protocol.Results.state.safeParse({ state: 'Running', uptimeMs: 5 }).success);
+    assert.ok(
+      !protocol.Results.state.safeParse({ state: 'Running', uptimeMs: 5, bootProblem: 'x'.repeat(1001) }).success,
+    );
   });
 });

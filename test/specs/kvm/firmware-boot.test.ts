@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
 import { VmManager } from '../../../app/services';
-import { TextSink, cleanBerthHome, makeBerthHome } from '../../support/berth-home';
+import { TextSink, cleanBerthHome, makeBerthHome, waitUntil } from '../../support/berth-home';
 import {
   GRUB_MENU_MARKER,
   INSTALLER_MARKER,
@@ -156,7 +156,15 @@ describe('Generation 1 (SeaBIOS) boots an installation image', () => {
     try {
       await sink.waitFor('No bootable device', GRUB_LIMIT_MS);
       assert.match(sink.text, /Booting from DVD\/CD/);
-      assert.equal((await manager.state('gen1-blank')).state, 'Running');
+      // The VM's status says so too, in the list, Details and `berth vm show`.
+      let vm = await manager.state('gen1-blank');
+      await waitUntil(
+        `a state reason about the boot (have ${JSON.stringify(vm.stateReason)})`,
+        async () => (vm = await manager.state('gen1-blank')).stateReason !== undefined,
+        10_000,
+      );
+      assert.equal(vm.state, 'Running');
+      assert.match(vm.stateReason ?? '', /^the firmware found nothing to boot \("No bootable device\./);
     } finally {
       await session.detach();
       await manager.turnOff('gen1-blank');
