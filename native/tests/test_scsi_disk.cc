@@ -349,3 +349,34 @@ TEST(scsi_disk_saved_state) {
   state::Reader r(cut, "test");
   CHECK_THROWS_CODE(d->prepare_load(r), "STATE_INVALID", "");
 }
+
+TEST(scsi_disk_replace_and_close) {
+  TempDir dir;
+  const std::string a = make_image(dir, "a.raw", disk::Format::kRaw);
+  const std::string b = make_image(dir, "b.qcow2", disk::Format::kQcow2);
+  auto d = open_target(a);
+  const Bytes data = pattern(512, 77);
+  CHECK(run_io(*d, cdb10(0x2a, 3, 1), data).ok());
+  d->flush_disk();
+  // Another size, or a read-only image behind a read-write disk: refused, nothing changes.
+  TempDir other;
+  disk::CreateOptions so;
+  so.format = disk::Format::kRaw;
+  so.size = 4096;
+  disk::create_disk(other.file("small.raw"), so);
+  CHECK_THROWS_CODE(d->replace_disk(disk::open_disk(other.file("small.raw"))), "DISK_SIZE_MISMATCH", "bytes");
+  disk::OpenOptions ro;
+  ro.read_only = true;
+  CHECK_THROWS_CODE(d->replace_disk(disk::open_disk(b, ro)), "DISK_READ_ONLY", "read-only");
+  CHECK_STR(d->path(), a);
+  d->replace_disk(disk::open_disk(b));
+  CHECK_STR(d->path(), b);
+  CHECK_EQ(run_cdb(*d, cdb10(0x28, 3, 1)).data[0], 0);  // b is empty
+  CHECK(run_io(*d, cdb10(0x2a, 5, 1), data).ok());
+  CHECK(run_cdb(*d, cdb10(0x28, 5, 1)).data == data);
+  d->close_disk();
+  CHECK_STR(d->path(), "");
+  CHECK(sense_eq(run_cdb(*d, cdb10(0x28, 5, 1)), sense::kNoMedium));
+  CHECK(sense_eq(run_cdb(*d, {0x12, 0, 0, 0, 36, 0}), sense::kNoMedium));
+  CHECK_EQ(test::rvh::run("qemu-img check -q -f qcow2 '" + b + "'").rc, 0);
+}

@@ -39,14 +39,22 @@ bool is_write(uint8_t opcode) {
 }  // namespace
 
 ScsiDisk::ScsiDisk(std::unique_ptr<disk::BlockDevice> disk, std::string serial, bool read_only)
-    : medium_(open_medium(std::move(disk))),
-      serial_(serial.substr(0, kMaxSerial)),
-      read_only_(read_only || medium_->disk->read_only()),
-      block_size_(medium_->disk->logical_block_size()),
-      blocks_(medium_->bytes / block_size_),
-      io_backend_(medium_->aio->backend()) {}
+    : ScsiDisk(open_medium(std::move(disk)), std::move(serial), read_only) {}
+
+ScsiDisk::ScsiDisk(std::shared_ptr<Medium> medium, std::string serial, bool read_only)
+    : serial_(serial.substr(0, kMaxSerial)),
+      read_only_(read_only || medium->disk->read_only()),
+      block_size_(medium->disk->logical_block_size()),
+      blocks_(medium->bytes / block_size_),
+      medium_(std::move(medium)) {}
 
 Command ScsiDisk::execute(std::span<const uint8_t> cdb) {
+  std::lock_guard lock(mu_);
+  if (!medium_) return {Reply::check(sense::kNoMedium), {}};
+  return dispatch(cdb);
+}
+
+Command ScsiDisk::dispatch(std::span<const uint8_t> cdb) const {
   if (cdb.empty()) return {Reply::check(sense::kInvalidOpcode), {}};
   const size_t length = cdb_length(cdb[0]);
   if (length == 0) return {Reply::check(sense::kInvalidOpcode), {}};
@@ -151,12 +159,13 @@ Reply ScsiDisk::verify(std::span<const uint8_t> cdb) const {
 }
 
 Reply ScsiDisk::finish_io(const IoPlan& plan, int64_t result, const std::string& error) {
+  completed_io_.fetch_add(1, std::memory_order_relaxed);
   const int64_t expected = static_cast<int64_t>(plan.length);
   if (result == expected) return Reply::good();
   const char* what = plan.op == disk::AsyncOp::kRead ? "reading" : plan.op == disk::AsyncOp::kWrite ? "writing" : "flushing";
   std::lock_guard lock(mu_);
   last_error_ = result < 0 ? std::string(what) + " the SCSI disk failed: " + error
-                           : std::string(what) + " the SCSI disk " + medium_->path + " moved " + std::to_string(result) +
+                           : std::string(what) + " the SCSI disk " + plan.medium->path + " moved " + std::to_string(result) +
                                  " of " + std::to_string(plan.length) + " bytes";
   if (result == -ENOSPC) return Reply::check(sense::kSpaceAllocationFailed);
   return Reply::check(plan.op == disk::AsyncOp::kRead ? sense::kUnrecoveredRead : sense::kWriteError);
@@ -167,8 +176,42 @@ std::string ScsiDisk::last_error() const {
   return last_error_;
 }
 
+std::string ScsiDisk::path() const {
+  std::lock_guard lock(mu_);
+  return medium_ ? medium_->path : std::string();
+}
+
+std::string ScsiDisk::io_backend() const {
+  std::lock_guard lock(mu_);
+  return medium_ ? medium_->aio->backend() : std::string();
+}
+
 void ScsiDisk::flush_disk() {
+  std::lock_guard lock(mu_);
+  if (!medium_) throw Error("VIRTIO_SETUP", "the SCSI disk is closed");
   if (!read_only_) medium_->disk->flush();
+}
+
+void ScsiDisk::replace_disk(std::unique_ptr<disk::BlockDevice> disk) {
+  if (!disk) throw Error("VIRTIO_SETUP", "no disk to replace the SCSI disk's image with");
+  const std::string old_path = path();
+  const std::string new_path = disk->info().path;
+  if (disk->capacity() / block_size_ != blocks_ || disk->logical_block_size() != block_size_) {
+    throw Error("DISK_SIZE_MISMATCH", new_path + " is " + std::to_string(disk->capacity()) + " bytes, but the guest's disk " +
+                                          old_path + " is " + std::to_string(blocks_ * block_size_) + " bytes");
+  }
+  if (!read_only_ && disk->read_only()) throw Error("DISK_READ_ONLY", new_path + " is read-only, but the guest writes to " + old_path);
+  std::shared_ptr<Medium> fresh = open_medium(std::move(disk));  // before the old one goes: a failure changes nothing
+  std::shared_ptr<Medium> old;
+  std::lock_guard lock(mu_);
+  old = std::move(medium_);  // nothing in flight: closed after the lock is dropped
+  medium_ = std::move(fresh);
+}
+
+void ScsiDisk::close_disk() {
+  std::shared_ptr<Medium> old;
+  std::lock_guard lock(mu_);
+  old = std::move(medium_);
 }
 
 void ScsiDisk::save_state(state::Writer& w) const {
@@ -184,11 +227,11 @@ std::function<void()> ScsiDisk::prepare_load(state::Reader& parent) {
   state::Reader& r = rec.body;
   const uint32_t block_size = r.u32("block_size");
   if (block_size != block_size_) {
-    r.fail("block_size is " + std::to_string(block_size) + ", but " + medium_->path + " has " + std::to_string(block_size_));
+    r.fail("block_size is " + std::to_string(block_size) + ", but the disk has " + std::to_string(block_size_));
   }
   const uint64_t blocks = r.u64("blocks");
   if (blocks != blocks_) {
-    r.fail("blocks is " + std::to_string(blocks) + ", but " + medium_->path + " has " + std::to_string(blocks_));
+    r.fail("blocks is " + std::to_string(blocks) + ", but the disk has " + std::to_string(blocks_));
   }
   const bool read_only = r.boolean("read_only");
   if (read_only != read_only_) {

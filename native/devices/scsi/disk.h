@@ -18,6 +18,7 @@
 // PROTECT, and set last_error() for the host.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -52,16 +53,29 @@ class ScsiDisk final : public Target {
   bool read_only() const { return read_only_; }
   uint32_t block_size() const { return block_size_; }
   uint64_t blocks() const { return blocks_; }
-  const std::string& path() const { return medium_->path; }
-  const std::string& io_backend() const { return io_backend_; }
-  // The last failure the host should hear about (an I/O error); "" when none. Any thread.
+  // Any thread. path and io_backend describe the image in use ("" once closed).
+  std::string path() const;
+  std::string io_backend() const;
+  // The last failure the host should hear about (an I/O error); "" when none.
   std::string last_error() const;
-  // Makes everything written durable (the machine's live checkpoints and shutdown; only
-  // while the transport is frozen, nothing in flight).
+  // Reads, writes and flushes completed on the disk (diagnostics).
+  uint64_t completed_io() const { return completed_io_.load(std::memory_order_relaxed); }
+
+  // Live checkpoints, as VirtioBlk's (only while the controller is frozen, nothing in
+  // flight). flush_disk makes everything written durable in the image, metadata included.
+  // replace_disk moves the target onto another image of the same size and block size
+  // (DISK_SIZE_MISMATCH otherwise; DISK_READ_ONLY for a read-only image behind a
+  // read-write disk); if opening its asynchronous path fails, the old image stays.
   void flush_disk();
+  void replace_disk(std::unique_ptr<disk::BlockDevice> disk);
+  // The machine stopped for good: closes the image (after the controller's reset, so
+  // nothing is in flight). Later commands end in NOT READY.
+  void close_disk();
 
  private:
-  // Commands (pages and capacity in disk_pages.cc).
+  ScsiDisk(std::shared_ptr<Medium> medium, std::string serial, bool read_only);
+  // Commands, with mu_ held (pages and capacity in disk_pages.cc).
+  Command dispatch(std::span<const uint8_t> cdb) const;
   Command transfer(std::span<const uint8_t> cdb) const;
   Command synchronize_cache(std::span<const uint8_t> cdb) const;
   Reply verify(std::span<const uint8_t> cdb) const;
@@ -73,14 +87,14 @@ class ScsiDisk final : public Target {
   // Whether [lba, lba + count) lies on the disk.
   bool in_range(uint64_t lba, uint64_t count) const { return lba <= blocks_ && count <= blocks_ - lba; }
 
-  const std::shared_ptr<Medium> medium_;  // the disk and its asynchronous path; never changes
   const std::string serial_;
   const bool read_only_;
   const uint32_t block_size_;
   const uint64_t blocks_;
-  std::string io_backend_;
-  mutable std::mutex mu_;  // last_error_
+  mutable std::mutex mu_;
+  std::shared_ptr<Medium> medium_;  // the disk and its asynchronous path; null once closed
   std::string last_error_;
+  std::atomic<uint64_t> completed_io_{0};
 };
 
 }  // namespace berth::devices::scsi
