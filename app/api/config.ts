@@ -18,8 +18,8 @@ export const MAX_NETWORK_ADAPTERS = 8;
 // Slot numbers (the guest reads the slot as the disk's serial, berth-slot-N).
 export const MAX_DISK_SLOTS = 64;
 // DVD drives of a Generation 1 or 2 VM, on its SCSI controller (one virtio device, counted
-// with the disks and adapters when the VM has any drive), and their slot numbers (the
-// drive's SCSI target).
+// with the disks and adapters when the VM has any drive or SCSI disk), and their slot
+// numbers (the drives' order on the controller, after its SCSI disks).
 export const MAX_DVD_DRIVES = 4;
 export const MAX_DVD_SLOTS = 8;
 // Host port forwards per NAT adapter.
@@ -127,17 +127,34 @@ const slot = z
   .int()
   .min(0)
   .max(MAX_DISK_SLOTS - 1);
+// Which controller a disk is on: a virtio-blk device of its own (the default, every VM), or
+// the SCSI controller of a Generation 1 or 2 VM as a SCSI hard disk (as Hyper-V's
+// Generation 2 VMs have them). Absent means 'virtio', so older files need no migration.
+export const DISK_CONTROLLERS = ['virtio', 'scsi'] as const;
+export const DiskController = z.enum(DISK_CONTROLLERS);
+export type DiskController = z.infer<typeof DiskController>;
 export const DiskAttachment = z.discriminatedUnion('kind', [
-  z.strictObject({ slot, kind: z.literal('virtual'), path, readOnly: z.boolean().default(false) }),
+  z.strictObject({
+    slot,
+    kind: z.literal('virtual'),
+    path,
+    readOnly: z.boolean().default(false),
+    controller: DiskController.optional(),
+  }),
   // A host block device, opened exclusively and excluded from checkpoints (part B).
   z.strictObject({
     slot,
     kind: z.literal('passthrough'),
     deviceId: z.string().min(1),
     readOnly: z.boolean().default(false),
+    controller: DiskController.optional(),
   }),
 ]);
 export type DiskAttachment = z.infer<typeof DiskAttachment>;
+
+export function diskController(d: { controller?: DiskController | undefined }): DiskController {
+  return d.controller ?? 'virtio';
+}
 
 export const MacAddress = z
   .string()
@@ -233,15 +250,16 @@ export const VmConfigShape = z.strictObject({
   createdAt: z.iso.datetime().optional(),
 });
 
-// Why a VM with this many disks, adapters and DVD drives could not start, or undefined. The
-// machine gives each disk and adapter a virtio device, and the SCSI controller that holds
-// the DVD drives is one more (only when there is a drive).
-export function deviceCountProblem(disks: number, adapters: number, dvdDrives = 0): string | undefined {
-  const controller = dvdDrives > 0 ? 1 : 0;
+// Why a VM with this many virtio disks, adapters and SCSI devices (DVD drives and SCSI
+// disks) could not start, or undefined. The machine gives each virtio disk and adapter a
+// virtio device, and the SCSI controller that holds the DVD drives and SCSI disks is one
+// more (only when it holds any).
+export function deviceCountProblem(disks: number, adapters: number, scsiDevices = 0): string | undefined {
+  const controller = scsiDevices > 0 ? 1 : 0;
   if (disks + adapters + controller <= MAX_VIRTIO_DEVICES) return undefined;
   const limit = controller
-    ? `${MAX_VIRTIO_DEVICES - 1} disks and network adapters together when it has DVD drives (their SCSI ` +
-      'controller takes one of its device slots)'
+    ? `${MAX_VIRTIO_DEVICES - 1} virtio disks and network adapters together when it has DVD drives or SCSI ` +
+      'disks (their SCSI controller takes one of its device slots)'
     : `${MAX_VIRTIO_DEVICES} disks and network adapters together`;
   return `a VM can have at most ${limit} (this one would have ${disks} disk(s) and ${adapters} adapter(s)); remove some`;
 }
@@ -269,8 +287,21 @@ function crossChecks(c: z.infer<typeof VmConfigShape>, ctx: z.RefinementCtx): vo
       });
     } else macs.set(n.mac, i);
   });
-  const tooMany = deviceCountProblem(c.disks.length, c.network.length, c.dvdDrives.length);
+  const scsiDisks = c.disks.filter((d) => diskController(d) === 'scsi').length;
+  const tooMany = deviceCountProblem(c.disks.length - scsiDisks, c.network.length, c.dvdDrives.length + scsiDisks);
   if (tooMany) ctx.addIssue({ code: 'custom', path: ['disks'], message: tooMany });
+  if (!isFirmwareBoot(c.boot)) {
+    c.disks.forEach((d, i) => {
+      if (diskController(d) !== 'scsi') return;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['disks', i, 'controller'],
+        message:
+          "'scsi' is for Generation 1 (bios) and 2 (uefi) VMs, whose SCSI controller holds the disk; a VM that " +
+          "boots a kernel file directly has none: use 'virtio'",
+      });
+    });
+  }
   if (c.dvdDrives.length > 0 && !isFirmwareBoot(c.boot)) {
     ctx.addIssue({
       code: 'custom',

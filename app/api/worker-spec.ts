@@ -15,8 +15,12 @@ export const WorkerDisk = z.strictObject({
   path: filePath,
   readOnly: z.boolean(),
   format: z.enum(['raw', 'qcow2', 'vhdx', 'vhd', 'host-device']).optional(),
-  // What the guest reads as the disk's serial (VIRTIO_BLK_T_GET_ID): "berth-slot-N".
+  // What the guest reads as the disk's serial (VIRTIO_BLK_T_GET_ID, or the SCSI unit serial
+  // number page): "berth-slot-N".
   serial: z.string().max(20),
+  // 'scsi': a SCSI hard disk on the firmware VM's SCSI controller (targets: the SCSI disks
+  // in this order, then the DVD drives); absent or 'virtio': a virtio-blk device.
+  controller: z.enum(['virtio', 'scsi']).optional(),
 });
 
 export const WorkerPortForward = z.strictObject({

@@ -3,7 +3,14 @@
 // what it takes.
 import { resolve } from 'node:path';
 
-import { MAX_DISK_SLOTS, NetworkAdapter, VIRTUAL_DISK_FORMATS, formatIssues, type VirtualDiskFormat } from '../api';
+import {
+  MAX_DISK_SLOTS,
+  NetworkAdapter,
+  VIRTUAL_DISK_FORMATS,
+  formatIssues,
+  type DiskController,
+  type VirtualDiskFormat,
+} from '../api';
 import type { DiskSpec } from '../services';
 
 // A command-line mistake: exit code 2 and the command's usage.
@@ -49,8 +56,10 @@ export function diskFormat(flag: string, text: string | undefined): VirtualDiskF
   return oneOf(flag, text, VIRTUAL_DISK_FORMATS);
 }
 
-// [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]passthrough:STABLE-ID[,ro] | [SLOT=]PATH[,ro]
-export function parseDiskSpec(flag: string, text: string): DiskSpec {
+// [SLOT=]new:SIZE[:FORMAT][,ro][,scsi] | [SLOT=]passthrough:STABLE-ID[,ro][,scsi] |
+// [SLOT=]PATH[,ro][,scsi]; ',scsi' (or ',virtio', the default) names the disk's controller,
+// or `controller` (--controller) does for every disk of the command.
+export function parseDiskSpec(flag: string, text: string, controller?: DiskController): DiskSpec {
   let rest = text;
   let slot: number | undefined;
   const slotMatch = /^(\d+)=(.*)$/.exec(rest);
@@ -61,11 +70,19 @@ export function parseDiskSpec(flag: string, text: string): DiskSpec {
       throw new UsageError(`${flag}: slot ${slot} is out of range (0 to ${MAX_DISK_SLOTS - 1})`);
   }
   let readOnly = false;
-  if (rest.endsWith(',ro')) {
-    readOnly = true;
-    rest = rest.slice(0, -3);
+  let on = controller;
+  for (;;) {
+    const option = /,(ro|scsi|virtio)$/.exec(rest);
+    if (!option) break;
+    if (option[1] === 'ro') readOnly = true;
+    else on = option[1] as DiskController;
+    rest = rest.slice(0, option.index);
   }
-  const extra = { ...(slot === undefined ? {} : { slot }), ...(readOnly ? { readOnly } : {}) };
+  const extra = {
+    ...(slot === undefined ? {} : { slot }),
+    ...(readOnly ? { readOnly } : {}),
+    ...(on === 'scsi' ? { controller: on } : {}),
+  };
   if (rest.startsWith('new:')) {
     const [size, format, more] = rest.slice(4).split(':');
     if (size === undefined || size === '' || more !== undefined) {

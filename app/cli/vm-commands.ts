@@ -3,7 +3,7 @@
 
 import { basename } from 'node:path';
 
-import { type BootSettings, type NetworkAdapter, type VmDetails, type VmSummary } from '../api';
+import { DISK_CONTROLLERS, type BootSettings, type NetworkAdapter, type VmDetails, type VmSummary } from '../api';
 import { MoveService, SHUT_DOWN_TIMEOUT_MS, VmManager } from '../services';
 import {
   filePath,
@@ -55,7 +55,11 @@ function showText(vm: VmDetails): string {
     'Disks',
     c.disks.length === 0
       ? 'none'
-      : c.disks.map((d) => `${d.slot}:${d.kind === 'virtual' ? d.path : d.deviceId}`).join(', '),
+      : c.disks
+          .map(
+            (d) => `${d.slot}:${d.kind === 'virtual' ? d.path : d.deviceId}${d.controller === 'scsi' ? ' (SCSI)' : ''}`,
+          )
+          .join(', '),
   ]);
   lines.push(['Network', c.network.length === 0 ? 'none' : c.network.map(adapterText).join(', ')]);
   lines.push([
@@ -161,6 +165,7 @@ export const vmCommands: Record<string, Command> = {
       FIRMWARE_NEW_USAGE +
       '\n' +
       '              [--disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
+      '              [--controller virtio|scsi (for the disks; or ,scsi after one disk)]\n' +
       '              [--nic nat[,mac=MAC][,restricted][,forward=[tcp|udp:][ADDRESS:]HOSTPORT:GUESTPORT]...\n' +
       '               | bridge:NAME[,mac=MAC]]...',
     summary:
@@ -180,6 +185,7 @@ export const vmCommands: Record<string, Command> = {
       'no-com1': { type: 'boolean' },
       start: { type: 'boolean' },
       disk: { type: 'string', multiple: true },
+      controller: { type: 'string' },
       nic: { type: 'string', multiple: true },
       ...firmwareNewOptions,
     },
@@ -205,7 +211,8 @@ export const vmCommands: Record<string, Command> = {
         if (initrd !== undefined) kernel.initrdPath = initrd;
         boot = kernel;
       }
-      const diskSpecs = list(values, 'disk').map((d) => parseDiskSpec('--disk', d));
+      const controller = oneOf('controller', str(values, 'controller'), DISK_CONTROLLERS);
+      const diskSpecs = list(values, 'disk').map((d) => parseDiskSpec('--disk', d, controller));
       const diskSize = str(values, 'disk-size');
       // A new qcow2 disk in the VM's folder, on the first free slot.
       if (diskSize !== undefined) diskSpecs.push({ kind: 'new', sizeBytes: parseBytes('--disk-size', diskSize) });
@@ -227,7 +234,8 @@ export const vmCommands: Record<string, Command> = {
       );
       print(`created '${vm.name}' (${vm.id})`);
       for (const d of (vm as VmDetails).config.disks) {
-        print(`  slot ${d.slot}: ${d.kind === 'virtual' ? d.path : `passthrough ${d.deviceId}`}`);
+        const on = d.controller === 'scsi' ? ' (SCSI)' : '';
+        print(`  slot ${d.slot}: ${d.kind === 'virtual' ? d.path : `passthrough ${d.deviceId}`}${on}`);
       }
       for (const n of (vm as VmDetails).config.network) print(`  network: ${adapterText(n)}`);
       for (const [k, v] of bootLines((vm as VmDetails).config).slice(0, 4)) print(`  ${k.toLowerCase()}: ${v}`);
@@ -246,6 +254,7 @@ export const vmCommands: Record<string, Command> = {
       '              [--automatic-start-action nothing|start|restart-if-running] [--automatic-start-delay S]\n' +
       '              [--automatic-stop-action turn-off|save|shut-down]\n' +
       '              [--add-disk [SLOT=]new:SIZE[:FORMAT][,ro] | [SLOT=]PATH[,ro] | [SLOT=]passthrough:ID[,ro]]...\n' +
+      '              [--controller virtio|scsi (for the added disks; or ,scsi after one disk)]\n' +
       '              [--remove-disk SLOT]... [--add-nic nat[,mac=MAC][,restricted][,forward=...]...\n' +
       '               | bridge:NAME[,mac=MAC]]...\n' +
       '              [--remove-nic MAC|N]... [--standard-checkpoint-fallback on|off] [--json]\n' +
@@ -255,13 +264,15 @@ export const vmCommands: Record<string, Command> = {
     options: {
       ...settingOptions,
       'add-disk': { type: 'string', multiple: true },
+      controller: { type: 'string' },
       'remove-disk': { type: 'string', multiple: true },
       'add-nic': { type: 'string', multiple: true },
       'remove-nic': { type: 'string', multiple: true },
       ...firmwareSetOptions,
     },
     run: async ({ manager, hardware, args, values, print }) => {
-      const add = list(values, 'add-disk').map((d) => parseDiskSpec('--add-disk', d));
+      const controller = oneOf('controller', str(values, 'controller'), DISK_CONTROLLERS);
+      const add = list(values, 'add-disk').map((d) => parseDiskSpec('--add-disk', d, controller));
       const remove = list(values, 'remove-disk').map((d) => parseCount('remove-disk', d) ?? 0);
       const addNics = list(values, 'add-nic').map((n) => parseNicSpec('--add-nic', n));
       const removeNics = list(values, 'remove-nic');

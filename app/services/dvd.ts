@@ -10,6 +10,7 @@ import {
   BerthError,
   ConfigError,
   deviceCountProblem,
+  diskController,
   generationOf,
   isFirmwareBoot,
   MAX_DVD_DRIVES,
@@ -119,7 +120,12 @@ export class DvdService {
       if (c.dvdDrives.some((d) => d.slot === slot)) {
         throw new BerthError('INVALID_STATE', `'${c.name}' already has DVD drive ${slot}; choose another slot`);
       }
-      const tooMany = deviceCountProblem(c.disks.length, c.network.length, c.dvdDrives.length + 1);
+      const scsiDisks = c.disks.filter((d) => diskController(d) === 'scsi').length;
+      const tooMany = deviceCountProblem(
+        c.disks.length - scsiDisks,
+        c.network.length,
+        c.dvdDrives.length + 1 + scsiDisks,
+      );
       if (tooMany) throw new ConfigError([`dvdDrives: ${tooMany}`]);
       const added: DvdDrive = { slot };
       if (drive.path !== undefined) {

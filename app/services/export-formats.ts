@@ -1,7 +1,7 @@
 // A VM's configuration in other tools' words: libvirt domain XML (checked by
 // virt-xml-validate in the export spec) and the OVF 2.0 envelope's hardware section. Both
 // carry the generation (firmware: UEFI with its variable store and Secure Boot, or BIOS),
-// the boot order, the DVD drives (on a virtio-scsi controller), disks and adapters.
+// the boot order, the DVD drives and SCSI disks (on a virtio-scsi controller), disks and adapters.
 import { existsSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
 
@@ -20,6 +20,17 @@ export function xmlEscape(s: string): string {
 function hostFirmware(file: string): string {
   for (const dir of firmwareDirs()) if (existsSync(join(dir, file))) return join(dir, file);
   return join('/usr/share/OVMF', file);
+}
+
+// The SCSI target of each SCSI disk and DVD drive (by slot), as the machine numbers them:
+// the SCSI disks in slot order from target 0, then the DVD drives in slot order.
+export function scsiTargets(c: VmConfig): { disks: Map<number, number>; dvds: Map<number, number>; count: number } {
+  const disks = new Map<number, number>();
+  const dvds = new Map<number, number>();
+  let next = 0;
+  for (const d of [...c.disks].sort((a, b) => a.slot - b.slot)) if (d.controller === 'scsi') disks.set(d.slot, next++);
+  for (const d of [...c.dvdDrives].sort((a, b) => a.slot - b.slot)) dvds.set(d.slot, next++);
+  return { disks, dvds, count: next };
 }
 
 const libvirtBootDev: Record<BootDevice, string> = { dvd: 'cdrom', disk: 'hd', network: 'network' };
@@ -72,8 +83,13 @@ export function toLibvirt(c: VmConfig, folder: string): string {
   l.push(`  <on_reboot>restart</on_reboot>`);
   l.push(`  <on_crash>destroy</on_crash>`);
   l.push(`  <devices>`);
+  // Berth's SCSI controller has one target per device, LUN 0: the SCSI disks first, then
+  // the DVD drives, each in slot order (native/machine/machine.h).
+  const scsi = scsiTargets(c);
   for (const d of c.disks) {
-    const dev = `vd${String.fromCharCode(97 + (d.slot % 26))}`;
+    const target = scsi.disks.get(d.slot);
+    const dev =
+      target === undefined ? `vd${String.fromCharCode(97 + (d.slot % 26))}` : `sd${String.fromCharCode(97 + target)}`;
     if (d.kind === 'virtual') {
       const ext = extname(d.path).slice(1);
       l.push(`    <disk type="file" device="disk">`);
@@ -90,23 +106,23 @@ export function toLibvirt(c: VmConfig, folder: string): string {
       l.push(`      <driver name="qemu" type="raw"/>`);
       l.push(`      <source dev="${xmlEscape(`/dev/disk/by-id/${d.deviceId}`)}"/>`);
     }
-    l.push(`      <target dev="${dev}" bus="virtio"/>`);
+    l.push(`      <target dev="${dev}" bus="${target === undefined ? 'virtio' : 'scsi'}"/>`);
     if (d.readOnly) l.push(`      <readonly/>`);
     l.push(`      <serial>berth-slot-${d.slot}</serial>`);
+    if (target !== undefined)
+      l.push(`      <address type="drive" controller="0" bus="0" target="${target}" unit="0"/>`);
     l.push(`    </disk>`);
   }
-  if (c.dvdDrives.length > 0) {
-    // The drives sit on one virtio-scsi controller, the slot as the SCSI unit.
-    l.push(`    <controller type="scsi" index="0" model="virtio-scsi"/>`);
-    for (const d of [...c.dvdDrives].sort((a, b) => a.slot - b.slot)) {
-      l.push(`    <disk type="file" device="cdrom">`);
-      l.push(`      <driver name="qemu" type="raw"/>`);
-      if (d.path !== undefined) l.push(`      <source file="${xmlEscape(resolve(folder, d.path))}"/>`);
-      l.push(`      <target dev="sd${String.fromCharCode(97 + d.slot)}" bus="scsi"/>`);
-      l.push(`      <readonly/>`);
-      l.push(`      <address type="drive" controller="0" bus="0" target="0" unit="${d.slot}"/>`);
-      l.push(`    </disk>`);
-    }
+  if (scsi.count > 0) l.push(`    <controller type="scsi" index="0" model="virtio-scsi"/>`);
+  for (const d of [...c.dvdDrives].sort((a, b) => a.slot - b.slot)) {
+    const target = scsi.dvds.get(d.slot) ?? 0;
+    l.push(`    <disk type="file" device="cdrom">`);
+    l.push(`      <driver name="qemu" type="raw"/>`);
+    if (d.path !== undefined) l.push(`      <source file="${xmlEscape(resolve(folder, d.path))}"/>`);
+    l.push(`      <target dev="sd${String.fromCharCode(97 + target)}" bus="scsi"/>`);
+    l.push(`      <readonly/>`);
+    l.push(`      <address type="drive" controller="0" bus="0" target="${target}" unit="0"/>`);
+    l.push(`    </disk>`);
   }
   for (const n of c.network) {
     if (n.kind === 'bridge') {
@@ -163,19 +179,11 @@ export function ovfEnvelope(c: VmConfig, files: OvfDiskFile[]): string {
     `<rasd:ResourceType>4</rasd:ResourceType>`,
     `<rasd:VirtualQuantity>${c.memory.startupMiB}</rasd:VirtualQuantity>`,
   ]);
-  for (const f of files) {
-    item([
-      `<rasd:AddressOnParent>${f.slot}</rasd:AddressOnParent>`,
-      `<rasd:ElementName>disk${f.slot}</rasd:ElementName>`,
-      `<rasd:HostResource>ovf:/disk/vmdisk${f.slot}</rasd:HostResource>`,
-      `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
-      `<rasd:ResourceType>17</rasd:ResourceType>`,
-    ]);
-  }
-  if (c.dvdDrives.length > 0) {
-    // A SCSI controller (ResourceType 6) and a DVD drive (16) on it per drive. Images are
-    // not part of the package: an inserted one is named by its host path.
-    const controller = instance++;
+  // A SCSI controller (ResourceType 6) when the VM has SCSI disks or DVD drives; each sits
+  // on it at its target number (SCSI disks, then DVD drives; see scsiTargets).
+  const scsi = scsiTargets(c);
+  const controller = scsi.count > 0 ? instance++ : 0;
+  if (scsi.count > 0) {
     item([
       `<rasd:Address>0</rasd:Address>`,
       `<rasd:ElementName>SCSI controller</rasd:ElementName>`,
@@ -183,17 +191,30 @@ export function ovfEnvelope(c: VmConfig, files: OvfDiskFile[]): string {
       `<rasd:ResourceSubType>virtio-scsi</rasd:ResourceSubType>`,
       `<rasd:ResourceType>6</rasd:ResourceType>`,
     ]);
-    for (const d of [...c.dvdDrives].sort((a, b) => a.slot - b.slot)) {
-      item([
-        `<rasd:AddressOnParent>${d.slot}</rasd:AddressOnParent>`,
-        `<rasd:AutomaticAllocation>${d.path !== undefined}</rasd:AutomaticAllocation>`,
-        `<rasd:ElementName>DVD drive ${d.slot}</rasd:ElementName>`,
-        ...(d.path !== undefined ? [`<rasd:HostResource>file://${xmlEscape(d.path)}</rasd:HostResource>`] : []),
-        `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
-        `<rasd:Parent>${controller}</rasd:Parent>`,
-        `<rasd:ResourceType>16</rasd:ResourceType>`,
-      ]);
-    }
+  }
+  for (const f of files) {
+    const target = scsi.disks.get(f.slot);
+    item([
+      `<rasd:AddressOnParent>${target ?? f.slot}</rasd:AddressOnParent>`,
+      `<rasd:ElementName>disk${f.slot}</rasd:ElementName>`,
+      `<rasd:HostResource>ovf:/disk/vmdisk${f.slot}</rasd:HostResource>`,
+      `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
+      ...(target === undefined ? [] : [`<rasd:Parent>${controller}</rasd:Parent>`]),
+      `<rasd:ResourceType>17</rasd:ResourceType>`,
+    ]);
+  }
+  // DVD drives (16): images are not part of the package; an inserted one is named by its
+  // host path.
+  for (const d of [...c.dvdDrives].sort((a, b) => a.slot - b.slot)) {
+    item([
+      `<rasd:AddressOnParent>${scsi.dvds.get(d.slot) ?? 0}</rasd:AddressOnParent>`,
+      `<rasd:AutomaticAllocation>${d.path !== undefined}</rasd:AutomaticAllocation>`,
+      `<rasd:ElementName>DVD drive ${d.slot}</rasd:ElementName>`,
+      ...(d.path !== undefined ? [`<rasd:HostResource>file://${xmlEscape(d.path)}</rasd:HostResource>`] : []),
+      `<rasd:InstanceID>${instance++}</rasd:InstanceID>`,
+      `<rasd:Parent>${controller}</rasd:Parent>`,
+      `<rasd:ResourceType>16</rasd:ResourceType>`,
+    ]);
   }
   for (const n of c.network) {
     item([

@@ -12,7 +12,9 @@ import {
   BerthError,
   ConfigError,
   deviceCountProblem,
+  diskController,
   type DiskAttachment,
+  type DiskController,
   type NetworkAdapter,
   type NewVmRequest,
   type VirtualDiskFormat,
@@ -25,11 +27,13 @@ import type { VmManager } from './manager';
 import type { VmEntry } from './registry';
 import { needsOffMessage } from './saved-state';
 
-export type DiskSpec =
-  // name: the new file's name in the VM's disks/ folder (default disk<slot>.<format>).
+// controller: 'scsi' puts the disk on a Generation 1 or 2 VM's SCSI controller (default virtio).
+export type DiskSpec = // name: the new file's name in the VM's disks/ folder (default disk<slot>.<format>).
+(
   | { kind: 'new'; sizeBytes: number; format?: VirtualDiskFormat; name?: string; slot?: number; readOnly?: boolean }
   | { kind: 'file'; path: string; slot?: number; readOnly?: boolean }
-  | { kind: 'passthrough'; deviceId: string; slot?: number; readOnly?: boolean };
+  | { kind: 'passthrough'; deviceId: string; slot?: number; readOnly?: boolean }
+) & { controller?: DiskController };
 
 // What a change may replace as a whole (the window's Settings sends whole lists).
 export interface HardwarePatch {
@@ -59,10 +63,12 @@ export class HardwareService {
   async createVm(request: NewVmRequest, specs: DiskSpec[]): Promise<VmDetails> {
     if (specs.length === 0) return this.manager.create(request);
     // Refused before any file is made.
+    const all = [...(request.disks ?? []), ...specs];
+    const scsi = all.filter((d) => diskController(d) === 'scsi').length;
     const tooMany = deviceCountProblem(
-      (request.disks?.length ?? 0) + specs.length,
+      all.length - scsi,
       request.network?.length ?? 0,
-      request.dvdDrives?.length ?? 0,
+      (request.dvdDrives?.length ?? 0) + scsi,
     );
     if (tooMany) throw new ConfigError([`disks: ${tooMany}`]);
     const uses = await this.disks.uses();
@@ -209,6 +215,7 @@ export class HardwareService {
       );
     }
     const readOnly = spec.readOnly ?? false;
+    const on = spec.controller === 'scsi' ? { controller: 'scsi' as const } : {};
     if (spec.kind === 'new') {
       const format = spec.format ?? 'qcow2';
       const name = spec.name ?? (await HardwareService.freeName(ctx.finalDir, `disk${slot}`, format));
@@ -223,14 +230,14 @@ export class HardwareService {
       await fs.mkdir(ctx.writeDir, { recursive: true, mode: 0o700 });
       await diskCall(() => createDisk(written, { format, size: spec.sizeBytes }));
       ctx.created.push(written);
-      return { slot, kind: 'virtual', path: final, readOnly };
+      return { slot, kind: 'virtual', path: final, readOnly, ...on };
     }
     if (spec.kind === 'file') {
       const path = resolve(spec.path);
       await diskCall(() => inspectDisk(path));
       const use = (ctx.uses.get(path) ?? []).find((u) => u.vm !== c.name || u.how === 'checkpoint');
       if (use) throw DiskService.refusal(path, 'attach', use);
-      return { slot, kind: 'virtual', path, readOnly };
+      return { slot, kind: 'virtual', path, readOnly, ...on };
     }
     const deviceId = this.disks.checkPassthrough(spec.deviceId).stableId ?? spec.deviceId;
     const taken = ctx.others.find((e) =>
@@ -242,7 +249,7 @@ export class HardwareService {
         `${deviceId} is already mapped to VM '${taken.config?.name ?? taken.id}'; a passthrough disk belongs to one VM`,
       );
     }
-    return { slot, kind: 'passthrough', deviceId, readOnly };
+    return { slot, kind: 'passthrough', deviceId, readOnly, ...on };
   }
 
   private static freeSlot(c: VmConfig): number {

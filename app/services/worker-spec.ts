@@ -22,7 +22,8 @@ function disks(config: VmConfig): WorkerSpec['disks'] {
     .map((d) => {
       // The guest reads the slot as the disk's serial.
       const serial = `berth-slot-${d.slot}`;
-      if (d.kind === 'virtual') return { path: d.path, readOnly: d.readOnly, serial };
+      const on = d.controller === 'scsi' ? { controller: 'scsi' as const } : {};
+      if (d.kind === 'virtual') return { path: d.path, readOnly: d.readOnly, serial, ...on };
       const devicePath = resolveStableId(d.deviceId);
       if (devicePath === null) {
         throw new BerthError(
@@ -31,7 +32,7 @@ function disks(config: VmConfig): WorkerSpec['disks'] {
             "attach it or remove it from the VM ('berth host disks' lists the devices)",
         );
       }
-      return { path: devicePath, readOnly: d.readOnly, serial, format: 'host-device' as const };
+      return { path: devicePath, readOnly: d.readOnly, serial, format: 'host-device' as const, ...on };
     });
 }
 

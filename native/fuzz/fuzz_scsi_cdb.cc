@@ -52,12 +52,12 @@ void check(bool ok) {
 
 void run(ScsiCdrom& d, const std::vector<uint8_t>& cdb) {
   Command c = d.execute(cdb);
-  if (c.read) {
-    check(c.reply.status == kStatusGood && c.read->length > 0 && c.read->length % 2048 == 0);
-    check(c.read->offset + c.read->length <= c.read->medium->bytes && c.read->length <= kSectors * 2048);
-    std::vector<uint8_t> buf(c.read->length);
-    c.read->medium->disk->read(c.read->offset, buf);
-    Reply r = d.finish_read(*c.read, static_cast<int64_t>(buf.size()), "");
+  if (c.io) {
+    check(c.reply.status == kStatusGood && c.io->length > 0 && c.io->length % 2048 == 0);
+    check(c.io->offset + c.io->length <= c.io->medium->bytes && c.io->length <= kSectors * 2048);
+    std::vector<uint8_t> buf(c.io->length);
+    c.io->medium->disk->read(c.io->offset, buf);
+    Reply r = d.finish_io(*c.io, static_cast<int64_t>(buf.size()), "");
     check(r.status == kStatusGood && r.data.empty());
     return;
   }

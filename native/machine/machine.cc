@@ -25,6 +25,7 @@
 #include "devices/virtio/mmio.h"
 #include "devices/virtio/net.h"
 #include "devices/scsi/cdrom.h"
+#include "devices/scsi/disk.h"
 #include "devices/virtio/rng.h"
 #include "devices/virtio/scsi.h"
 #include "devices/platform/fw_cfg_formats.h"
@@ -280,6 +281,15 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
                                               " image, not " + d.format);
     }
     disk_fingerprints_.push_back(std::to_string(image->info().virtual_size) + (d.read_only ? ":ro" : ":rw"));
+    if (d.scsi) {
+      if (!platform_) {
+        throw Error("VM_DEVICES", d.path + " is attached as a SCSI disk, but only Generation 1 and 2 VMs (firmware-booted) "
+                                          "have a SCSI controller: attach it as a virtio disk");
+      }
+      disk_fingerprints_.back() += ":scsi";
+      scsi_disks_.push_back(std::make_shared<devices::scsi::ScsiDisk>(std::move(image), d.serial, d.read_only));
+      continue;
+    }
     // A request queue per vCPU, so a guest's CPUs do not contend for one ring.
     auto queues = static_cast<uint16_t>(std::min<uint32_t>(config_.vcpu_count, devices::virtio::VirtioBlk::kMaxQueues));
     add_virtio(std::make_shared<devices::virtio::VirtioBlk>(std::move(image), d.serial, d.read_only, queues));
@@ -289,9 +299,10 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
     add_virtio(net);
     nets_.push_back(std::move(net));
   }
-  if (platform_ && !config_.dvds.empty()) {
-    // The SCSI controller with one DVD drive per target (LUN 0), in MachineConfig::dvds order.
-    std::vector<std::shared_ptr<devices::scsi::Target>> targets;
+  if (platform_ && (!config_.dvds.empty() || !scsi_disks_.empty())) {
+    // The SCSI controller, one logical unit per target (LUN 0): the SCSI disks from target
+    // 0, then the DVD drives, each in its MachineConfig order.
+    std::vector<std::shared_ptr<devices::scsi::Target>> targets(scsi_disks_.begin(), scsi_disks_.end());
     for (const auto& d : config_.dvds) {
       auto drive = std::make_shared<devices::scsi::ScsiCdrom>("berth-dvd-" + std::to_string(dvds_.size()));
       if (!d.path.empty()) drive->insert(d.path);
@@ -305,8 +316,10 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
     std::vector<std::pair<Boot, std::string>> boot_devices;
     for (const auto& slot : virtio_) {
       if (dynamic_cast<const devices::virtio::VirtioScsi*>(&slot->device())) {
-        for (uint32_t t = 0; t < dvds_.size(); ++t) {
-          boot_devices.emplace_back(Boot::kDvd, devices::platform::ofw_path::virtio_scsi(slot->pci_slot, 0, t, 0));
+        const auto disks = static_cast<uint32_t>(scsi_disks_.size());
+        for (uint32_t t = 0; t < disks + dvds_.size(); ++t) {
+          boot_devices.emplace_back(t < disks ? Boot::kDisk : Boot::kDvd,
+                                    devices::platform::ofw_path::virtio_scsi(slot->pci_slot, 0, t, 0));
         }
       }
       if (dynamic_cast<const devices::virtio::VirtioBlk*>(&slot->device())) {
@@ -540,6 +553,7 @@ MachineStats Machine::stats() const {
                          blk->peak_in_flight()});
     }
   }
+  for (const auto& d : scsi_disks_) s.disks.push_back({d->path(), d->io_backend(), 1, d->completed_io(), 0});
   return s;
 }
 
@@ -677,6 +691,9 @@ void Machine::finish(ExitInfo info) {
     if (auto* blk = dynamic_cast<devices::virtio::VirtioBlk*>(&slot->device())) {
       slot->with([](auto& t) { t.reset(); });
       blk->close_disk();
+    } else if (dynamic_cast<devices::virtio::VirtioScsi*>(&slot->device()) && !scsi_disks_.empty()) {
+      slot->with([](auto& t) { t.reset(); });
+      for (auto& d : scsi_disks_) d->close_disk();
     }
   }
   // Likewise the network backends: the tap device and the forwarded host ports are freed.

@@ -27,6 +27,7 @@
 namespace berth::devices {
 namespace scsi {
 class ScsiCdrom;
+class ScsiDisk;
 }
 class Uart16550;
 class CmosRtc;
@@ -53,7 +54,10 @@ struct DiskConfig {
   // "host-device"). The format is always probed from the image's magic bytes; a hint that
   // disagrees fails creation with DISK_FORMAT_MISMATCH.
   std::string format;
-  std::string serial;  // GET_ID's answer, at most 20 bytes
+  std::string serial;  // GET_ID's answer (the SCSI unit serial number), at most 20 bytes
+  // On the firmware VM's SCSI controller as a SCSI hard disk instead of on a virtio-blk
+  // device of its own (VM_DEVICES for a VM that boots a kernel file).
+  bool scsi = false;
 };
 
 // The firmware a Generation 1 (BIOS) or 2 (UEFI) VM boots instead of a kernel file: the
@@ -87,12 +91,13 @@ struct MachineConfig {
   // "virtio_mmio.device=0x200@<base>:<irq>" (Linux's syntax; the test guest reads it too).
   bool rng = false;             // virtio-rng fed by the host's getrandom()
   bool virtio_console = false;  // virtio-console: a second byte-stream console
-  // virtio-blk devices, after rng and console. Opened (DISK_NOT_FOUND, DISK_IN_USE, ...)
-  // when the machine is created and kept open across guest resets.
+  // virtio-blk devices, after rng and console, and SCSI disks. Opened (DISK_NOT_FOUND,
+  // DISK_IN_USE, ...) when the machine is created and kept open across guest resets.
   std::vector<DiskConfig> disks;
   // virtio-net cards, one per entry (after the disks), each on its own backend.
   std::vector<devices::net::NicConfig> nics;
-  // DVD drives (firmware-booted VMs only).
+  // DVD drives (firmware-booted VMs only). The SCSI controller's targets are the SCSI
+  // disks (in disks order) from target 0, then the DVD drives, each with LUN 0.
   std::vector<DvdConfig> dvds;
   // A saved-state file (machine/state_file.h) to resume from instead of booting. It must
   // have been saved by a machine of this same configuration (STATE_MACHINE_MISMATCH); it
@@ -288,6 +293,7 @@ class Machine {
   std::shared_ptr<devices::virtio::VirtioConsole> virtio_console_;
   std::vector<std::shared_ptr<devices::virtio::VirtioNet>> nets_;  // backends stopped in ~Machine
   std::vector<std::shared_ptr<devices::scsi::ScsiCdrom>> dvds_;     // on the SCSI controller
+  std::vector<std::shared_ptr<devices::scsi::ScsiDisk>> scsi_disks_;  // there too, before the DVD drives
   std::vector<std::unique_ptr<VirtioSlot>> virtio_;
   // Firmware-booted VMs' chipset and firmware. After the virtio slots: its PCI bus lets go
   // of the (by then quiescent) virtio-pci functions first, which the slots then destroy.

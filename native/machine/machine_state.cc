@@ -13,6 +13,7 @@
 #include "devices/acpi_sleep.h"
 #include "devices/cmos_rtc.h"
 #include "devices/i8042.h"
+#include "devices/scsi/disk.h"
 #include "devices/uart16550.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/mmio.h"
@@ -235,13 +236,23 @@ SaveResult Machine::save(const std::string& path) {
 
 SaveResult Machine::checkpoint(const std::string& path, const std::vector<std::string>& new_disks) {
   std::lock_guard<std::mutex> lock(control_mu_);
+  // Each disk's device, in MachineConfig::disks order: virtio-blk devices were made in that
+  // order (skipping the SCSI disks), and so were the SCSI disks.
   std::vector<devices::virtio::VirtioBlk*> blks;
   for (auto& slot : virtio_) {
     if (auto* blk = dynamic_cast<devices::virtio::VirtioBlk*>(&slot->device())) blks.push_back(blk);
   }
-  if (new_disks.size() != blks.size()) {
-    throw Error("VM_STATE", "a checkpoint needs one new file per disk: the VM has " + std::to_string(blks.size()) +
+  if (new_disks.size() != config_.disks.size() || blks.size() + scsi_disks_.size() != config_.disks.size()) {
+    throw Error("VM_STATE", "a checkpoint needs one new file per disk: the VM has " + std::to_string(config_.disks.size()) +
                                 ", " + std::to_string(new_disks.size()) + " were given");
+  }
+  struct DiskDevice {
+    devices::virtio::VirtioBlk* blk = nullptr;
+    devices::scsi::ScsiDisk* scsi = nullptr;
+  };
+  std::vector<DiskDevice> devices;
+  for (size_t i = 0, b = 0, c = 0; i < config_.disks.size(); ++i) {
+    devices.push_back(config_.disks[i].scsi ? DiskDevice{nullptr, scsi_disks_[c++].get()} : DiskDevice{blks[b++], nullptr});
   }
   bool switched = false;
   try {
@@ -249,18 +260,18 @@ SaveResult Machine::checkpoint(const std::string& path, const std::vector<std::s
       // Every old image is flushed before the new ones open it as their backing file; if
       // any new one fails to open, the VM keeps all its old ones. A disk given its own
       // current path (a passthrough disk, which has no overlay) stays as it is.
-      for (auto* blk : blks) blk->flush_disk();
-      std::vector<std::unique_ptr<disk::BlockDevice>> opened(blks.size());
-      for (size_t i = 0; i < blks.size(); ++i) {
+      for (auto& d : devices) d.blk ? d.blk->flush_disk() : d.scsi->flush_disk();
+      std::vector<std::unique_ptr<disk::BlockDevice>> opened(devices.size());
+      for (size_t i = 0; i < devices.size(); ++i) {
         if (new_disks[i] == config_.disks[i].path) continue;
         disk::OpenOptions options;
         options.read_only = config_.disks[i].read_only;
         options.direct = true;
         opened[i] = disk::open_disk(new_disks[i], options);
       }
-      for (size_t i = 0; i < blks.size(); ++i) {
+      for (size_t i = 0; i < devices.size(); ++i) {
         if (!opened[i]) continue;
-        blks[i]->replace_disk(std::move(opened[i]));
+        devices[i].blk ? devices[i].blk->replace_disk(std::move(opened[i])) : devices[i].scsi->replace_disk(std::move(opened[i]));
         config_.disks[i].path = new_disks[i];
         switched = true;
       }

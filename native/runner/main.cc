@@ -56,6 +56,7 @@ constexpr const char* kUsage =
     "  --vars PATH        with --uefi: the VM's UEFI variable store (written by the firmware)\n"
     "  --bios PATH        boot a BIOS (SeaBIOS's ROM) instead of a kernel\n"
     "  --disk PATH[:ro]   a virtual disk (repeatable; ':ro' attaches it read-only)\n"
+    "  --scsi-disk PATH[:ro]  a virtual disk on the SCSI controller (repeatable; firmware VMs only)\n"
     "  --dvd PATH         a DVD drive with this ISO image (repeatable; firmware VMs only)\n"
     "  --initrd PATH      initial ramdisk\n"
     "  --cmdline STR      kernel command line (default: empty)\n"
@@ -95,7 +96,8 @@ struct UsageError {
 struct Options {
   std::string kernel, initrd, cmdline;
   std::string uefi, vars, bios;
-  std::vector<std::string> disks, dvds;
+  std::vector<std::pair<std::string, bool>> disks;  // path[:ro], on the SCSI controller
+  std::vector<std::string> dvds;
   uint64_t memory_mib = 64;
   uint32_t vcpus = 1;
   bool test_exit_port = false;
@@ -154,7 +156,9 @@ Options parse_args(int argc, char** argv) {
     } else if (name == "--bios") {
       o.bios = value();
     } else if (name == "--disk") {
-      o.disks.emplace_back(value());
+      o.disks.emplace_back(value(), false);
+    } else if (name == "--scsi-disk") {
+      o.disks.emplace_back(value(), true);
     } else if (name == "--dvd") {
       o.dvds.emplace_back(value());
     } else if (name == "--test-exit-port") {
@@ -173,6 +177,9 @@ Options parse_args(int argc, char** argv) {
   if (!o.uefi.empty() && o.vars.empty()) throw UsageError{"--uefi needs --vars PATH: the VM's own copy of a variable store"};
   if (o.uefi.empty() && !o.vars.empty()) throw UsageError{"--vars goes with --uefi"};
   if (have_kernel && !o.dvds.empty()) throw UsageError{"--dvd needs --uefi or --bios: DVD drives sit on a firmware VM's SCSI controller"};
+  for (const auto& d : o.disks) {
+    if (have_kernel && d.second) throw UsageError{"--scsi-disk needs --uefi or --bios: SCSI disks sit on a firmware VM's SCSI controller"};
+  }
   return o;
 }
 
@@ -347,9 +354,10 @@ int run(const Options& o) {
     config.firmware.kind = berth::machine::FirmwareKind::kBios;
     config.firmware.code_path = o.bios;
   }
-  for (const auto& d : o.disks) {
+  for (const auto& [d, scsi] : o.disks) {
     berth::machine::DiskConfig disk;
     disk.path = d;
+    disk.scsi = scsi;
     if (d.size() > 3 && d.ends_with(":ro")) {
       disk.path = d.substr(0, d.size() - 3);
       disk.read_only = true;

@@ -29,17 +29,17 @@ struct ScsiResult {
 // Runs one command; a planned read is done synchronously through the medium's disk.
 inline ScsiResult run_cdb(devices::scsi::Target& t, std::vector<uint8_t> cdb) {
   devices::scsi::Command c = t.execute(cdb);
-  if (!c.read) return {c.reply.status, c.reply.sense, c.reply.data};
-  std::vector<uint8_t> buf(c.read->length);
+  if (!c.io) return {c.reply.status, c.reply.sense, c.reply.data};
+  std::vector<uint8_t> buf(c.io->length);
   int64_t result = static_cast<int64_t>(buf.size());
   std::string error;
   try {
-    c.read->medium->disk->read(c.read->offset, buf);
+    c.io->medium->disk->read(c.io->offset, buf);
   } catch (const std::exception& e) {
     result = -5;
     error = e.what();
   }
-  devices::scsi::Reply r = t.finish_read(*c.read, result, error);
+  devices::scsi::Reply r = t.finish_io(*c.io, result, error);
   if (r.status != devices::scsi::kStatusGood) buf.clear();
   return {r.status, r.sense, buf};
 }

@@ -156,8 +156,8 @@ TEST(scsi_cdrom_image_cut_short_while_inserted) {
   CHECK(run_cdb(d, test::read10(3, 1)).ok());
   // An I/O error reported by the disk layer.
   Command c = d.execute(test::read10(0, 1));
-  CHECK(c.read.has_value());
-  Reply r = d.finish_read(*c.read, -5, "reading x failed: Input/output error");
+  CHECK(c.io.has_value());
+  Reply r = d.finish_io(*c.io, -5, "reading x failed: Input/output error");
   CHECK(r.status == kStatusCheckCondition && r.sense == sense::kUnrecoveredRead);
   CHECK(d.last_error().find("Input/output error") != std::string::npos);
 }
@@ -169,12 +169,12 @@ TEST(scsi_cdrom_media_changed_while_a_read_was_on_the_disk) {
   d.insert(dir.file("a.iso"));
   run_cdb(d, kTur);
   Command c = d.execute(test::read10(0, 1));
-  CHECK(c.read.has_value());
+  CHECK(c.io.has_value());
   d.eject();
-  Reply r = d.finish_read(*c.read, 2048, "");
+  Reply r = d.finish_io(*c.io, 2048, "");
   CHECK(r.status == kStatusCheckCondition && r.sense == sense::kMediumRemoved);
   c = d.execute(test::read10(0, 1));
-  CHECK(!c.read && c.reply.sense == sense::kNoMedium);
+  CHECK(!c.io && c.reply.sense == sense::kNoMedium);
 }
 
 TEST(scsi_cdrom_saved_state_round_trip) {

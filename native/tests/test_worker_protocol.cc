@@ -192,6 +192,22 @@ TEST(machine_spec_reads_firmware_boot) {
                     "INVALID_CONFIG", "SCSI controller");
 }
 
+TEST(machine_spec_reads_the_disk_controller) {
+  const std::string kernel = R"("boot":{"kernelPath":"/k","initrdPath":"/i","cmdline":"console=ttyS0"})";
+  const std::string bios = R"("boot":{"firmware":{"kind":"bios","codePath":"/bios.bin"}})";
+  const std::string first = R"("serial":"berth-slot-0"})";
+  WorkerSpec s = parse_machine_spec(with(with(kSpec, kernel, bios), first, R"("serial":"berth-slot-0","controller":"scsi"})"));
+  CHECK(s.machine.disks[0].scsi);
+  CHECK(!s.machine.disks[1].scsi);
+  CHECK(!parse_machine_spec(with(with(kSpec, kernel, bios), first, R"("serial":"berth-slot-0","controller":"virtio"})")).machine.disks[0].scsi);
+  CHECK(!parse_machine_spec(kSpec).machine.disks[0].scsi);
+  CHECK_THROWS_CODE(parse_machine_spec(with(with(kSpec, kernel, bios), first, R"("serial":"berth-slot-0","controller":"ide"})")),
+                    "INVALID_CONFIG", "disks[0].controller");
+  // A VM that boots a kernel file has no SCSI controller.
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, first, R"("serial":"berth-slot-0","controller":"scsi"})")), "INVALID_CONFIG",
+                    "SCSI controller");
+}
+
 TEST(machine_spec_refuses_what_the_schema_does_not_allow) {
   CHECK_THROWS_CODE(parse_machine_spec("{"), "INVALID_CONFIG", "not valid JSON");
   CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, "\"specVersion\":2", "\"specVersion\":3")), "UNSUPPORTED_VERSION", "version 3");

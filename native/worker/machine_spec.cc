@@ -67,7 +67,7 @@ const json& list(const json& obj, const std::string& where, const char* key) {
 }
 
 machine::DiskConfig parse_disk(const json& d, const std::string& where) {
-  only_keys(d, where, {"path", "readOnly", "format", "serial"});
+  only_keys(d, where, {"path", "readOnly", "format", "serial", "controller"});
   machine::DiskConfig disk;
   disk.path = text(d, where, "path");
   if (disk.path.empty()) bad(where + ".path", "must not be empty");
@@ -75,6 +75,9 @@ machine::DiskConfig parse_disk(const json& d, const std::string& where) {
   disk.format = text(d, where, "format", true);
   disk.serial = text(d, where, "serial");
   if (disk.serial.size() > 20) bad(where + ".serial", "must be at most 20 characters");
+  const std::string controller = text(d, where, "controller", true);
+  if (controller != "" && controller != "virtio" && controller != "scsi") bad(where + ".controller", "must be 'virtio' or 'scsi'");
+  disk.scsi = controller == "scsi";
   return disk;
 }
 
@@ -173,7 +176,13 @@ WorkerSpec parse_machine_spec(std::string_view json_text) {
   m.test_exit_port = flag(v, "(spec)", "testExitPort");
   m.restart_on_reset = true;
   const json& disks = list(v, "(spec)", "disks");
-  for (size_t i = 0; i < disks.size(); ++i) m.disks.push_back(parse_disk(disks[i], "disks[" + std::to_string(i) + "]"));
+  for (size_t i = 0; i < disks.size(); ++i) {
+    const std::string at = "disks[" + std::to_string(i) + "]";
+    m.disks.push_back(parse_disk(disks[i], at));
+    if (m.disks.back().scsi && m.firmware.kind == machine::FirmwareKind::kNone) {
+      bad(at + ".controller", "SCSI disks sit on the SCSI controller of Generation 1 and 2 VMs; a VM that boots a kernel file has none");
+    }
+  }
   const json& nics = list(v, "(spec)", "nics");
   for (size_t i = 0; i < nics.size(); ++i) m.nics.push_back(parse_nic(nics[i], "nics[" + std::to_string(i) + "]"));
   if (v.contains("dvds")) {

@@ -46,7 +46,12 @@ async function axeViolations(): Promise<string[]> {
   return r.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical').map((v) => v.id);
 }
 
-function details(boot: unknown, dvdDrives: unknown[] = [], state: VmDetails['state'] = 'Off'): VmDetails {
+function details(
+  boot: unknown,
+  dvdDrives: unknown[] = [],
+  state: VmDetails['state'] = 'Off',
+  disks: unknown[] = [],
+): VmDetails {
   return {
     id: uuid(9),
     name: 'g2',
@@ -61,6 +66,7 @@ function details(boot: unknown, dvdDrives: unknown[] = [], state: VmDetails['sta
       memory: { startupMiB: 1024 },
       boot,
       dvdDrives,
+      disks,
     }),
   };
 }
@@ -177,6 +183,41 @@ describe('Settings: Firmware and DVD drives', () => {
     expect(await axeViolations()).toEqual([]);
     await click(buttonNamed('OK'));
     expect(updated).toEqual({ vm: vm.id, patch: { secureBoot: false, bootOrder: ['disk', 'dvd', 'network'] } });
+  });
+
+  it('puts a hard drive on the SCSI controller of a Generation 1 VM', async () => {
+    const disk = { slot: 0, kind: 'virtual', path: '/vms/d0.qcow2' };
+    const vm = details({ kind: 'bios' }, [], 'Off', [disk]);
+    let updated: MethodArgs<'vm.update'> | undefined;
+    const api = new FakeApi({
+      'vm.get': () => vm,
+      'vm.update': (args) => {
+        updated = args;
+        return vm;
+      },
+    });
+    await open(api);
+    await click(buttonNamed('Hard Drived0.qcow2'));
+    const select = must(dom.container.querySelector<HTMLSelectElement>('select[aria-label="Controller"]'));
+    expect(select.value).toBe('virtio');
+    expect(select.disabled).toBe(false);
+    await act(async () => {
+      select.value = 'scsi';
+      select.dispatchEvent(new Event('change', { bubbles: true }));
+    });
+    expect(buttonNamed('Hard Drived0.qcow2 (SCSI)')).toBeTruthy();
+    expect(await axeViolations()).toEqual([]);
+    await click(buttonNamed('OK'));
+    expect(updated).toEqual({ vm: vm.id, patch: { disks: [{ ...disk, readOnly: false, controller: 'scsi' }] } });
+  });
+
+  it('offers only virtio for the hard drive of a VM that boots a kernel file', async () => {
+    const kernel = details({ kind: 'pvh', kernelPath: '/k', cmdline: '' }, [], 'Off', [
+      { slot: 0, kind: 'virtual', path: '/vms/d0.qcow2' },
+    ]);
+    await open(new FakeApi({ 'vm.get': () => kernel }));
+    await click(buttonNamed('Hard Drived0.qcow2'));
+    expect(must(dom.container.querySelector<HTMLSelectElement>('select[aria-label="Controller"]')).disabled).toBe(true);
   });
 
   it('adds a DVD drive with an image, refusing an image file left empty', async () => {

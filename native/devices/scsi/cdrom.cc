@@ -170,7 +170,7 @@ Command ScsiCdrom::read(std::span<const uint8_t> cdb) const {
   const uint64_t total = blocks();
   if (lba > total || count > total - lba) return {Reply::check(sense::kLbaOutOfRange), {}};
   if (count == 0) return {Reply::good(), {}};
-  return {Reply::good(), ReadPlan{medium_, lba * kBlockSize, count * kBlockSize}};
+  return {Reply::good(), IoPlan{medium_, disk::AsyncOp::kRead, lba * kBlockSize, count * kBlockSize}};
 }
 
 // SBC-3 5.25 / MMC-6 6.39: LoEj with Start clear ejects (refused while the guest holds the
@@ -190,7 +190,7 @@ Reply ScsiCdrom::start_stop(std::span<const uint8_t> cdb, bool& guest_ejected) {
   return Reply::good();
 }
 
-Reply ScsiCdrom::finish_read(const ReadPlan& plan, int64_t result, const std::string& error) {
+Reply ScsiCdrom::finish_io(const IoPlan& plan, int64_t result, const std::string& error) {
   // The disk layer reads past a file's end as zeroes: a file cut short since the read
   // started shows only in its size.
   uint64_t file_size = 0;

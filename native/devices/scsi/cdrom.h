@@ -58,7 +58,7 @@ class ScsiCdrom final : public Target {
   void set_guest_eject_handler(std::function<void()> handler);
 
   Command execute(std::span<const uint8_t> cdb) override;
-  Reply finish_read(const ReadPlan& plan, int64_t result, const std::string& error) override;
+  Reply finish_io(const IoPlan& plan, int64_t result, const std::string& error) override;
   // Unlocks the tray (a rebooting guest must not inherit its predecessor's lock). Pending
   // unit attentions and media events stay.
   void bus_reset() override;

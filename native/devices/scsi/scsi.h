@@ -20,26 +20,42 @@ constexpr uint8_t kKeyNotReady = 0x2;
 constexpr uint8_t kKeyMediumError = 0x3;
 constexpr uint8_t kKeyIllegalRequest = 0x5;
 constexpr uint8_t kKeyUnitAttention = 0x6;
+constexpr uint8_t kKeyDataProtect = 0x7;
 
 // Operation codes (SPC-4, SBC-3, MMC-6).
 namespace op {
 constexpr uint8_t kTestUnitReady = 0x00;
 constexpr uint8_t kRequestSense = 0x03;
+constexpr uint8_t kRead6 = 0x08;
+constexpr uint8_t kWrite6 = 0x0a;
 constexpr uint8_t kInquiry = 0x12;
 constexpr uint8_t kModeSense6 = 0x1a;
 constexpr uint8_t kStartStopUnit = 0x1b;
 constexpr uint8_t kPreventAllowMediumRemoval = 0x1e;
 constexpr uint8_t kReadCapacity10 = 0x25;
 constexpr uint8_t kRead10 = 0x28;
+constexpr uint8_t kWrite10 = 0x2a;
+constexpr uint8_t kWriteAndVerify10 = 0x2e;
+constexpr uint8_t kVerify10 = 0x2f;
+constexpr uint8_t kSynchronizeCache10 = 0x35;
 constexpr uint8_t kReadToc = 0x43;
 constexpr uint8_t kGetConfiguration = 0x46;
 constexpr uint8_t kGetEventStatusNotification = 0x4a;
 constexpr uint8_t kReadDiscInformation = 0x51;
 constexpr uint8_t kModeSense10 = 0x5a;
 constexpr uint8_t kRead16 = 0x88;
+constexpr uint8_t kWrite16 = 0x8a;
+constexpr uint8_t kWriteAndVerify16 = 0x8e;
+constexpr uint8_t kVerify16 = 0x8f;
+constexpr uint8_t kSynchronizeCache16 = 0x91;
+constexpr uint8_t kServiceActionIn16 = 0x9e;  // service action 10h: READ CAPACITY (16)
 constexpr uint8_t kReportLuns = 0xa0;
 constexpr uint8_t kRead12 = 0xa8;
+constexpr uint8_t kWrite12 = 0xaa;
+constexpr uint8_t kWriteAndVerify12 = 0xae;
+constexpr uint8_t kVerify12 = 0xaf;
 constexpr uint8_t kMechanismStatus = 0xbd;
+constexpr uint8_t kSaReadCapacity16 = 0x10;
 }  // namespace op
 
 // Sense key + additional sense code + qualifier.
@@ -61,6 +77,9 @@ constexpr Sense kRemovalPrevented{kKeyIllegalRequest, 0x53, 0x02};
 constexpr Sense kNoMedium{kKeyNotReady, 0x3a, 0x00};
 constexpr Sense kNoMediumTrayOpen{kKeyNotReady, 0x3a, 0x02};
 constexpr Sense kUnrecoveredRead{kKeyMediumError, 0x11, 0x00};
+constexpr Sense kWriteError{kKeyMediumError, 0x0c, 0x00};
+constexpr Sense kWriteProtected{kKeyDataProtect, 0x27, 0x00};
+constexpr Sense kSpaceAllocationFailed{kKeyDataProtect, 0x27, 0x07};  // the host ran out of space
 constexpr Sense kMediumChanged{kKeyUnitAttention, 0x28, 0x00};    // NOT READY TO READY CHANGE, MEDIUM MAY HAVE CHANGED
 constexpr Sense kMediumRemoved{kKeyUnitAttention, 0x3a, 0x00};    // the medium went away
 constexpr Sense kResetOccurred{kKeyUnitAttention, 0x29, 0x00};    // POWER ON, RESET, OR BUS DEVICE RESET OCCURRED

@@ -1,8 +1,9 @@
 // A SCSI logical unit as a transport (virtio-scsi) sees it: commands in, replies out, and
-// the bulk reads of the medium carried out by the transport on the disk layer's
-// asynchronous path, so a large read never runs under the target's lock or on a vCPU.
+// the bulk transfers of the medium (reads, writes, cache flushes) carried out by the
+// transport on the disk layer's asynchronous path, so large I/O never runs under the
+// target's lock or on a vCPU.
 //
-// Threading: execute(), finish_read(), bus_reset() run on the transport's I/O thread; the
+// Threading: execute(), finish_io(), bus_reset() run on the transport's I/O thread; the
 // host's own calls (a DVD drive's insert/eject) may come from any other thread, so targets
 // guard their state with a lock of their own.
 #pragma once
@@ -34,17 +35,21 @@ struct Medium {
   bool completion_fd_set = false;  // the transport's I/O thread only
 };
 
-// Bytes of a medium the transport reads into the command's data-in buffer.
-struct ReadPlan {
+// Bytes of a medium the transport moves: a read fills the command's data-in buffers, a
+// write takes its data-out buffers (the transport answers OVERRUN when the buffers are
+// shorter than length), a flush moves nothing (offset and length 0). The transport keeps
+// requests that overlap where either writes apart, in arrival order.
+struct IoPlan {
   std::shared_ptr<Medium> medium;
+  disk::AsyncOp op = disk::AsyncOp::kRead;
   uint64_t offset = 0;
   uint64_t length = 0;
 };
 
-// What execute() decided: a reply now, or a read whose outcome finish_read() turns into one.
+// What execute() decided: a reply now, or I/O whose outcome finish_io() turns into one.
 struct Command {
   Reply reply;
-  std::optional<ReadPlan> read;
+  std::optional<IoPlan> io;
 };
 
 class Target {
@@ -54,9 +59,9 @@ class Target {
   // One command for LUN 0. cdb holds the transport's CDB bytes (it may be longer than the
   // command; a shorter one is refused with CHECK CONDITION). Never throws.
   virtual Command execute(std::span<const uint8_t> cdb) = 0;
-  // The read execute() planned is done: result is its byte count or -errno, error the disk
-  // layer's message for a failure. Never throws.
-  virtual Reply finish_read(const ReadPlan& plan, int64_t result, const std::string& error) = 0;
+  // The I/O execute() planned is done: result is its byte count (0 for a flush) or -errno,
+  // error the disk layer's message for a failure. Never throws.
+  virtual Reply finish_io(const IoPlan& plan, int64_t result, const std::string& error) = 0;
   // A bus or logical unit reset (virtio reset, task management): drops what a reset drops.
   virtual void bus_reset() = 0;
 

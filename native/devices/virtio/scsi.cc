@@ -177,6 +177,8 @@ VirtioScsi::Request* VirtioScsi::new_request() {
 
 void VirtioScsi::release(Request* req) {
   req->plan = {};  // the last reference to an ejected medium closes it
+  req->writes = false;
+  req->data_out_bytes = 0;
   req->data.clear();
   req->writable.clear();
   free_.push_back(req);
@@ -192,13 +194,19 @@ void VirtioScsi::respond(Request& req, uint8_t response, const scsi::Reply* repl
     sense_len = static_cast<uint32_t>(std::min<size_t>(sizeof sense, sense_size_));
     std::memcpy(resp.data() + kRespHeaderBytes, sense, sense_len);
   }
+  uint64_t residual = req.data_in_bytes - transferred;
   if (reply) {
     const uint64_t written_data = reply->data.empty() ? transferred : scatter(req.writable, std::span(reply->data).first(transferred), req.response_bytes);
     transferred = written_data;
+    residual = req.data_in_bytes - transferred;
     resp[10] = reply->status;
   }
+  if (req.writes) {  // transferred counts data-out bytes: nothing of the writable part was used
+    residual = req.data_out_bytes - transferred;
+    transferred = 0;
+  }
   put<uint32_t>(resp.data(), 0, sense_len);
-  put<uint32_t>(resp.data(), 4, static_cast<uint32_t>(req.data_in_bytes - transferred));  // residual
+  put<uint32_t>(resp.data(), 4, static_cast<uint32_t>(residual));
   resp[11] = response;
   const size_t header = scatter(req.writable, resp, 0);
   request_->push_used(req.head, static_cast<uint32_t>(header + transferred));
@@ -246,29 +254,62 @@ void VirtioScsi::requests() {
       continue;
     }
     scsi::Command cmd = targets_[target]->execute(cdb);
-    if (!cmd.read) {
+    if (!cmd.io) {
       respond(*req, kScsiSOk, &cmd.reply, std::min<uint64_t>(cmd.reply.data.size(), req->data_in_bytes));
       continue;
     }
-    if (cmd.read->length > req->data_in_bytes) {
+    // Data-out (a write's data) follows the CDB in the readable part of the chain.
+    const bool writes = cmd.io->op == disk::AsyncOp::kWrite;
+    const uint64_t data_out_bytes = chain_.readable_bytes - header.size();
+    if (cmd.io->length > (writes ? data_out_bytes : req->data_in_bytes)) {
       respond(*req, kScsiSOverrun, nullptr, 0);
       continue;
     }
-    req->plan = std::move(*cmd.read);
-    uint64_t skip = req->response_bytes, left = req->plan.length;
-    for (auto s : req->writable) {
-      if (left == 0) break;
-      if (skip >= s.size()) {
-        skip -= s.size();
-        continue;
+    req->plan = std::move(*cmd.io);
+    req->writes = writes;
+    req->data_out_bytes = data_out_bytes;
+    if (writes) {
+      uint64_t skip = header.size(), left = req->plan.length;
+      for (auto s : chain_.readable) {
+        if (left == 0) break;
+        if (skip >= s.size()) {
+          skip -= s.size();
+          continue;
+        }
+        const size_t n = std::min<uint64_t>(s.size() - skip, left);
+        req->data.push_back({const_cast<uint8_t*>(s.data() + skip), n});  // only read by the disk
+        left -= n;
+        skip = 0;
       }
-      const size_t n = std::min<uint64_t>(s.size() - skip, left);
-      req->data.push_back({s.data() + skip, n});
-      left -= n;
-      skip = 0;
+    } else {
+      uint64_t skip = req->response_bytes, left = req->plan.length;
+      for (auto s : req->writable) {
+        if (left == 0) break;
+        if (skip >= s.size()) {
+          skip -= s.size();
+          continue;
+        }
+        const size_t n = std::min<uint64_t>(s.size() - skip, left);
+        req->data.push_back({s.data() + skip, n});
+        left -= n;
+        skip = 0;
+      }
     }
     backlog_.push_back(req);
   }
+}
+
+// Whether req overlaps a request on the same medium's disk where either of them writes.
+bool VirtioScsi::conflicts(const Request& req) const {
+  const scsi::IoPlan& p = req.plan;
+  if (p.op == disk::AsyncOp::kFlush) return false;
+  for (const Request* r : on_disk_) {
+    const scsi::IoPlan& q = r->plan;
+    if (q.medium != p.medium || q.op == disk::AsyncOp::kFlush) continue;
+    if (q.op != disk::AsyncOp::kWrite && p.op != disk::AsyncOp::kWrite) continue;
+    if (p.offset < q.offset + q.length && q.offset < p.offset + p.length) return true;
+  }
+  return false;
 }
 
 bool VirtioScsi::start_backlog() {
@@ -277,7 +318,7 @@ bool VirtioScsi::start_backlog() {
   while (!backlog_.empty()) {
     Request* req = backlog_.front();
     scsi::Medium& medium = *req->plan.medium;
-    if (medium.aio->in_flight() >= medium.aio->depth()) break;
+    if (medium.aio->in_flight() >= medium.aio->depth() || conflicts(*req)) break;
     backlog_.pop_front();
     any = true;
     if (!medium.completion_fd_set) {
@@ -285,14 +326,14 @@ bool VirtioScsi::start_backlog() {
       medium.completion_fd_set = true;
     }
     disk::DiskRequest dr;
-    dr.op = disk::AsyncOp::kRead;
+    dr.op = req->plan.op;
     dr.offset = req->plan.offset;
     dr.iov = req->data;
     dr.tag = reinterpret_cast<uint64_t>(req);
     try {
       medium.aio->submit(dr);
     } catch (const std::exception& e) {
-      finish_read(req, -EIO, e.what());  // refused: nothing was queued
+      finish_io(req, -EIO, e.what());  // refused: nothing was queued
       continue;
     }
     on_disk_.push_back(req);
@@ -317,7 +358,7 @@ bool VirtioScsi::take_completions(bool wait) {
       for (size_t i = 0; i < n; ++i) {
         auto* req = reinterpret_cast<Request*>(got[i].tag);
         std::erase(on_disk_, req);
-        finish_read(req, got[i].result, got[i].result < 0 ? media[m]->aio->error_for(got[i]).what() : "");
+        finish_io(req, got[i].result, got[i].result < 0 ? media[m]->aio->error_for(got[i]).what() : "");
       }
       any |= n > 0;
       if (n < std::size(got)) break;
@@ -327,8 +368,8 @@ bool VirtioScsi::take_completions(bool wait) {
   return any;
 }
 
-void VirtioScsi::finish_read(Request* req, int64_t result, const std::string& error) {
-  scsi::Reply reply = targets_[req->target]->finish_read(req->plan, result, error);
+void VirtioScsi::finish_io(Request* req, int64_t result, const std::string& error) {
+  scsi::Reply reply = targets_[req->target]->finish_io(req->plan, result, error);
   respond(*req, kScsiSOk, &reply, reply.status == scsi::kStatusGood ? req->plan.length : 0);
 }
 

@@ -1,21 +1,25 @@
 // virtio-scsi (virtio 1.2 section 5.6, device id 8): a SCSI controller whose targets are
-// scsi::Target logical units (DVD drives today), one per target number, each with LUN 0.
+// scsi::Target logical units (hard disks and DVD drives), one per target number, each
+// with LUN 0.
 // Queue 0 is the control queue (task management and asynchronous notification queries,
 // answered at once), queue 1 the event queue (buffers are left there: no event is ever
 // sent, as no feature that needs one is offered; guests learn of DVD media changes by
 // polling, see devices/scsi/cdrom.h), queue 2 the one request queue.
 //
-// Requests are checked on the transport's I/O thread and answered there, except reads of
-// a medium: those go to the medium's asynchronous disk path (disk/async_disk.h) straight
-// into the guest's data-in buffers, and are answered from complete() when the disk is done,
-// so the I/O thread never waits for a DVD read.
+// Requests are checked on the transport's I/O thread and answered there, except a medium's
+// reads, writes and cache flushes: those go to the medium's asynchronous disk path
+// (disk/async_disk.h) straight between the disk and the guest's data buffers, and are
+// answered from complete() when the disk is done, so the I/O thread never waits for the
+// disk. Requests that overlap where either writes run one after the other, in arrival
+// order (the backlog waits behind the first that must wait).
 //
 // Addressing (5.6.6.1): lun[0] = 1, lun[1] = target, lun[2..3] the LUN in flat (01b) or
 // peripheral (00b) form, lun[4..7] zero. Anything else, or a target number without a
 // target, is answered VIRTIO_SCSI_S_BAD_TARGET; a well-formed LUN other than 0 of an
 // existing target is the SCSI layer's business (INQUIRY "no device", LOGICAL UNIT NOT
 // SUPPORTED). A request too short for its header is answered VIRTIO_SCSI_S_FAILURE, a
-// read larger than its data-in buffers VIRTIO_SCSI_S_OVERRUN; only a chain without room
+// read larger than its data-in buffers (a write larger than its data-out buffers)
+// VIRTIO_SCSI_S_OVERRUN; only a chain without room
 // for the response's status fields sets DEVICE_NEEDS_RESET.
 #pragma once
 
@@ -108,8 +112,10 @@ class VirtioScsi final : public VirtioDevice {
     std::vector<std::span<uint8_t>> writable;  // the chain's device-writable buffers
     uint64_t response_bytes = 0;               // of writable, before the data-in buffers
     uint64_t data_in_bytes = 0;
-    scsi::ReadPlan plan;
-    std::vector<iovec> data;  // the data-in buffers the read fills
+    uint64_t data_out_bytes = 0;               // of the readable part, after the CDB
+    bool writes = false;                       // plan is a write: data holds data-out buffers
+    scsi::IoPlan plan;
+    std::vector<iovec> data;  // the buffers the read fills or the write takes
   };
 
   void run();
@@ -119,9 +125,10 @@ class VirtioScsi final : public VirtioDevice {
   // Whether lun addresses an existing target; sets target and lun.
   bool address(const uint8_t* lun8, uint16_t& target, uint16_t& lun) const;
   void respond(Request& req, uint8_t response, const scsi::Reply* reply, uint64_t transferred);
+  bool conflicts(const Request& req) const;
   bool start_backlog();
   bool take_completions(bool wait);
-  void finish_read(Request* req, int64_t result, const std::string& error);
+  void finish_io(Request* req, int64_t result, const std::string& error);
   void drain();           // answers everything taken from the queue
   void drop_everything(); // answers nothing; waits for the disk
   Request* new_request();

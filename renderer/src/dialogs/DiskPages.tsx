@@ -1,5 +1,6 @@
-// Settings pages of a VM's hard drives: a drive (slot, file or host device, read-only,
-// Remove) and Add Hard Drive (a virtual hard disk file or a host disk for passthrough).
+// Settings pages of a VM's hard drives: a drive (controller, slot, file or host device,
+// read-only, Remove) and Add Hard Drive (a virtual hard disk file or a host disk for
+// passthrough).
 import { useState } from 'react';
 
 import type { DiskAttachment } from '../../../app/api/config';
@@ -10,6 +11,8 @@ import { ErrorBox, errorText, Row } from './common';
 export function DiskPage(props: {
   disk: DiskAttachment | undefined;
   disabled: boolean;
+  // A Generation 1 or 2 VM: its SCSI controller may hold the disk.
+  scsiAvailable: boolean;
   onChange: (d: DiskAttachment) => void;
   onRemove: () => void;
 }) {
@@ -18,6 +21,22 @@ export function DiskPage(props: {
   return (
     <fieldset disabled={props.disabled}>
       <legend>{d.kind === 'passthrough' ? 'Physical Hard Disk' : 'Hard Drive'}</legend>
+      <Row label="Controller:">
+        <select
+          aria-label="Controller"
+          value={d.controller ?? 'virtio'}
+          disabled={!props.scsiAvailable && d.controller !== 'scsi'}
+          onChange={(e) => {
+            const next = { ...d };
+            if (e.target.value === 'scsi') next.controller = 'scsi';
+            else delete next.controller;
+            props.onChange(next);
+          }}
+        >
+          <option value="virtio">virtio (a disk device of its own)</option>
+          <option value="scsi">SCSI controller (Generation 1 and 2)</option>
+        </select>
+      </Row>
       <Row label="Location (slot):">
         <input
           type="number"

@@ -196,7 +196,9 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
     ...draft.disks.map((d, i) => ({
       id: `disk-${i}` as Page,
       label: d.kind === 'passthrough' ? 'Physical Hard Disk' : 'Hard Drive',
-      sub: d.kind === 'passthrough' ? d.deviceId : (d.path.split('/').pop() ?? ''),
+      sub:
+        (d.kind === 'passthrough' ? d.deviceId : (d.path.split('/').pop() ?? '')) +
+        (d.controller === 'scsi' ? ' (SCSI)' : ''),
     })),
     { id: 'add-disk', label: 'Add Hard Drive' },
     ...(fw ? [{ id: 'scsi' as Page, label: 'SCSI Controller' }] : []),
@@ -394,6 +396,7 @@ export function SettingsDialog({ vmId, onClose }: { vmId: string; onClose: () =>
             <DiskPage
               disk={draft.disks[Number(shown.slice(5))]}
               disabled={running}
+              scsiAvailable={draft.firmware !== undefined}
               onChange={(d) =>
                 set(
                   'disks',

@@ -4,6 +4,7 @@
 // Debian's installer ISO (test/firmware/prepare.ts) from a DVD drive on the SCSI controller
 // and from a hard disk, to GRUB's menu on the serial console, and GRUB goes on to load the
 // installer's kernel and initrd from the image. The ISO is made on the host beforehand.
+// From a hard disk it boots on virtio-blk and as a SCSI hard disk on the SCSI controller.
 //
 // From the DVD drive the boot goes on: GRUB loads the installer's kernel and initrd through
 // the BIOS, Linux starts (finding its CPUs, PCI devices and console through the ACPI tables
@@ -101,6 +102,21 @@ describe('Generation 1 (SeaBIOS) boots an installation image', () => {
       disks: [{ slot: 0, kind: 'virtual', path: installerIso, readOnly: true }],
     });
     const text = await boot('gen1-disk', false);
+    assert.match(text, /Booting from Hard Disk/);
+  });
+
+  // The same image as a read-only SCSI hard disk (SBC-3) on the virtio-scsi controller:
+  // SeaBIOS finds it through REPORT LUNS, INQUIRY, TEST UNIT READY and READ CAPACITY, boots
+  // it first by its bootorder path (scsi@N/channel@0/disk@0,0) and GRUB reads it with READ(10).
+  it('from a SCSI hard disk (virtio-scsi) to GRUB', { timeout: GRUB_LIMIT_MS + 60_000 }, async () => {
+    await manager.create({
+      name: 'gen1-scsi-disk',
+      memory: { startupMiB: 1024 },
+      boot: { kind: 'bios', bootOrder: ['disk', 'dvd', 'network'] },
+      disks: [{ slot: 0, kind: 'virtual', path: installerIso, readOnly: true, controller: 'scsi' }],
+      dvdDrives: [{ slot: 0 }],
+    });
+    const text = await boot('gen1-scsi-disk', false);
     assert.match(text, /Booting from Hard Disk/);
   });
 
