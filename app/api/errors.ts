@@ -83,6 +83,9 @@ export const NATIVE_ERROR_CODES = [
   // error in the platform, never the guest's doing).
   'PCI_FUNCTION_INVALID',
   'PCI_BAR_INVALID',
+  'DISPLAY_ROM_INVALID',
+  'DISPLAY_MEMORY',
+  'SCREENSHOT_WRITE',
   'PCI_CAPABILITY_INVALID',
   'PCI_SLOT_INVALID',
   'PCI_SLOT_IN_USE',

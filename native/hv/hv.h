@@ -180,13 +180,25 @@ class Vcpu {
   virtual void request_immediate_exit(bool on) = 0;
 };
 
+// The granularity of take_written_pages.
+constexpr uint64_t kWrittenPageSize = 4096;
+
 class Vm {
  public:
   virtual ~Vm() = default;
   // Maps host memory [host, host+size) at guest-physical gpa. A read-only mapping (needs
   // Capabilities::readonly_memory: firmware flash) is read directly; guest writes to it exit
   // as MMIO writes.
-  virtual void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, bool read_only = false) = 0;
+  // With track_writes, the hypervisor records which pages the guest writes (a display's
+  // framebuffer): read them with take_written_pages.
+  virtual void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, bool read_only = false,
+                          bool track_writes = false) = 0;
+  // The pages of `slot` (mapped with track_writes) the guest wrote since the mapping or the
+  // last call, which this call forgets: bit i of the bitmap (64 pages a word, least
+  // significant bit first) is page i of kWrittenPageSize bytes from the slot's start. The
+  // bitmap must hold ceil(pages / 64) words. Throws HV_MEMORY when the slot does not track
+  // writes or the bitmap is too small.
+  virtual void take_written_pages(uint32_t slot, std::span<uint64_t> bitmap) = 0;
   // Removes what map_memory put in `slot`: accesses there exit as MMIO from then on.
   virtual void unmap_memory(uint32_t slot) = 0;
   virtual std::unique_ptr<Vcpu> create_vcpu(uint32_t id) = 0;

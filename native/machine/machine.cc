@@ -496,6 +496,8 @@ void Machine::reboot() {
   ++resets_;
 }
 
+devices::display::Framebuffer* Machine::framebuffer() { return platform_ ? platform_->framebuffer() : nullptr; }
+
 ExitInfo Machine::wait() {
   std::unique_lock<std::mutex> lock(done_mu_);
   done_cv_.wait(lock, [&] { return exit_info_.has_value(); });

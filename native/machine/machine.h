@@ -40,6 +40,9 @@ class VirtioMmio;
 class VirtioConsole;
 class VirtioNet;
 }  // namespace virtio
+namespace display {
+class Framebuffer;
+}  // namespace display
 }  // namespace berth::devices
 
 namespace berth::machine {
@@ -71,6 +74,11 @@ struct FirmwareConfig {
   // Which kinds of device the firmware tries, first to last (passed as fw_cfg "bootorder").
   enum class BootDevice { kDvd, kDisk, kNetwork };
   std::vector<BootDevice> boot_order{BootDevice::kDvd, BootDevice::kDisk, BootDevice::kNetwork};
+  // A bochs-display PCI display at 00:02.0 (devices/display/bochs_display.h), with this
+  // option ROM in its ROM BAR when not empty (BIOS VMs: SeaBIOS's
+  // vgabios-bochs-display.bin, which draws the BIOS's text into the framebuffer).
+  bool display = false;
+  std::string display_rom_path;
 };
 
 // A DVD drive of a firmware-booted VM (on its SCSI controller): an ISO image as read-only
@@ -212,6 +220,8 @@ class Machine {
   void write_console2(std::span<const uint8_t> bytes);
   MachineState state() const;
   MachineStats stats() const;
+  // The display's picture (FirmwareConfig::display), or nullptr when the VM has none.
+  devices::display::Framebuffer* framebuffer();
 
  private:
   class KvmIrqLine;

@@ -3,6 +3,8 @@
 #include <algorithm>
 
 #include "common/error.h"
+#include "devices/display/bochs_display.h"
+#include "devices/display/framebuffer.h"
 #include "devices/pci/host_bridge.h"
 #include "devices/pci/lpc.h"
 #include "devices/pci/pci_access.h"
@@ -64,6 +66,53 @@ PcPlatform::PcPlatform(const MachineConfig& config, Wiring wiring) : w_(std::mov
   w_.mmio_bus.insert(high, kMmio64WindowEnd - high, std::make_shared<pci::BarWindow>(bus_, pci::BarSpace::kMemory, high),
                      "PCI 64-bit memory window");
   add_firmware(config);
+  if (config.firmware.display) add_display(config);
+}
+
+void PcPlatform::add_display(const MachineConfig& config) {
+  std::vector<uint8_t> rom;
+  if (!config.firmware.display_rom_path.empty()) rom = devices::display::read_option_rom(config.firmware.display_rom_path);
+  display_ = std::make_shared<devices::display::BochsDisplay>(std::move(rom));
+  framebuffer_ = std::make_unique<devices::display::Framebuffer>(*display_);
+  // The framebuffer's memory slot follows BAR 0 (on a vCPU's configuration write, a reset
+  // or a load); without a VM yet, attach() maps it.
+  display_->set_framebuffer_listener([this](std::optional<uint64_t> address) {
+    w_.with_vm([&](hv::Vm& vm) { map_display(vm, address); });
+  });
+  framebuffer_->set_written_pages_source([this](std::span<uint64_t> bitmap) { return take_display_writes(bitmap); });
+  bus_->add(pci::kDisplaySlot, 0, display_);
+}
+
+void PcPlatform::map_display(hv::Vm& vm, std::optional<uint64_t> address) {
+  std::lock_guard<std::mutex> lock(display_mu_);
+  if (display_mapped_ == address) return;
+  if (display_mapped_) vm.unmap_memory(kDisplayMemorySlot);
+  display_mapped_.reset();
+  if (!address) return;
+  auto& vram = display_->video_memory();
+  // A guest may place the BAR over RAM or flash (firmware sizing it with decoding on):
+  // the hypervisor refuses the overlap and accesses reach the device through the bus.
+  try {
+    vm.map_memory(kDisplayMemorySlot, *address, vram.size(), vram.data(), false, /*track_writes=*/true);
+    display_mapped_ = address;
+    display_fresh_ = true;
+  } catch (const Error&) {
+  }
+}
+
+bool PcPlatform::take_display_writes(std::span<uint64_t> bitmap) {
+  bool logged = false;
+  w_.with_vm([&](hv::Vm& vm) {
+    std::lock_guard<std::mutex> lock(display_mu_);
+    if (!display_mapped_) return;
+    try {
+      vm.take_written_pages(kDisplayMemorySlot, bitmap);
+      logged = !display_fresh_;
+      display_fresh_ = false;
+    } catch (const Error&) {
+    }
+  });
+  return logged;
 }
 
 PcPlatform::~PcPlatform() = default;
@@ -101,6 +150,7 @@ void PcPlatform::add_firmware(const MachineConfig& config) {
 }
 
 uint32_t PcPlatform::add_device(std::shared_ptr<pci::PciDevice> device) {
+  while (next_slot_ < pci::kLpcSlot && bus_->function(next_slot_, 0)) ++next_slot_;  // the display's
   if (next_slot_ >= pci::kLpcSlot) throw Error("VM_DEVICES", "no free PCI slot for another device");
   const uint32_t slot = next_slot_++;
   bus_->add(slot, 0, std::move(device));
@@ -117,8 +167,9 @@ void PcPlatform::finish(const MachineConfig& config) {
   fw_cfg_->add_u16(key::kNbCpus, static_cast<uint16_t>(config.vcpu_count));
   fw_cfg_->add_u16(key::kMaxCpus, static_cast<uint16_t>(config.vcpu_count));
   fw_cfg_->add_u16(key::kBootMenu, 0);
-  // No display yet: SeaBIOS writes its screen to COM1 (sercon), as QEMU's -nographic.
-  fw_cfg_->add_u16(key::kNoGraphic, 1);
+  // SeaBIOS writes its screen to COM1 (sercon) too, as QEMU's -nographic, with or
+  // without a display: the console stays the machine's record of what the BIOS said.
+  fw_cfg_->add_u16(key::kNoGraphic, display_ ? 0 : 1);
   if (kind_ == FirmwareKind::kBios) fw_cfg_->add_file("etc/sercon-port", platform::le_file(kSerialPort, 2));
 
   std::vector<platform::E820Entry> e820;
@@ -173,6 +224,13 @@ void PcPlatform::attach(hv::Vm& vm) {
   for (size_t i = 0; i < flash_.size(); ++i) {
     if (flash_[i].device->array_mode()) map_flash(vm, i);
   }
+  if (display_) {
+    {
+      std::lock_guard<std::mutex> lock(display_mu_);
+      display_mapped_.reset();  // a new VM has no slot yet
+    }
+    map_display(vm, display_->framebuffer_address());
+  }
 }
 
 void PcPlatform::load_firmware() {
@@ -197,6 +255,7 @@ void PcPlatform::save_state(state::Writer& w) const {
   reset_control_->save_state(w);
   fw_cfg_->save_state(w);
   for (const auto& f : flash_) f.device->save_state(w);
+  if (display_) display_->save_state(w);
 }
 
 void PcPlatform::load_state(state::Reader& r) {
@@ -207,6 +266,7 @@ void PcPlatform::load_state(state::Reader& r) {
   reset_control_->load_state(r);
   fw_cfg_->load_state(r);
   for (auto& f : flash_) f.device->load_state(r);
+  if (display_) display_->load_state(r);
 }
 
 void PcPlatform::devices_loaded() { bus_->refresh(); }

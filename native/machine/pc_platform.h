@@ -11,6 +11,8 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -26,6 +28,10 @@ class PciDevice;
 class HostBridge;
 class LpcBridge;
 }  // namespace berth::devices::pci
+namespace berth::devices::display {
+class BochsDisplay;
+class Framebuffer;
+}  // namespace berth::devices::display
 namespace berth::devices::platform {
 class AcpiPm;
 class ResetControl;
@@ -37,6 +43,8 @@ namespace berth::machine {
 
 // Memory slots of the firmware's flash (or ROM), after the RAM regions' slots.
 constexpr uint32_t kFirmwareFirstSlot = 8;
+// The memory slot of the display's framebuffer (after the two flash slots).
+constexpr uint32_t kDisplayMemorySlot = 12;
 
 class PcPlatform {
  public:
@@ -75,6 +83,8 @@ class PcPlatform {
   // Machine reset: chipset registers, PM block, fw_cfg and flash to power-on.
   void reset();
   void press_power_button();
+  // The display's picture, or nullptr without FirmwareConfig::display.
+  devices::display::Framebuffer* framebuffer() { return framebuffer_.get(); }
 
   // Saved state: records of the chipset, PCI bus, PM block, reset control, fw_cfg and
   // flash command state (the devices on the bus save their own).
@@ -86,6 +96,10 @@ class PcPlatform {
  private:
   void map_flash(hv::Vm& vm, size_t index);
   void add_firmware(const MachineConfig& config);
+  void add_display(const MachineConfig& config);
+  // Maps the framebuffer's slot at `address` (nullopt: unmaps it) in `vm`.
+  void map_display(hv::Vm& vm, std::optional<uint64_t> address);
+  bool take_display_writes(std::span<uint64_t> bitmap);
 
   Wiring w_;
   FirmwareKind kind_;
@@ -102,6 +116,13 @@ class PcPlatform {
   };
   std::vector<Flash> flash_;           // UEFI: code, then variables; BIOS: the ROM
   std::vector<uint8_t> bios_low_copy_;  // BIOS: the ROM's last 128 KiB, at 0xE0000
+  std::shared_ptr<devices::display::BochsDisplay> display_;
+  std::unique_ptr<devices::display::Framebuffer> framebuffer_;
+  // Where the framebuffer's slot is mapped in the current VM; fresh: mapped since the
+  // last take_display_writes (its log does not hold what was written before).
+  std::mutex display_mu_;
+  std::optional<uint64_t> display_mapped_;
+  bool display_fresh_ = false;
   uint32_t next_slot_ = 1;
   std::vector<std::pair<FirmwareConfig::BootDevice, std::string>> boot_devices_;
 };

@@ -15,6 +15,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
@@ -31,10 +34,15 @@
 
 #include "common/error.h"
 #include "common/unique_fd.h"
+#include "devices/display/framebuffer.h"
 #include "machine/machine.h"
+#include "runner/png_file.h"
 #include "worker/worker.h"
 
 namespace {
+
+// SeaBIOS's option ROM for QEMU's bochs-display, as Debian installs it.
+#define DEFAULT_DISPLAY_ROM "/usr/share/seabios/vgabios-bochs-display.bin"
 
 using berth::machine::ExitInfo;
 using berth::machine::ExitReason;
@@ -58,6 +66,11 @@ constexpr const char* kUsage =
     "  --disk PATH[:ro]   a virtual disk (repeatable; ':ro' attaches it read-only)\n"
     "  --scsi-disk PATH[:ro]  a virtual disk on the SCSI controller (repeatable; firmware VMs only)\n"
     "  --dvd PATH         a DVD drive with this ISO image (repeatable; firmware VMs only)\n"
+    "  --display          a PCI display (bochs-display) at 00:02.0 (firmware VMs only)\n"
+    "  --display-rom PATH with --display: its option ROM (default with --bios:\n"
+    "                     " DEFAULT_DISPLAY_ROM ")\n"
+    "  --screenshot-after SECONDS FILE\n"
+    "                     with --display: write the screen to FILE (PNG) after SECONDS\n"
     "  --initrd PATH      initial ramdisk\n"
     "  --cmdline STR      kernel command line (default: empty)\n"
     "  --memory MIB       guest memory in MiB (default: 64)\n"
@@ -103,6 +116,10 @@ struct Options {
   bool test_exit_port = false;
   bool no_reboot = false;
   bool help = false;
+  bool display = false;
+  std::string display_rom;
+  uint64_t screenshot_after = 0;
+  std::string screenshot_file;
 };
 
 uint64_t parse_number(std::string_view name, std::string_view text, uint64_t min, uint64_t max) {
@@ -164,6 +181,15 @@ Options parse_args(int argc, char** argv) {
     } else if (name == "--test-exit-port") {
       flag();
       o.test_exit_port = true;
+    } else if (name == "--display") {
+      flag();
+      o.display = true;
+    } else if (name == "--display-rom") {
+      o.display_rom = value();
+    } else if (name == "--screenshot-after") {
+      o.screenshot_after = parse_number(name, value(), 0, 24 * 3600);
+      if (i + 1 >= argc || inline_value) throw UsageError{"--screenshot-after takes SECONDS and a FILE"};
+      o.screenshot_file = argv[++i];
     } else if (name == "--no-reboot") {
       flag();
       o.no_reboot = true;
@@ -180,6 +206,11 @@ Options parse_args(int argc, char** argv) {
   for (const auto& d : o.disks) {
     if (have_kernel && d.second) throw UsageError{"--scsi-disk needs --uefi or --bios: SCSI disks sit on a firmware VM's SCSI controller"};
   }
+  if (have_kernel && o.display) throw UsageError{"--display needs --uefi or --bios: the display sits on a firmware VM's PCI bus"};
+  if (!o.display && (!o.display_rom.empty() || !o.screenshot_file.empty())) {
+    throw UsageError{"--display-rom and --screenshot-after go with --display"};
+  }
+  if (o.display && !o.bios.empty() && o.display_rom.empty()) o.display_rom = DEFAULT_DISPLAY_ROM;
   return o;
 }
 
@@ -326,6 +357,54 @@ int exit_status(const ExitInfo& info, int stop_signal) {
   return kStatusError;
 }
 
+// --screenshot-after: after the delay (unless the VM ended first), writes the display's
+// current picture as PNG and says so on stderr.
+class Screenshot {
+ public:
+  Screenshot(Machine& machine, uint64_t seconds, std::string file) : machine_(machine), file_(std::move(file)) {
+    if (file_.empty()) return;
+    thread_ = std::thread([this, seconds] {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (cv_.wait_for(lock, std::chrono::seconds(seconds), [&] { return done_; })) return;
+      lock.unlock();
+      take();
+    });
+  }
+  ~Screenshot() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  void take() {
+    auto* fb = machine_.framebuffer();
+    if (!fb) return;
+    const auto mode = fb->mode();
+    if (!mode.enabled) {
+      std::fprintf(stderr, "berth-vmm: no screenshot: the display shows no picture (no mode set)\n");
+      return;
+    }
+    try {
+      berth::runner::write_png(file_, mode.width, mode.height,
+                               berth::devices::display::to_rgb24(mode, fb->video_memory()));
+      std::fprintf(stderr, "berth-vmm: screenshot %ux%u written to %s\n", mode.width, mode.height, file_.c_str());
+    } catch (const berth::Error& e) {
+      std::fprintf(stderr, "berth-vmm: %s\n", e.what());
+    }
+  }
+
+  Machine& machine_;
+  std::string file_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;
+};
+
 int run(const Options& o) {
   // Block the stop signals before any thread exists so that every thread inherits the
   // mask and only the signalfd sees them; a closed stdout must not kill the VM either.
@@ -366,6 +445,8 @@ int run(const Options& o) {
     config.disks.push_back(disk);
   }
   for (const auto& d : o.dvds) config.dvds.push_back({d});
+  config.firmware.display = o.display;
+  config.firmware.display_rom_path = o.display_rom;
 
   StdoutConsole console;
   Machine machine(config, console);
@@ -375,6 +456,7 @@ int run(const Options& o) {
   {
     IoThread io(machine, stop_signals);
     machine.start();
+    Screenshot shot(machine, o.screenshot_after, o.screenshot_file);
     info = machine.wait();
     stop_signal = io.stop_signal();  // the I/O thread set it before stop() returned
   }

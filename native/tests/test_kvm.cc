@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "hv/hv.h"
 #include "hv/kvm/kvm.h"
@@ -120,4 +121,47 @@ TEST_KVM(cpuid_names_berth_and_keeps_topology_consistent) {
   CHECK(found_sig);
   CHECK(found_leaf1);
   CHECK(found_host_kvm);
+}
+
+TEST_KVM(kvm_logs_the_pages_a_guest_writes_in_a_tracked_slot) {
+  auto hv = hv::open_hypervisor();
+  auto vm = hv->create_vm();
+  vmm::GuestMemory mem(1 << 20);
+  vm->map_memory(0, 0, mem.size(), mem.regions()[0].host);
+  // A tracked slot of 16 pages at 1 MiB, as a display's framebuffer.
+  constexpr uint64_t kSlotGpa = 0x100000, kSlotPages = 16;
+  std::vector<uint8_t> fb(kSlotPages * hv::kWrittenPageSize + 4096);
+  auto* aligned = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(fb.data()) + 4095) & ~uintptr_t{4095});
+  vm->map_memory(1, kSlotGpa, kSlotPages * hv::kWrittenPageSize, aligned, false, /*track_writes=*/true);
+  std::vector<uint64_t> bitmap(1, ~uint64_t{0});
+  vm->take_written_pages(1, bitmap);
+  CHECK_EQ(bitmap[0], 0u);  // nothing written yet
+  // Real mode reaches just past 1 MiB through segment 0xffff (KVM has no A20 gate):
+  // mov ax,0xffff; mov es,ax; mov byte [es:0x3010],0x5a (0x103000: page 3);
+  // mov byte [es:0xa010],0x5a (0x10a000: page 10); out 0x80,al; hlt
+  const uint8_t code[] = {0xb8, 0xff, 0xff, 0x8e, 0xc0, 0x26, 0xc6, 0x06, 0x10, 0x30, 0x5a,
+                          0x26, 0xc6, 0x06, 0x10, 0xa0, 0x5a, 0xe6, 0x80, 0xf4};
+  mem.write(0x1000, code);
+  auto vcpu = vm->create_vcpu(0);
+  vcpu->set_cpuid(vmm::build_cpuid(vm->supported_cpuid(), 0, 1));
+  auto s = vcpu->get_sregs();
+  s.cs.base = 0;
+  s.cs.selector = 0;
+  vcpu->set_sregs(s);
+  hv::Regs r;
+  r.rip = 0x1000;
+  vcpu->set_regs(r);
+  const auto& e = vcpu->run();
+  CHECK(e.kind == hv::ExitKind::kIo);
+  CHECK_EQ(aligned[3 * 4096], 0x5au);
+  CHECK_EQ(aligned[10 * 4096], 0x5au);
+  vm->take_written_pages(1, bitmap);
+  CHECK_EQ(bitmap[0], (uint64_t{1} << 3) | (uint64_t{1} << 10));
+  vm->take_written_pages(1, bitmap);
+  CHECK_EQ(bitmap[0], 0u);  // taking the log cleared it
+  std::vector<uint64_t> none;
+  CHECK_THROWS_CODE(vm->take_written_pages(1, none), "HV_MEMORY", "bitmap");
+  CHECK_THROWS_CODE(vm->take_written_pages(0, bitmap), "HV_MEMORY", "does not track");
+  vm->unmap_memory(1);
+  CHECK_THROWS_CODE(vm->take_written_pages(1, bitmap), "HV_MEMORY", "does not track");
 }

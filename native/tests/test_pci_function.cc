@@ -153,6 +153,33 @@ TEST(pci_function_bar_mapping_follows_command_decode) {
   CHECK(!f.bar_mapping(2));
 }
 
+TEST(pci_function_expansion_rom_sizing_and_decode) {
+  PciFunction f(test_identity());
+  f.declare_expansion_rom(0x8000);
+  CHECK_EQ(cfg_read(f, 0x30, 4), 0u);
+  cfg_write(f, 0x30, 4, 0xfffffffe);  // SeaBIOS's sizing write: all but the enable bit
+  CHECK_EQ(cfg_read(f, 0x30, 4), 0xffff8000u);
+  cfg_write(f, 0x30, 4, 0xc0012345);  // address bits below the size are not kept
+  CHECK_EQ(cfg_read(f, 0x30, 4), 0xc0010001u);
+  CHECK(!f.bar_mapping(berth::devices::pci::kExpansionRomBar));  // memory decoding off
+  cfg_write(f, 0x04, 2, 0x0002);
+  auto rom = f.bar_mapping(berth::devices::pci::kExpansionRomBar);
+  CHECK(rom && rom->kind == BarKind::kMem32);
+  CHECK_EQ(rom->address, 0xc0010000u);
+  CHECK_EQ(rom->size, 0x8000u);
+  cfg_write(f, 0x30, 4, 0xc0010000);  // enable bit clear: not decoded
+  CHECK(!f.bar_mapping(berth::devices::pci::kExpansionRomBar));
+  cfg_write(f, 0x30, 4, 0x00000001);  // enabled but unplaced
+  CHECK(!f.bar_mapping(berth::devices::pci::kExpansionRomBar));
+  f.reset();
+  CHECK_EQ(cfg_read(f, 0x30, 4), 0u);
+  CHECK_THROWS_CODE(f.declare_expansion_rom(0x8000), "PCI_BAR_INVALID", "already declared");
+  PciFunction g(test_identity());
+  CHECK_THROWS_CODE(g.declare_expansion_rom(0x400), "PCI_BAR_INVALID", "not a power of two in");
+  CHECK_THROWS_CODE(g.declare_expansion_rom(0x3000), "PCI_BAR_INVALID", "not a power of two in");
+  CHECK(!g.bar_mapping(berth::devices::pci::kExpansionRomBar));  // none declared
+}
+
 TEST(pci_function_rejects_bad_setup) {
   PciFunction f(test_identity());
   CHECK_THROWS_CODE(f.declare_bar(6, BarKind::kMem32, 0x1000), "PCI_BAR_INVALID", "does not exist");

@@ -154,7 +154,7 @@ void PciBus::rebuild_locked() {
   for (uint32_t i = 0; i < functions_.size(); ++i) {
     PciDevice* device = functions_[i].get();
     if (!device) continue;
-    for (uint32_t b = 0; b < kBarCount; ++b) {
+    for (uint32_t b = 0; b < kBarSlotCount; ++b) {
       auto m = device->bar_mapping(b);
       if (!m || m->size == 0 || m->address + m->size < m->address) continue;
       const BarSpace space = m->kind == BarKind::kIo ? BarSpace::kIo : BarSpace::kMemory;

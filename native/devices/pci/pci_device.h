@@ -16,6 +16,10 @@ namespace berth::devices::pci {
 constexpr uint32_t kConventionalConfigSize = 256;
 constexpr uint32_t kExtendedConfigSize = 4096;
 constexpr uint32_t kBarCount = 6;
+// The expansion ROM (configuration offset 0x30) is decoded like a BAR: bar_mapping,
+// bar_read and bar_write take it as BAR index 6, after the six BARs.
+constexpr uint32_t kExpansionRomBar = 6;
+constexpr uint32_t kBarSlotCount = 7;
 constexpr uint32_t kSlotCount = 32;
 constexpr uint32_t kFunctionCount = 8;
 
@@ -36,7 +40,8 @@ class PciDevice {
   // Offsets the function does not implement read as zero and ignore writes.
   virtual void config_read(uint32_t offset, std::span<uint8_t> data) = 0;
   virtual void config_write(uint32_t offset, std::span<const uint8_t> data) = 0;
-  // Where BAR `bar` is decoded now (nullopt: unused, unplaced or decoding off). The bus
+  // Where BAR `bar` (0..5, or kExpansionRomBar) is decoded now (nullopt: unused, unplaced
+  // or decoding off). The bus
   // asks after every configuration write, so a moved or disabled BAR takes effect at once.
   virtual std::optional<BarMapping> bar_mapping(uint32_t bar) const = 0;
   // An access inside a decoded BAR; offset is from the BAR's start.

@@ -116,6 +116,17 @@ void PciFunction::declare_bar(uint32_t index, BarKind kind, uint64_t size, bool 
   power_on_ = config_;
 }
 
+void PciFunction::declare_expansion_rom(uint64_t size) {
+  constexpr uint64_t kMinRom = 2048, kMaxRom = 16ull << 20;
+  if (rom_size_ != 0) throw Error("PCI_BAR_INVALID", "the PCI expansion ROM BAR is already declared");
+  if (!std::has_single_bit(size) || size < kMinRom || size > kMaxRom) {
+    throw Error("PCI_BAR_INVALID", "PCI expansion ROM size " + hex(size) + " is not a power of two in [" +
+                                       hex(kMinRom) + ", " + hex(kMaxRom) + "]");
+  }
+  rom_size_ = size;
+  set_mask(writable_, kExpansionRom, 4, (~(size - 1) & 0xfffff800) | kExpansionRomEnable);
+}
+
 bool PciFunction::reserved(uint32_t offset, uint32_t size) const {
   for (uint32_t i = offset; i < offset + size; ++i) {
     if (i >= kConventionalConfigSize || claimed_[i]) return true;
@@ -213,6 +224,13 @@ void PciFunction::config_write(uint32_t offset, std::span<const uint8_t> data) {
 }
 
 std::optional<BarMapping> PciFunction::bar_mapping(uint32_t bar) const {
+  if (bar == kExpansionRomBar && rom_size_ != 0) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t rom = get(kExpansionRom, 4);
+    const uint64_t address = rom & 0xfffff800;
+    if (!(get(kCommand, 2) & kCommandMemory) || !(rom & kExpansionRomEnable) || address == 0) return std::nullopt;
+    return BarMapping{BarKind::kMem32, address, rom_size_};
+  }
   if (bar >= kBarCount || bars_[bar].size == 0) return std::nullopt;
   const Bar& b = bars_[bar];
   std::lock_guard<std::mutex> lock(mu_);

@@ -9,8 +9,12 @@
 //    function's, the error bits 8, 11..15 are write-1-to-clear;
 //  - cache line size, latency timer and interrupt line are plain storage;
 //  - BARs declared with declare_bar take only the address bits above their size (writing
-//    all-ones reads back the size mask with the type bits); undeclared BARs, the expansion
-//    ROM BAR and the extended space 0x100..0xfff read 0;
+//    all-ones reads back the size mask with the type bits); undeclared BARs and the
+//    extended space 0x100..0xfff read 0;
+//  - the expansion ROM BAR (0x30), when declared with declare_expansion_rom, takes the
+//    address bits above its size and the enable bit 0; it decodes (as BAR index
+//    kExpansionRomBar) while enabled, placed and memory decoding is on (PCI 3.0 6.2.5.2).
+//    Undeclared, it reads 0;
 //  - capabilities added with add_capability are chained from 0x34, each with its own
 //    writable mask; derived classes open device-specific registers (0x40..0xff) with
 //    set_config_register.
@@ -50,6 +54,7 @@ constexpr uint16_t kStatusInterrupt = 1 << 3, kStatusCapabilityList = 1 << 4;
 constexpr uint16_t kStatusWriteOneToClear = 0x0100 | 0xf800;
 constexpr uint8_t kHeaderTypeMultiFunction = 0x80;
 constexpr uint32_t kBarIo = 0x1, kBarMem64 = 0x4, kBarPrefetchable = 0x8;
+constexpr uint32_t kExpansionRomEnable = 0x1;
 }  // namespace config
 
 class PciFunction : public PciDevice {
@@ -72,6 +77,10 @@ class PciFunction : public PciDevice {
   // kMem64, which also takes BAR index+1). Throws PCI_BAR_INVALID for a bad index, size,
   // or a BAR that overlaps one already declared.
   void declare_bar(uint32_t index, BarKind kind, uint64_t size, bool prefetchable = false);
+  // The expansion ROM BAR, `size` bytes (a power of two, 2 KiB..16 MiB); the function
+  // answers reads of BAR index kExpansionRomBar with the image. Throws PCI_BAR_INVALID for
+  // a bad size or a second declaration.
+  void declare_expansion_rom(uint64_t size);
   // A capability of `id` whose body (after the id and next-pointer bytes) is
   // initial.size() bytes; writable[i] is the mask of bits of body byte i the guest may
   // write (shorter than the body: the rest is read-only). Capabilities are placed from 0x40
@@ -156,6 +165,7 @@ class PciFunction : public PciDevice {
   std::array<uint8_t, kConventionalConfigSize> device_owned_{};
   std::array<uint8_t, kConventionalConfigSize> claimed_{};  // device-specific bytes in use
   std::array<Bar, kBarCount> bars_{};
+  uint64_t rom_size_ = 0;  // 0: no expansion ROM
   std::array<Capability, 48> capabilities_{};
   uint32_t capability_count_ = 0;
   uint8_t next_capability_offset_ = config::kDeviceSpecific;

@@ -40,5 +40,7 @@ constexpr uint32_t intx_gsi(uint32_t slot, uint32_t pin) {
 // Where the chipset's functions sit on bus 0.
 constexpr uint32_t kHostBridgeSlot = 0;
 constexpr uint32_t kLpcSlot = 0x1f;
+// The display (when the VM has one), where QEMU's Q35 machine puts its first display.
+constexpr uint32_t kDisplaySlot = 2;
 
 }  // namespace berth::devices::pci

@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -471,18 +473,44 @@ class KvmVm final : public Vm {
     if (xioctl(fd_.get(), KVM_CREATE_PIT2, &pit) < 0) fail("HV_VM_CREATE", "KVM_CREATE_PIT2");
   }
 
-  void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, bool read_only) override {
+  void map_memory(uint32_t slot, uint64_t gpa, uint64_t size, void* host, bool read_only,
+                  bool track_writes) override {
     kvm_userspace_memory_region r{};
     r.slot = slot;
-    r.flags = read_only ? KVM_MEM_READONLY : 0;
+    r.flags = (read_only ? KVM_MEM_READONLY : 0) | (track_writes ? KVM_MEM_LOG_DIRTY_PAGES : 0);
     r.guest_phys_addr = gpa;
     r.memory_size = size;
     r.userspace_addr = reinterpret_cast<uint64_t>(host);
     if (xioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0)
       fail("HV_MEMORY", "KVM_SET_USER_MEMORY_REGION for " + std::to_string(size >> 10) + " KiB");
+    std::lock_guard<std::mutex> lock(tracked_mu_);
+    if (track_writes) {
+      tracked_pages_[slot] = (size + kWrittenPageSize - 1) / kWrittenPageSize;
+    } else {
+      tracked_pages_.erase(slot);
+    }
+  }
+
+  void take_written_pages(uint32_t slot, std::span<uint64_t> bitmap) override {
+    std::lock_guard<std::mutex> lock(tracked_mu_);
+    auto it = tracked_pages_.find(slot);
+    if (it == tracked_pages_.end()) {
+      throw Error("HV_MEMORY", "memory slot " + std::to_string(slot) + " does not track guest writes");
+    }
+    if (bitmap.size() < (it->second + 63) / 64) {
+      throw Error("HV_MEMORY", "the written-pages bitmap of slot " + std::to_string(slot) + " holds " +
+                                   std::to_string(bitmap.size() * 64) + " pages, the slot has " +
+                                   std::to_string(it->second));
+    }
+    kvm_dirty_log log{};
+    log.slot = slot;
+    log.dirty_bitmap = bitmap.data();
+    if (xioctl(fd_.get(), KVM_GET_DIRTY_LOG, &log) < 0) fail("HV_MEMORY", "KVM_GET_DIRTY_LOG of slot " + std::to_string(slot));
   }
 
   void unmap_memory(uint32_t slot) override {
+    std::lock_guard<std::mutex> lock(tracked_mu_);
+    tracked_pages_.erase(slot);
     kvm_userspace_memory_region r{};
     r.slot = slot;  // size 0 deletes the slot
     if (xioctl(fd_.get(), KVM_SET_USER_MEMORY_REGION, &r) < 0) fail("HV_MEMORY", "removing memory slot " + std::to_string(slot));
@@ -615,6 +643,10 @@ class KvmVm final : public Vm {
   size_t run_size_;
   std::vector<uint32_t> saved_msrs_;
   size_t xsave_bytes_;
+  // Slots mapped with track_writes and their page counts (a display reads them from its
+  // own thread while a vCPU may move the slot).
+  std::mutex tracked_mu_;
+  std::map<uint32_t, uint64_t> tracked_pages_;
 };
 
 class KvmHypervisor final : public Hypervisor {
