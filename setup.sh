@@ -11,10 +11,11 @@ set -euo pipefail
 # Building the native addon and berth-vmm: a C++20 compiler and make (build-essential),
 # python3 for node-gyp, pkg-config, zlib (qcow2 compression), libslirp and its glib (NAT
 # networking), nlohmann-json (the worker's control protocol), liburing (asynchronous disk I/O),
-# libpng (berth-vmm's --screenshot-after writes the display as PNG);
+# libpng (berth-vmm's --screenshot-after writes the display as PNG), libvncserver (the
+# graphical console's VNC server; its libvncclient is the native tests' viewer);
 # and the firmware Generation 2 and Generation 1 VMs boot, unmodified: OVMF (UEFI) and SeaBIOS.
 build=(build-essential python3 pkg-config zlib1g-dev libslirp-dev libglib2.0-dev nlohmann-json3-dev liburing-dev
-  libpng-dev ovmf seabios)
+  libpng-dev libvncserver-dev ovmf seabios)
 # The tests: qemu-img and QEMU are the independent references the specs compare against,
 # and QEMU runs the KVM lab on hosts without /dev/kvm; busybox-static, cpio, xz-utils, lz4
 # and e2fsprogs build the lab's and the Linux boot spec's initramfs and images; clang

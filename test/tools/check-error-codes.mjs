@@ -35,7 +35,8 @@ const problems = [];
 const listed = new Set(listIn('app/api/errors.ts', 'NATIVE_ERROR_CODES'));
 // The worker executable answers over the control protocol, whose errors carry any code.
 const service = new Set(listIn('app/api/errors.ts', 'SERVICE_ERROR_CODES'));
-const speaksProtocol = (file) => file.startsWith('native/worker/');
+// So does the VNC server, which runs only inside it.
+const speaksProtocol = (file) => file.startsWith('native/worker/') || file.startsWith('native/vnc/');
 
 // A call whose first argument (after an N-API env) is an upper-case code literal.
 const nativeCall = /\b(?:Error|SystemError|fail|to_js_error)\(\s*(?:env,\s*)?"([A-Z][A-Z0-9_]*)"/g;

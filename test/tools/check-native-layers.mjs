@@ -18,9 +18,11 @@ const allowed = {
   boot: ['vmm', 'hv', 'common'],
   disk: ['common'],
   machine: ['vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
+  // the graphical console's VNC server: reads a display, feeds input (part of berth-vmm)
+  vnc: ['devices', 'common'],
   // the per-VM worker: control socket, protocol, machine spec (part of berth-vmm)
-  worker: ['machine', 'devices', 'common'],
-  runner: ['worker', 'machine', 'vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
+  worker: ['vnc', 'machine', 'devices', 'common'],
+  runner: ['worker', 'vnc', 'machine', 'vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
   binding: ['machine', 'vmm', 'devices', 'boot', 'hv', 'common', 'disk'],
   // tests and fuzz harnesses may include anything
 };
