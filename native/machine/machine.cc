@@ -18,7 +18,7 @@
 #include "devices/acpi_sleep.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
-#include "devices/i8042.h"
+#include "devices/input/i8042.h"
 #include "devices/uart16550.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"

@@ -7,7 +7,7 @@
 
 #include "devices/acpi_sleep.h"
 #include "devices/cmos_rtc.h"
-#include "devices/i8042.h"
+#include "devices/input/i8042.h"
 #include "devices/uart16550.h"
 #include "tests/check.h"
 #include "tests/state_helpers.h"

@@ -1,4 +1,4 @@
-#include "devices/i8042.h"
+#include "devices/input/i8042.h"
 
 #include <algorithm>
 #include <utility>
