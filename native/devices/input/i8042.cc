@@ -1,36 +1,15 @@
 #include "devices/input/i8042.h"
 
-#include <algorithm>
 #include <utility>
 
-namespace berth::devices {
+#include "devices/input/i8042_registers.h"
 
-namespace {
+namespace berth::devices::input {
 
-constexpr uint64_t kDataPort = 0, kCommandPort = 4;
+using namespace i8042;
 
-constexpr uint8_t kStatusOutputFull = 0x01, kStatusSystemFlag = 0x04, kStatusCommand = 0x08,
-                  kStatusNotInhibited = 0x10;
-
-// Command byte bits.
-constexpr uint8_t kCtrSystemFlag = 0x04, kCtrKeyboardDisabled = 0x10, kCtrAuxDisabled = 0x20;
-// Keyboard interrupt, system flag, scancode translation: what firmware usually leaves.
-constexpr uint8_t kCtrDefault = 0x45;
-
-constexpr uint8_t kOutputPortResetLine = 0x01;  // clear: CPU held in reset
-constexpr uint8_t kOutputPortDefault = 0x03;    // reset line high, A20 enabled
-
-constexpr uint8_t kCmdReadRamFirst = 0x20, kCmdReadRamLast = 0x3f, kCmdWriteRamFirst = 0x60,
-                  kCmdWriteRamLast = 0x7f, kCmdDisableAux = 0xa7, kCmdEnableAux = 0xa8,
-                  kCmdSelfTest = 0xaa, kCmdInterfaceTest = 0xab, kCmdDisableKeyboard = 0xad,
-                  kCmdEnableKeyboard = 0xae, kCmdReadOutputPort = 0xd0,
-                  kCmdWriteOutputPort = 0xd1, kCmdWriteKeyboardBuffer = 0xd2,
-                  kCmdWriteAuxBuffer = 0xd3, kCmdWriteAux = 0xd4;
-
-}  // namespace
-
-I8042::I8042(std::function<void()> on_reset_request)
-    : on_reset_request_(std::move(on_reset_request)) {
+I8042::I8042(vmm::IrqLine& keyboard_irq, vmm::IrqLine& aux_irq, std::function<void()> on_reset_request)
+    : keyboard_irq_(keyboard_irq), aux_irq_(aux_irq), on_reset_request_(std::move(on_reset_request)) {
   reset_state();
 }
 
@@ -39,143 +18,230 @@ void I8042::reset_state() {
   ram_[0] = kCtrDefault;
   output_port_ = kOutputPortDefault;
   output_buffer_ = 0;
-  output_full_ = false;
+  output_full_ = output_from_aux_ = output_is_reply_ = false;
+  reply_waiting_ = reply_from_aux_ = false;
+  reply_value_ = 0;
+  translate_release_ = mouse_next_ = false;
   last_write_was_command_ = false;
   pending_command_ = 0;
+  keyboard_.reset_power_on();
+  mouse_.reset_power_on();
 }
 
 void I8042::reset() {
-  std::lock_guard<std::mutex> lock(mu_);
+  Effects fx;
+  std::unique_lock<std::mutex> lock(mu_);
   reset_state();
+  update_irq(fx);
+  apply(lock, fx);
 }
 
-void I8042::reply(uint8_t value) {
+// Moves the next byte into an empty output buffer: a waiting reply first, then the
+// keyboard and the mouse in turn, each only while its clock is on.
+void I8042::fill_output() {
+  if (output_full_) return;
+  if (reply_waiting_) {
+    reply_waiting_ = false;
+    output_buffer_ = reply_value_;
+    output_from_aux_ = reply_from_aux_;
+    output_is_reply_ = output_full_ = true;
+    return;
+  }
+  const bool keyboard_ready = !(ram_[0] & kCtrKeyboardDisabled) && keyboard_.has_output();
+  const bool mouse_ready = !(ram_[0] & kCtrAuxDisabled) && mouse_.has_output();
+  if (mouse_ready && (mouse_next_ || !keyboard_ready)) {
+    output_buffer_ = mouse_.take();
+    output_from_aux_ = output_full_ = true;
+    output_is_reply_ = false;
+    mouse_next_ = false;
+    return;
+  }
+  if (!keyboard_ready) return;
+  // With translation on, a release prefix (0xf0) is swallowed and marks the next byte.
+  while (keyboard_.has_output()) {
+    uint8_t b = keyboard_.take();
+    if (ram_[0] & kCtrTranslate) {
+      if (b == 0xf0) {
+        translate_release_ = true;
+        continue;
+      }
+      b = translate_to_set1(b);
+      if (translate_release_) b |= 0x80;
+      translate_release_ = false;
+    }
+    output_buffer_ = b;
+    output_full_ = true;
+    output_from_aux_ = output_is_reply_ = false;
+    mouse_next_ = true;
+    return;
+  }
+}
+
+void I8042::reply(uint8_t value, bool from_aux) {
+  if (output_full_ && !output_is_reply_) {
+    // A device byte the guest has not read yet: the reply waits behind it.
+    reply_waiting_ = true;
+    reply_value_ = value;
+    reply_from_aux_ = from_aux;
+    return;
+  }
   output_buffer_ = value;
-  output_full_ = true;
+  output_from_aux_ = from_aux;
+  output_full_ = output_is_reply_ = true;
 }
 
-uint8_t I8042::read_port(uint64_t offset) {
-  if (offset == kDataPort) {
+void I8042::update_irq(Effects& fx) {
+  const bool keyboard = output_full_ && !output_from_aux_ && (ram_[0] & kCtrKeyboardInterrupt);
+  const bool aux = output_full_ && output_from_aux_ && (ram_[0] & kCtrAuxInterrupt);
+  auto note = [&fx](bool& line, bool want, bool is_aux) {
+    if (line == want) return;
+    line = want;
+    if (fx.count < static_cast<int>(std::size(fx.changes))) fx.changes[fx.count++] = {is_aux, want};
+  };
+  note(keyboard_line_, keyboard, false);
+  note(aux_line_, aux, true);
+}
+
+void I8042::apply(std::unique_lock<std::mutex>& lock, const Effects& fx) {
+  if (fx.count > 0) {
+    // Taken before the state lock is dropped so set_level calls happen in state order.
+    std::lock_guard<std::mutex> irq_lock(irq_mu_);
+    lock.unlock();
+    for (int i = 0; i < fx.count; ++i) (fx.changes[i].aux ? aux_irq_ : keyboard_irq_).set_level(fx.changes[i].high);
+  } else {
+    lock.unlock();
+  }
+  if (fx.reset_requested && on_reset_request_) on_reset_request_();
+}
+
+uint8_t I8042::status() const {
+  uint8_t s = kStatusNotInhibited;
+  if (output_full_) s |= kStatusOutputFull;
+  if (output_full_ && output_from_aux_) s |= kStatusAuxData;
+  if (ram_[0] & kCtrSystemFlag) s |= kStatusSystemFlag;
+  if (last_write_was_command_) s |= kStatusCommand;
+  return s;
+}
+
+uint8_t I8042::read_port(uint64_t offset, Effects& fx) {
+  if (offset == kCommandPort) return status();
+  if (offset != kDataPort) return 0xff;
+  const uint8_t value = output_buffer_;
+  if (output_full_) {
     output_full_ = false;
-    return output_buffer_;
+    update_irq(fx);  // the line drops for the byte just read...
+    fill_output();
+    update_irq(fx);  // ...and rises again for the next one
   }
-  if (offset == kCommandPort) {
-    uint8_t status = kStatusNotInhibited;
-    if (output_full_) status |= kStatusOutputFull;
-    if (ram_[0] & kCtrSystemFlag) status |= kStatusSystemFlag;
-    if (last_write_was_command_) status |= kStatusCommand;
-    return status;
-  }
-  return 0xff;
+  return value;
 }
 
-bool I8042::write_command(uint8_t cmd) {
+void I8042::write_command(uint8_t cmd, Effects& fx) {
   last_write_was_command_ = true;
   pending_command_ = 0;
   if (cmd >= kCmdReadRamFirst && cmd <= kCmdReadRamLast) {
-    reply(ram_[cmd - kCmdReadRamFirst]);
-    return false;
+    reply(ram_[cmd - kCmdReadRamFirst], false);
+    return;
   }
-  if (cmd >= kCmdWriteRamFirst && cmd <= kCmdWriteRamLast) {
+  if (takes_data_byte(cmd)) {
     pending_command_ = cmd;
-    return false;
+    return;
   }
   switch (cmd) {
-    case kCmdDisableAux: ram_[0] |= kCtrAuxDisabled; return false;
-    case kCmdEnableAux: ram_[0] &= static_cast<uint8_t>(~kCtrAuxDisabled); return false;
+    case kCmdDisableAux: ram_[0] |= kCtrAuxDisabled; return;
+    case kCmdEnableAux: ram_[0] &= static_cast<uint8_t>(~kCtrAuxDisabled); return;
+    case kCmdAuxInterfaceTest: reply(kInterfaceTestPassed, false); return;
     case kCmdSelfTest:
       ram_[0] |= kCtrSystemFlag;
-      reply(0x55);
-      return false;
-    case kCmdInterfaceTest: reply(0x00); return false;
-    case kCmdDisableKeyboard: ram_[0] |= kCtrKeyboardDisabled; return false;
-    case kCmdEnableKeyboard: ram_[0] &= static_cast<uint8_t>(~kCtrKeyboardDisabled); return false;
-    case kCmdReadOutputPort: reply(output_port_); return false;
-    case kCmdWriteOutputPort:
-    case kCmdWriteKeyboardBuffer:
-    case kCmdWriteAuxBuffer:
-    case kCmdWriteAux:
-      pending_command_ = cmd;
-      return false;
+      reply(kSelfTestPassed, false);
+      return;
+    case kCmdInterfaceTest: reply(kInterfaceTestPassed, false); return;
+    case kCmdDisableKeyboard: ram_[0] |= kCtrKeyboardDisabled; return;
+    case kCmdEnableKeyboard: ram_[0] &= static_cast<uint8_t>(~kCtrKeyboardDisabled); return;
+    case kCmdReadOutputPort: reply(output_port_, false); return;
   }
   // 0xf0-0xff pulse output port lines for a moment; a clear bit 0 pulses the reset line.
-  if ((cmd & 0xf0) == 0xf0 && !(cmd & 0x01)) return true;
-  return false;
+  if ((cmd & 0xf0) == 0xf0 && !(cmd & 0x01)) fx.reset_requested = true;
 }
 
-bool I8042::write_data(uint8_t value) {
+void I8042::write_data(uint8_t value, Effects& fx) {
   last_write_was_command_ = false;
   const uint8_t cmd = pending_command_;
   pending_command_ = 0;
   if (cmd >= kCmdWriteRamFirst && cmd <= kCmdWriteRamLast) {
     ram_[cmd - kCmdWriteRamFirst] = value;
-    return false;
+    return;
   }
   switch (cmd) {
     case kCmdWriteOutputPort:
       output_port_ = value;
-      return !(value & kOutputPortResetLine);
-    case kCmdWriteKeyboardBuffer:
-      reply(value);
-      return false;
+      if (!(value & kOutputPortResetLine)) fx.reset_requested = true;
+      return;
+    case kCmdWriteKeyboardBuffer: reply(value, false); return;
+    case kCmdWriteAuxBuffer: reply(value, true); return;
+    case kCmdWriteAux:
+      ram_[0] &= static_cast<uint8_t>(~kCtrAuxDisabled);
+      mouse_.write(value);
+      return;
     default:
-      // 0xd3/0xd4 (no aux device) or a byte for the absent keyboard: dropped.
-      return false;
+      ram_[0] &= static_cast<uint8_t>(~kCtrKeyboardDisabled);
+      keyboard_.write(value);
+      return;
   }
 }
 
 void I8042::read(uint64_t offset, std::span<uint8_t> data) {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (size_t i = 0; i < data.size(); ++i) data[i] = read_port(offset + i);
+  for (size_t i = 0; i < data.size(); ++i) {
+    Effects fx;
+    std::unique_lock<std::mutex> lock(mu_);
+    data[i] = read_port(offset + i, fx);
+    apply(lock, fx);
+  }
 }
 
 void I8042::write(uint64_t offset, std::span<const uint8_t> data) {
-  bool reset_requested = false;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (size_t i = 0; i < data.size(); ++i) {
-      if (offset + i == kDataPort) reset_requested |= write_data(data[i]);
-      if (offset + i == kCommandPort) reset_requested |= write_command(data[i]);
-    }
+  for (size_t i = 0; i < data.size(); ++i) {
+    Effects fx;
+    std::unique_lock<std::mutex> lock(mu_);
+    if (offset + i == kDataPort) write_data(data[i], fx);
+    if (offset + i == kCommandPort) write_command(data[i], fx);
+    fill_output();
+    update_irq(fx);
+    apply(lock, fx);
   }
-  if (reset_requested && on_reset_request_) on_reset_request_();
 }
 
-void I8042::save_state(state::Writer& w) const {
+void I8042::key(KeyCode code, bool down) {
+  Effects fx;
+  std::unique_lock<std::mutex> lock(mu_);
+  keyboard_.key(code, down);
+  fill_output();
+  update_irq(fx);
+  apply(lock, fx);
+}
+
+void I8042::pointer_motion(int32_t dx, int32_t dy, int32_t dz, uint8_t buttons) {
+  Effects fx;
+  std::unique_lock<std::mutex> lock(mu_);
+  mouse_.pointer_motion(dx, dy, dz, buttons);
+  fill_output();
+  update_irq(fx);
+  apply(lock, fx);
+}
+
+uint8_t I8042::keyboard_leds() const {
   std::lock_guard<std::mutex> lock(mu_);
-  size_t token = w.begin("i8042", 1);
-  w.bytes(ram_);
-  w.u8(output_port_);
-  w.u8(output_buffer_);
-  w.boolean(output_full_);
-  w.boolean(last_write_was_command_);
-  w.u8(pending_command_);
-  w.end(token);
+  return keyboard_.leds();
 }
 
-void I8042::load_state(state::Reader& parent) {
-  auto rec = parent.record("i8042", 1);
-  state::Reader& r = rec.body;
-  auto ram = r.bytes(32, "ram");
-  const uint8_t output_port = r.u8("output_port");
-  const uint8_t output_buffer = r.u8("output_buffer");
-  const bool output_full = r.boolean("output_full");
-  const bool last_write_was_command = r.boolean("last_write_was_command");
-  const uint8_t pending = r.u8("pending_command");
-  r.expect_end();
-  // Only the commands that wait for a data byte can be pending.
-  const bool waits = pending == 0 || (pending >= kCmdWriteRamFirst && pending <= kCmdWriteRamLast) ||
-                     pending == kCmdWriteOutputPort || pending == kCmdWriteKeyboardBuffer ||
-                     pending == kCmdWriteAuxBuffer || pending == kCmdWriteAux;
-  if (!waits) r.fail("pending_command is " + std::to_string(pending) + ", a command that takes no data byte");
-
+uint64_t I8042::keyboard_dropped() const {
   std::lock_guard<std::mutex> lock(mu_);
-  std::copy(ram.begin(), ram.end(), ram_.begin());
-  output_port_ = output_port;
-  output_buffer_ = output_buffer;
-  output_full_ = output_full;
-  last_write_was_command_ = last_write_was_command;
-  pending_command_ = pending;
+  return keyboard_.dropped();
 }
 
-}  // namespace berth::devices
+uint64_t I8042::mouse_dropped() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return mouse_.dropped();
+}
+
+}  // namespace berth::devices::input
