@@ -4,7 +4,7 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const root = path.join(__dirname, '..');
-const folders = ['common', 'hv/host', 'hv/kvm', 'vmm', 'devices', 'devices/net', 'devices/virtio', 'devices/scsi', 'devices/pci', 'devices/display', 'devices/platform', 'boot', 'machine', 'binding', 'disk', 'disk/operations', 'disk/vhd', 'disk/vhdx', 'disk/qcow2'];
+const folders = ['common', 'hv/host', 'hv/kvm', 'vmm', 'devices', 'devices/input', 'devices/net', 'devices/virtio', 'devices/scsi', 'devices/pci', 'devices/display', 'devices/platform', 'boot', 'machine', 'binding', 'disk', 'disk/operations', 'disk/vhd', 'disk/vhdx', 'disk/qcow2'];
 const list = (folder) => {
   const dir = path.join(root, folder);
   if (!fs.existsSync(dir)) return [];

@@ -49,5 +49,10 @@ seed('uart', 2, record('uart16550', bytes([1, 0, 0x0f, 0x03, 0x0b, 0, 0xb0, 0x5a
 seed('rtc', 3, record('cmos-rtc', u8(0x40) + u8(0x26) + u8(0x82) + u8(0) + u64(3600) + u8(1) + u64(2031) +
      bytes([5, 6, 7, 8, 9, 3]) + bytes(range(128))))
 seed('i8042', 4, record('i8042', bytes([0x45] + [0] * 31) + u8(3) + u8(0x55) + u8(1) + u8(1) + u8(0x60)))
+kbd = record('ps2-keyboard', u8(3) + bytes([0xfa, 0xe0, 0x75]) + u64(1) + u8(2) + u8(4) + u8(0x2b) + u8(1) + u8(0xed) + u8(0xfa))
+mouse = record('ps2-mouse', u8(4) + bytes([0x08, 1, 2, 0]) + u64(0) + u8(3) + u8(80) + u8(2) + u8(0) + u8(1) + u8(0) +
+               u8(0) + u8(0) + u8(0) + bytes([200, 100, 80]) + u32(300) + u32(0) + u32(2) + u8(1) + u8(1))
+seed('i8042-devices', 4, record('i8042', bytes([0x47] + [0] * 31) + u8(3) + u8(0x1e) + u8(1) + u8(0) + u8(0) +
+     u8(0) + u8(0) + u8(1) + u8(0x45) + u8(0) + u8(0) + u8(1) + kbd + mouse, version=2))
 seed('acpi-sleep', 5, record('acpi-sleep', b''))
 PY

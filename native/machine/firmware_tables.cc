@@ -3,6 +3,7 @@
 #include "boot/acpi.h"
 #include "boot/aml.h"
 #include "common/error.h"
+#include "devices/input/i8042.h"
 
 namespace berth::machine {
 
@@ -60,9 +61,9 @@ Aml lpc(const FirmwarePlatform& p) {
   append(out, isa_device("RTC_", "PNP0B00", rtc));
   Aml kbd = boot::res_io(0x60, 1);
   append(kbd, boot::res_io(0x64, 1));
-  append(kbd, boot::res_irq(1));
+  append(kbd, boot::res_irq(devices::input::I8042::kKeyboardIrq));
   append(out, isa_device("KBD_", "PNP0303", kbd));
-  append(out, isa_device("MOU_", "PNP0F13", boot::res_irq(12)));
+  append(out, isa_device("MOU_", "PNP0F13", boot::res_irq(devices::input::I8042::kAuxIrq)));
   return out;
 }
 

@@ -18,7 +18,7 @@
 #include "devices/acpi_sleep.h"
 #include "devices/cmos_rtc.h"
 #include "devices/debug_exit.h"
-#include "devices/i8042.h"
+#include "devices/input/i8042.h"
 #include "devices/uart16550.h"
 #include "devices/virtio/blk.h"
 #include "devices/virtio/console.h"
@@ -42,7 +42,6 @@ namespace {
 constexpr uint16_t kCom1Port = boot::kAcpiCom1Port;
 constexpr uint32_t kCom1Irq = boot::kAcpiCom1Irq;
 constexpr uint16_t kRtcPort = boot::kAcpiRtcPort;
-constexpr uint16_t kI8042Port = 0x60;
 constexpr uint16_t kTestExitPort = 0xf4;
 
 uint64_t now_ns() {
@@ -87,6 +86,16 @@ const char* exit_reason_name(ExitReason r) {
   }
   return "unknown";
 }
+
+namespace {
+
+// An interrupt output wired to nothing.
+class UnconnectedIrqLine final : public vmm::IrqLine {
+ public:
+  void set_level(bool) override {}
+};
+
+}  // namespace
 
 // An ISA interrupt line of the in-kernel PIC/IOAPIC of whichever hypervisor VM is current.
 class Machine::KvmIrqLine final : public vmm::IrqLine {
@@ -219,10 +228,22 @@ Machine::Machine(MachineConfig config, MachineEvents& events)
     const auto& regions = memory_.regions();
     rtc_->set_memory_layout(regions[0].size, regions.size() > 1 ? regions[1].size : 0);
   }
-  i8042_ = std::make_shared<devices::I8042>([this] { post_reset("i8042"); });
+  irq_lines_.push_back(std::make_unique<KvmIrqLine>(*this, devices::input::I8042::kKeyboardIrq));
+  vmm::IrqLine& keyboard_irq = *irq_lines_.back();
+  // Direct-boot VMs hand IRQ 12 to a virtio-mmio device (kVirtioIrqs): their mouse has no
+  // interrupt, so Linux's aux probe leaves it alone. Firmware VMs route it (the DSDT's MOU_).
+  vmm::IrqLine* aux_irq = nullptr;
+  if (firmware()) {
+    irq_lines_.push_back(std::make_unique<KvmIrqLine>(*this, devices::input::I8042::kAuxIrq));
+    aux_irq = irq_lines_.back().get();
+  } else {
+    unconnected_irq_ = std::make_unique<UnconnectedIrqLine>();
+    aux_irq = unconnected_irq_.get();
+  }
+  i8042_ = std::make_shared<devices::input::I8042>(keyboard_irq, *aux_irq, [this] { post_reset("i8042"); });
   io_bus_.insert(kCom1Port, 8, uart_, "COM1 (16550A UART)");
   io_bus_.insert(kRtcPort, 2, rtc_, "CMOS RTC");
-  io_bus_.insert(kI8042Port, 5, i8042_, "i8042 controller");
+  io_bus_.insert(devices::input::I8042::kBase, devices::input::I8042::kPortCount, i8042_, "i8042 controller");
   if (firmware()) {
     if (!caps.readonly_memory || !caps.msi) {
       throw Error("HV_MISSING_CAPABILITY", "firmware-booted VMs need KVM's read-only memory slots and MSI injection; "
@@ -517,6 +538,12 @@ void Machine::change_media(uint32_t drive, const std::string& path) {
 }
 
 void Machine::write_console(std::span<const uint8_t> bytes) { uart_->enqueue_input(bytes); }
+
+void Machine::key_event(uint16_t evdev_code, bool down) { i8042_->key(evdev_code, down); }
+
+void Machine::pointer_motion(int32_t dx, int32_t dy, int32_t dz, uint8_t buttons) {
+  i8042_->pointer_motion(dx, dy, dz, buttons);
+}
 
 void Machine::write_console2(std::span<const uint8_t> bytes) {
   if (virtio_console_) virtio_console_->enqueue_input(bytes);

@@ -31,7 +31,9 @@ class ScsiDisk;
 }
 class Uart16550;
 class CmosRtc;
+namespace input {
 class I8042;
+}
 class DebugExit;
 class AcpiSleep;
 namespace virtio {
@@ -216,6 +218,11 @@ class Machine {
   void change_media(uint32_t drive, const std::string& path);
 
   void write_console(std::span<const uint8_t> bytes);
+  // The PS/2 keyboard and mouse: an evdev key code pressed or released; relative pointer
+  // movement (dx right, dy down, dz wheel clicks up, buttons devices::input::button bits).
+  // Any thread; the guest sees them once its driver has turned the devices on.
+  void key_event(uint16_t evdev_code, bool down);
+  void pointer_motion(int32_t dx, int32_t dy, int32_t dz, uint8_t buttons);
   // Types into the virtio console; dropped when the VM has none.
   void write_console2(std::span<const uint8_t> bytes);
   MachineState state() const;
@@ -262,10 +269,11 @@ class Machine {
   vmm::Bus mmio_bus_{"MMIO"};
   std::shared_ptr<devices::Uart16550> uart_;
   std::shared_ptr<devices::CmosRtc> rtc_;
-  std::shared_ptr<devices::I8042> i8042_;
+  std::shared_ptr<devices::input::I8042> i8042_;
   std::shared_ptr<devices::DebugExit> debug_exit_;
   std::shared_ptr<devices::AcpiSleep> acpi_sleep_;
   std::vector<std::unique_ptr<KvmIrqLine>> irq_lines_;
+  std::unique_ptr<vmm::IrqLine> unconnected_irq_;  // the mouse's, in direct-boot VMs
   std::unique_ptr<MsiToVm> msi_;
 
   // The hypervisor VM is replaced on reset; interrupt lines read it under a shared lock.

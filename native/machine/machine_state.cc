@@ -12,7 +12,7 @@
 #include "common/state_stream.h"
 #include "devices/acpi_sleep.h"
 #include "devices/cmos_rtc.h"
-#include "devices/i8042.h"
+#include "devices/input/i8042.h"
 #include "devices/scsi/disk.h"
 #include "devices/uart16550.h"
 #include "devices/virtio/blk.h"

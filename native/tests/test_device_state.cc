@@ -1,15 +1,17 @@
 // Saved state of the platform devices (UART, RTC, i8042, ACPI sleep): each is run to a
 // state worth keeping, saved, loaded into a fresh device, and must carry on exactly as the
 // old one would; hostile records are refused with the field named.
+#include <array>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "devices/acpi_sleep.h"
 #include "devices/cmos_rtc.h"
-#include "devices/i8042.h"
+#include "devices/input/i8042.h"
 #include "devices/uart16550.h"
 #include "tests/check.h"
+#include "tests/i8042_rig.h"
 #include "tests/state_helpers.h"
 
 using namespace berth;
@@ -64,18 +66,7 @@ struct RtcRig {
   }
 };
 
-struct KbcRig {
-  int resets = 0;
-  devices::I8042 kbc{[this] { ++resets; }};
-  uint8_t in(uint64_t offset) {
-    uint8_t v = 0;
-    kbc.read(offset, std::span<uint8_t>(&v, 1));
-    return v;
-  }
-  void command(uint8_t v) { kbc.write(4, std::span<const uint8_t>(&v, 1)); }
-  void data(uint8_t v) { kbc.write(0, std::span<const uint8_t>(&v, 1)); }
-};
-
+using KbcRig = test::I8042Rig;
 }  // namespace
 
 TEST(uart_state_keeps_registers_fifo_and_queued_input_and_raises_the_pending_interrupt) {
@@ -214,29 +205,100 @@ TEST(i8042_state_keeps_the_command_byte_output_buffer_and_a_pending_command) {
   KbcRig b;
   load(b.kbc, bytes);
   CHECK_EQ(b.in(4) & 0x0d, 0x0d);  // output full, system flag, last write a command
+  CHECK(b.kbd_irq.high());          // the reply's interrupt is driven on the fresh line
   CHECK_EQ(b.in(0), 0x55);
-  b.data(0x20);  // completes the pending command
+  b.write_data(0x20);  // completes the pending command
   b.command(0x20);
   CHECK_EQ(b.in(0), 0x20);
   b.command(0xd1);
   auto pending = save(b.kbc);
   KbcRig c;
   load(c.kbc, pending);
-  c.data(0x00);  // output port with the reset line low
+  c.write_data(0x00);  // output port with the reset line low
   CHECK_EQ(c.resets, 1);
+}
+
+TEST(i8042_state_keeps_keyboard_and_mouse) {
+  KbcRig a;
+  a.command_byte(0x07);  // both interrupts, translation off
+  a.to_keyboard({0xf0, 0x01});  // scan code set 1
+  a.to_keyboard({0xed, 0x04});  // caps lock LED
+  a.to_mouse({0xf3, 200, 0xf3, 100, 0xf3, 80, 0xf4});  // wheel mouse, reporting
+  a.drain();
+  a.kbc.key(30, true);
+  a.kbc.pointer_motion(600, 0, 0, 0);  // more than the queue holds: some waits in the counters
+  a.to_keyboard({0xf0});               // waiting for its argument
+  CHECK_EQ(a.data(), 0x1e);
+  auto bytes = save(a.kbc);
+
+  KbcRig b;
+  load(b.kbc, bytes);
+  CHECK_EQ(b.kbc.keyboard_leds(), 0x04);
+  std::vector<bool> aux;
+  const test::Bytes got = b.drain(&aux);
+  test::Bytes kbd, mouse;
+  for (size_t i = 0; i < got.size(); ++i) (aux[i] ? mouse : kbd).push_back(got[i]);
+  CHECK_BYTES(kbd, (test::Bytes{0xfa}));  // the f0 ack, queued before the save
+  CHECK_BYTES(mouse, (test::Bytes{0x08, 0xff, 0x00, 0x00, 0x08, 0xff, 0x00, 0x00, 0x08, 0x5a, 0x00, 0x00}));
+  b.write_data(0x00);  // the argument the saved keyboard waited for: report the set
+  CHECK_BYTES(b.drain(), (test::Bytes{0xfa, 0x01}));
+  b.to_mouse({0xf2});
+  CHECK_BYTES(b.drain(), (test::Bytes{0xfa, 0x03}));
+}
+
+TEST(i8042_state_version_1_still_loads_with_devices_at_power_on) {
+  state::Writer w;
+  const size_t token = w.begin("i8042", 1);
+  std::array<uint8_t, 32> ram{};
+  ram[0] = 0x47;
+  w.bytes(ram);
+  w.u8(0x03);  // output port
+  w.u8(0x55);  // output buffer
+  w.boolean(true);
+  w.boolean(true);
+  w.u8(0xd1);  // pending: write output port
+  w.end(token);
+  KbcRig b;
+  load(b.kbc, w.data());
+  CHECK(b.kbd_irq.high());
+  CHECK_EQ(b.in(4) & 0x2d, 0x0d);
+  CHECK_EQ(b.in(0), 0x55);
+  b.write_data(0x03);  // the pending output port write, reset line high
+  CHECK_EQ(b.resets, 0);
+  b.to_keyboard({0xf2});
+  CHECK_BYTES(b.drain(), (test::Bytes{0xfa, 0xab, 0x41}));
+  b.to_mouse({0xf2});
+  CHECK_BYTES(b.drain(), (test::Bytes{0xfa, 0x00}));
+  // Saved again it is a version 2 record.
+  auto again = save(b.kbc);
+  CHECK_EQ(again[4 + 5], 2);
 }
 
 TEST(i8042_state_refuses_hostile_records) {
   KbcRig a;
   auto good = save(a.kbc);
+  constexpr size_t body = 4 + 5 + 4 + 8;
+  constexpr size_t keyboard_body = body + 44 + 4 + 12 + 4 + 8;
   KbcRig b;
+  b.kbc.key(30, true);  // state that a refused load must leave alone
   auto bad = good;
-  bad.back() = 0xaa;  // pending_command: self test takes no data byte
+  bad[body + 36] = 0xaa;  // pending_command: self test takes no data byte
   CHECK_THROWS_CODE(load(b.kbc, bad), "STATE_INVALID", "pending_command is 170");
   auto flag = good;
-  flag[flag.size() - 2] = 2;
+  flag[body + 35] = 2;
   CHECK_THROWS_CODE(load(b.kbc, flag), "STATE_INVALID", "last_write_was_command is 2");
+  auto waiting = good;
+  waiting[body + 39] = 1;  // a reply waiting behind an empty buffer
+  CHECK_THROWS_CODE(load(b.kbc, waiting), "STATE_INVALID", "reply_waiting");
+  auto queued = good;
+  queued[keyboard_body] = 17;
+  CHECK_THROWS_CODE(load(b.kbc, queued), "STATE_INVALID", "queued is 17");
+  auto set = good;
+  set[keyboard_body + 1 + 8] = 3;
+  CHECK_THROWS_CODE(load(b.kbc, set), "STATE_INVALID", "scancode_set is 3");
+  CHECK_THROWS_CODE(load(b.kbc, shorten_body(good, 1)), "STATE_INVALID", "ps2-mouse");
   CHECK_THROWS_CODE(load(b.kbc, with_version(good, 7)), "STATE_VERSION", "version 7");
+  CHECK_EQ(b.data(), 0x1e);  // untouched by all of that
 }
 
 TEST(acpi_sleep_state_is_an_empty_record) {
