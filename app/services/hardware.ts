@@ -28,12 +28,13 @@ import type { VmEntry } from './registry';
 import { needsOffMessage } from './saved-state';
 
 // controller: 'scsi' puts the disk on a Generation 1 or 2 VM's SCSI controller (default virtio).
-export type DiskSpec = // name: the new file's name in the VM's disks/ folder (default disk<slot>.<format>).
-(
-  | { kind: 'new'; sizeBytes: number; format?: VirtualDiskFormat; name?: string; slot?: number; readOnly?: boolean }
-  | { kind: 'file'; path: string; slot?: number; readOnly?: boolean }
-  | { kind: 'passthrough'; deviceId: string; slot?: number; readOnly?: boolean }
-) & { controller?: DiskController };
+export type DiskSpec =
+  // name: the new file's name in the VM's disks/ folder (default disk<slot>.<format>).
+  (
+    | { kind: 'new'; sizeBytes: number; format?: VirtualDiskFormat; name?: string; slot?: number; readOnly?: boolean }
+    | { kind: 'file'; path: string; slot?: number; readOnly?: boolean }
+    | { kind: 'passthrough'; deviceId: string; slot?: number; readOnly?: boolean }
+  ) & { controller?: DiskController };
 
 // What a change may replace as a whole (the window's Settings sends whole lists).
 export interface HardwarePatch {
