@@ -74,6 +74,10 @@ describe('Generation 1 (SeaBIOS) boots Debian installed on a disk', () => {
     try {
       await sink.waitFor(GRUB_MENU_ENTRY, STAGE_LIMIT_MS);
       console.log(`# ${name}: GRUB's menu after ${seconds()} s`);
+      await sink.waitFor('Loading, please wait', STAGE_LIMIT_MS); // the initramfs
+      console.log(`# ${name}: Linux ran its initramfs after ${seconds()} s`);
+      await sink.waitFor('Debian GNU/Linux 12 (bookworm)', STAGE_LIMIT_MS); // systemd's welcome
+      console.log(`# ${name}: systemd started after ${seconds()} s`);
       await sink.waitFor('] Reached target', STAGE_LIMIT_MS); // systemd's progress
       console.log(`# ${name}: systemd reached its first target after ${seconds()} s`);
       await sink.waitFor(LOGIN_PROMPT, STAGE_LIMIT_MS);
