@@ -23,10 +23,12 @@ build=(build-essential python3 pkg-config zlib1g-dev libslirp-dev libglib2.0-dev
 # libvirt-clients and libxml2-utils validate exported libvirt XML and OVF; acpica-tools (iasl)
 # judges the ACPI tables firmware VMs get; GRUB's EFI and BIOS images, xorriso and mtools
 # make a bootable ISO of Debian's installer (debian-installer-12-netboot-amd64) for the
-# firmware boot specs.
+# firmware boot specs; debootstrap installs Debian onto a disk image that grub-install
+# (grub2-common, with grub-pc-bin's BIOS images) makes bootable, for the disk boot spec
+# and bench:boot.
 tests=(qemu-system-x86 qemu-utils clang libclang-rt-14-dev lz4 xz-utils cpio busybox-static e2fsprogs chromium
   libvirt-clients libxml2-utils acpica-tools grub-efi-amd64-bin grub-pc-bin xorriso mtools
-  debian-installer-12-netboot-amd64)
+  debian-installer-12-netboot-amd64 debootstrap grub2-common)
 
 with_tests=0
 check_only=0

@@ -88,6 +88,7 @@ const SMP_LINUX_SPECS = [
   'saved-state-guests.test.js',
   'shut-down.test.js',
   'firmware-boot.test.js',
+  'debian-disk.test.js',
 ];
 async function kvmSpecsInLab(dir, timeoutSeconds) {
   const files = readdirSync(join(root, dir))
@@ -282,6 +283,9 @@ const ready =
   )) &&
   (await stage('firmware boot files (Debian installer ISO)', 'this host', none, () =>
     run(process.execPath, [join('dist', 'test', 'firmware', 'prepare.js')]),
+  )) &&
+  (await stage('firmware boot disk (Debian 12 by debootstrap, qcow2 and VHDX)', 'this host', none, () =>
+    run(process.execPath, [join('dist', 'test', 'firmware', 'debian-disk.js')]),
   ));
 
 if (ready) {
