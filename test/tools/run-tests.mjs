@@ -88,7 +88,6 @@ const SMP_LINUX_SPECS = [
   'saved-state-guests.test.js',
   'shut-down.test.js',
   'firmware-boot.test.js',
-  'debian-disk.test.js',
 ];
 async function kvmSpecsInLab(dir, timeoutSeconds) {
   const files = readdirSync(join(root, dir))
@@ -283,10 +282,7 @@ const ready =
   )) &&
   (await stage('firmware boot files (Debian installer ISO)', 'this host', none, () =>
     run(process.execPath, [join('dist', 'test', 'firmware', 'prepare.js')]),
-  )) &&
-  (await stage('firmware boot disk (Debian 12 by debootstrap, qcow2 and VHDX)', 'this host', none, () =>
-    run(process.execPath, [join('dist', 'test', 'firmware', 'debian-disk.js')]),
-  ));
+  )));
 
 if (ready) {
   // The native test binary takes minutes to build with the sanitizers; the lab's specs do not
