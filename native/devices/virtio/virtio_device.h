@@ -40,6 +40,7 @@ constexpr uint32_t kDeviceIdNet = 1;
 constexpr uint32_t kDeviceIdBlock = 2;
 constexpr uint32_t kDeviceIdConsole = 3;
 constexpr uint32_t kDeviceIdRng = 4;
+constexpr uint32_t kDeviceIdInput = 18;
 
 // The device's way back to the transport.
 class DeviceContext {
