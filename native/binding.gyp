@@ -26,11 +26,11 @@
       "sources": [
         "<!@(node -p \"require('./binding/sources.js').filter((f) => !f.startsWith('binding/')).join(' ')\")",
         "<!@(node -p \"require('./binding/sources.js').worker.join(' ')\")",
-        "runner/main.cc",
-        "runner/png_file.cc"
+        "<!@(node -p \"require('./binding/sources.js').vnc.join(' ')\")",
+        "runner/main.cc"
       ],
       "include_dirs": ["."],
-      "libraries": ["-lz", "-luring", "-lpng", "<!@(pkg-config --libs slirp)"],
+      "libraries": ["-lz", "-luring", "-lpng", "-lvncserver", "<!@(pkg-config --libs slirp)"],
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++1y"],
       "cflags_cc": ["-std=c++20", "-fexceptions", "-Wall", "-Wextra", "-Werror", "-O2", "<!@(pkg-config --cflags slirp)"],

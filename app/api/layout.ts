@@ -32,6 +32,8 @@ export const RUN_FILES = {
   pid: 'worker.pid',
   // The control socket (mode 0600).
   socket: 'control.sock',
+  // The graphical console's VNC socket (mode 0600), served by the worker of a VM with a display.
+  display: 'display.sock',
   // The worker's stdout and stderr.
   log: 'worker.log',
   // "<pid> <status>": written by the shell that waits for the worker (status > 128 = signal).

@@ -12,7 +12,7 @@ import { LastExit, SaveResult, VmState, VmStats } from './vm';
 // 3: 'save' and 'checkpoint' (saved memory and device state), LastExit reason 'saved'.
 // 4: 'media' (insert an ISO into a running VM's DVD drive, or eject it).
 // 5: state results of firmware-booted VMs carry bootProblem while the firmware found nothing
-//    to boot.
+//    to boot; 'screenshot' (the display's picture as PNG).
 export const PROTOCOL_VERSION = 5;
 // A line longer than this closes the connection (a console chunk is far smaller).
 export const MAX_LINE_BYTES = 1024 * 1024;
@@ -61,6 +61,10 @@ export const Request = z.discriminatedUnion('op', [
     drive: z.int().min(0),
     path: z.union([z.literal(''), absolutePath]),
   }),
+  // Write what a running or paused VM's display shows to path, as PNG. Errors:
+  // INVALID_STATE (the VM has no display, its guest has set no mode yet, or it is not
+  // running or paused), IO (the file cannot be written).
+  z.strictObject({ id, op: z.literal('screenshot'), path: absolutePath }),
 ]);
 export type Request = z.infer<typeof Request>;
 export type RequestInput = z.input<typeof Request>;
@@ -100,6 +104,7 @@ export const Results = {
   save: SaveResult,
   checkpoint: SaveResult,
   media: z.strictObject({}),
+  screenshot: z.strictObject({}),
 } as const satisfies Record<Op, z.ZodType>;
 export type Result<O extends Op> = z.infer<(typeof Results)[O]>;
 

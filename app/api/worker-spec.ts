@@ -48,7 +48,9 @@ export const WorkerKernelBoot = z.strictObject({
 
 // Generation 1 (bios: SeaBIOS's ROM) and 2 (uefi: OVMF's code image and the VM's own copy
 // of a variable store, which the firmware writes). bootOrder: the kinds of device the
-// firmware tries, first to last (default dvd, disk, network).
+// firmware tries, first to last (default dvd, disk, network). display: a PCI display
+// (bochs-display) served as the graphical console on the run folder's display socket; a
+// BIOS VM's display needs SeaVGABIOS's option ROM (displayRomPath).
 export const WorkerFirmwareBoot = z.strictObject({
   firmware: z.discriminatedUnion('kind', [
     z.strictObject({
@@ -56,11 +58,14 @@ export const WorkerFirmwareBoot = z.strictObject({
       codePath: filePath,
       varsPath: filePath,
       bootOrder: z.array(z.enum(['dvd', 'disk', 'network'])).optional(),
+      display: z.boolean().optional(),
     }),
     z.strictObject({
       kind: z.literal('bios'),
       codePath: filePath,
       bootOrder: z.array(z.enum(['dvd', 'disk', 'network'])).optional(),
+      display: z.boolean().optional(),
+      displayRomPath: filePath.optional(),
     }),
   ]),
 });

@@ -82,6 +82,8 @@ function workerArgs(p: VmEntry['paths']): string[] {
     p.runFile('spec'),
     '--socket',
     p.runFile('socket'),
+    '--display-socket',
+    p.runFile('display'),
     '--pid-file',
     p.runFile('pid'),
     '--exit-record',
@@ -441,7 +443,7 @@ export class VmManager {
     }
     checkSocketPath(p.runFile('socket'));
     await fs.mkdir(p.run, { recursive: true, mode: 0o700 });
-    for (const f of ['pid', 'socket', 'status', 'lastExit', 'startError', 'failed'] as const) {
+    for (const f of ['pid', 'socket', 'display', 'status', 'lastExit', 'startError', 'failed'] as const) {
       await removeIfExists(p.runFile(f));
     }
     const spec = toWorkerSpec(config, firmware, p.folder);

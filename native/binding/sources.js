@@ -17,3 +17,5 @@ const list = (folder) => {
 module.exports = folders.flatMap(list);
 // The worker's control socket and protocol: part of berth-vmm only, not of the addon.
 module.exports.worker = list('worker');
+// The graphical console's VNC server: part of berth-vmm only (the worker serves it).
+module.exports.vnc = list('vnc');

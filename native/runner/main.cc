@@ -36,7 +36,7 @@
 #include "common/unique_fd.h"
 #include "devices/display/framebuffer.h"
 #include "machine/machine.h"
-#include "runner/png_file.h"
+#include "worker/png_file.h"
 #include "worker/worker.h"
 
 namespace {
@@ -80,7 +80,7 @@ constexpr const char* kUsage =
     "  --help             print this help and exit\n"
     "Options also take the form --name=VALUE.\n"
     "\n"
-    "berth-vmm worker --spec PATH --socket PATH --pid-file PATH --exit-record PATH\n"
+    "berth-vmm worker --spec PATH --socket PATH --display-socket PATH --pid-file PATH --exit-record PATH\n"
     "                 --start-error PATH\n"
     "  runs as a VM's worker for the Berth services: builds the machine described in the\n"
     "  spec file, serves the control protocol on the socket, writes the pid file, the exit\n"
@@ -389,7 +389,7 @@ class Screenshot {
       return;
     }
     try {
-      berth::runner::write_png(file_, mode.width, mode.height,
+      berth::worker::write_png(file_, mode.width, mode.height,
                                berth::devices::display::to_rgb24(mode, fb->video_memory()));
       std::fprintf(stderr, "berth-vmm: screenshot %ux%u written to %s\n", mode.width, mode.height, file_.c_str());
     } catch (const berth::Error& e) {
@@ -463,11 +463,12 @@ int run(const Options& o) {
   return exit_status(info, stop_signal);
 }
 
-// berth-vmm worker --spec P --socket P --pid-file P --exit-record P --start-error P
+// berth-vmm worker --spec P --socket P --display-socket P --pid-file P --exit-record P --start-error P
 berth::worker::RunFiles parse_worker_args(int argc, char** argv) {
   berth::worker::RunFiles files;
   std::pair<const char*, std::string*> options[] = {{"--spec", &files.spec},
                                                     {"--socket", &files.socket},
+                                                    {"--display-socket", &files.display},
                                                     {"--pid-file", &files.pid},
                                                     {"--exit-record", &files.last_exit},
                                                     {"--start-error", &files.start_error}};

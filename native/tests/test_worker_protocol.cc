@@ -87,6 +87,9 @@ TEST(protocol_parses_each_operation_and_its_fields) {
   CHECK_STR(insert.request->path, std::string("/isos/debian.iso"));
   auto eject = parse_request(R"({"id":6,"op":"media","drive":0,"path":""})");
   CHECK(eject.request && eject.request->path.empty());
+  auto shot = parse_request(R"({"id":7,"op":"screenshot","path":"/tmp/screen.png"})");
+  CHECK(shot.request && shot.request->op == Op::kScreenshot);
+  CHECK_STR(shot.request->path, std::string("/tmp/screen.png"));
 }
 
 TEST(protocol_refuses_bad_requests_naming_the_field) {
@@ -114,6 +117,9 @@ TEST(protocol_refuses_bad_requests_naming_the_field) {
       {R"({"id":1,"op":"media","drive":0,"path":"a.iso"})", true, "path: "},
       {R"({"id":1,"op":"media","drive":0})", true, "path: "},
       {R"({"id":1,"op":"media","drive":0,"path":"","x":1})", true, "unknown field 'x'"},
+      {R"({"id":1,"op":"screenshot","path":"screen.png"})", true, "path: "},
+      {R"({"id":1,"op":"screenshot"})", true, "path: "},
+      {R"({"id":1,"op":"screenshot","path":"/s.png","disks":[]})", true, "unknown field 'disks'"},
   };
   for (const Case& c : cases) {
     auto r = parse_request(c.line);
@@ -190,6 +196,14 @@ TEST(machine_spec_reads_firmware_boot) {
                     "INVALID_CONFIG", "bootOrder[0]");
   CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, R"("com1":true,)", R"("com1":true,"dvds":[{"path":"/x.iso"}],)")),
                     "INVALID_CONFIG", "SCSI controller");
+  CHECK(!b.machine.firmware.display);
+  WorkerSpec d = parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"bios","codePath":"/c","display":true,"displayRomPath":"/vga.bin"}})"));
+  CHECK(d.machine.firmware.display);
+  CHECK_STR(d.machine.firmware.display_rom_path, std::string("/vga.bin"));
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"bios","codePath":"/c","display":"yes"}})")),
+                    "INVALID_CONFIG", "boot.firmware.display");
+  CHECK_THROWS_CODE(parse_machine_spec(with(kSpec, kernel, R"("boot":{"firmware":{"kind":"bios","codePath":"/c","displayRomPath":"/vga.bin"}})")),
+                    "INVALID_CONFIG", "goes with display: true");
 }
 
 TEST(machine_spec_reads_the_disk_controller) {

@@ -137,7 +137,7 @@ WorkerSpec parse_machine_spec(std::string_view json_text) {
   if (boot.is_object() && boot.contains("firmware")) {
     only_keys(boot, "boot", {"firmware"});
     const json& fw = field(boot, "boot", "firmware");
-    only_keys(fw, "boot.firmware", {"kind", "codePath", "varsPath", "bootOrder"});
+    only_keys(fw, "boot.firmware", {"kind", "codePath", "varsPath", "bootOrder", "display", "displayRomPath"});
     const std::string kind = text(fw, "boot.firmware", "kind");
     if (kind != "uefi" && kind != "bios") bad("boot.firmware.kind", "must be 'uefi' or 'bios'");
     m.firmware.kind = kind == "uefi" ? machine::FirmwareKind::kUefi : machine::FirmwareKind::kBios;
@@ -164,6 +164,11 @@ WorkerSpec parse_machine_spec(std::string_view json_text) {
         }
         m.firmware.boot_order.push_back(dev);
       }
+    }
+    if (fw.contains("display")) m.firmware.display = flag(fw, "boot.firmware", "display");
+    if (fw.contains("displayRomPath")) {
+      if (!m.firmware.display) bad("boot.firmware.displayRomPath", "goes with display: true");
+      m.firmware.display_rom_path = text(fw, "boot.firmware", "displayRomPath");
     }
   } else {
     only_keys(boot, "boot", {"kernelPath", "initrdPath", "cmdline"});

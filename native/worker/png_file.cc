@@ -1,4 +1,4 @@
-#include "runner/png_file.h"
+#include "worker/png_file.h"
 
 #include <png.h>
 
@@ -9,7 +9,7 @@
 
 #include "common/error.h"
 
-namespace berth::runner {
+namespace berth::worker {
 
 namespace {
 
@@ -51,4 +51,4 @@ void write_png(const std::string& path, uint32_t width, uint32_t height, std::sp
   }
 }
 
-}  // namespace berth::runner
+}  // namespace berth::worker

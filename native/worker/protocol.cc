@@ -16,7 +16,7 @@ using nlohmann::json;
 // JavaScript's Number.MAX_SAFE_INTEGER: the schema's z.int() accepts no more.
 constexpr double kMaxSafeInteger = 9007199254740991.0;
 
-constexpr std::array<std::pair<std::string_view, Op>, 14> kOps{{
+constexpr std::array<std::pair<std::string_view, Op>, 15> kOps{{
     {"hello", Op::kHello},
     {"state", Op::kState},
     {"stats", Op::kStats},
@@ -31,6 +31,7 @@ constexpr std::array<std::pair<std::string_view, Op>, 14> kOps{{
     {"save", Op::kSave},
     {"checkpoint", Op::kCheckpoint},
     {"media", Op::kMedia},
+    {"screenshot", Op::kScreenshot},
 }};
 
 // An absolute path without NUL characters, as the services give the worker.
@@ -183,6 +184,7 @@ ParseResult parse_request(std::string_view line) {
       break;
     }
     case Op::kSave:
+    case Op::kScreenshot:
     case Op::kCheckpoint: {
       fields = {"path"};
       auto p = v.find("path");
@@ -192,7 +194,7 @@ ParseResult parse_request(std::string_view line) {
         return r;
       }
       req.path = *path;
-      if (req.op == Op::kSave) break;
+      if (req.op != Op::kCheckpoint) break;
       fields = {"path", "disks"};
       auto d = v.find("disks");
       if (d == v.end() || !d->is_array() || d->size() > kMaxCheckpointDisks) {

@@ -19,7 +19,7 @@ constexpr size_t kScrollbackBytes = 256 * 1024;
 constexpr size_t kMaxClientNameBytes = 200;
 constexpr size_t kMaxConsoleInputChars = 1024 * 1024;  // base64 characters
 
-enum class Op { kHello, kState, kStats, kConsoleAttach, kConsoleDetach, kConsoleInput, kPause, kResume, kTurnOff, kReset, kShutDown, kSave, kCheckpoint, kMedia };
+enum class Op { kHello, kState, kStats, kConsoleAttach, kConsoleDetach, kConsoleInput, kPause, kResume, kTurnOff, kReset, kShutDown, kSave, kCheckpoint, kMedia, kScreenshot };
 
 struct Request {
   uint64_t id = 0;
@@ -28,7 +28,7 @@ struct Request {
   std::string client;          // hello
   bool replay = true;          // console-attach
   std::vector<uint8_t> data;   // console-input, decoded
-  std::string path;            // save, checkpoint: the state file to write (absolute)
+  std::string path;            // save, checkpoint: the state file to write; screenshot: the PNG (absolute)
   std::vector<std::string> disks;  // checkpoint: each disk's new file (absolute)
   uint32_t drive = 0;              // media: the DVD drive's index; path "" ejects
 };

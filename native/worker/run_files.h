@@ -11,6 +11,7 @@ namespace berth::worker {
 struct RunFiles {
   std::string spec;         // the machine to run (WorkerSpec), read at start
   std::string socket;       // the control socket
+  std::string display;      // the graphical console's VNC socket (VMs with a display)
   std::string pid;          // WorkerPidFile, removed when the worker ends cleanly
   std::string last_exit;    // LastExit, written when the VM ends
   std::string start_error;  // {code, message}, written when the VM cannot start

@@ -21,10 +21,13 @@
 #include "common/error.h"
 #include "common/unique_fd.h"
 #include "machine/machine.h"
+#include "vnc/vnc_server.h"
 #include "worker/control_server.h"
+#include "worker/display_input.h"
 #include "worker/event_queue.h"
 #include "worker/lifecycle.h"
 #include "worker/machine_spec.h"
+#include "worker/png_file.h"
 #include "worker/boot_watch.h"
 #include "worker/protocol.h"
 #include "worker/scrollback.h"
@@ -100,6 +103,8 @@ class Worker {
     server_->shut_down(500);
     server_.reset();
     unlink(files_.pid.c_str());
+    vnc_.reset();  // before the machine whose display and input it uses
+    display_input_.reset();
     machine_.reset();  // joins the machine's threads; the VM has already stopped
     return exit_status_;
   }
@@ -156,6 +161,38 @@ class Worker {
     started_ms_ = monotonic_ms();
     set_state(VmState::kRunning);
     log("VM running");
+    serve_display();
+  }
+
+  // The graphical console of a VM with a display: VNC on the run folder's display socket.
+  // A VM whose console cannot be served still runs (the serial console remains); the log
+  // says why.
+  void serve_display() {
+    devices::display::Framebuffer* framebuffer = machine_->framebuffer();
+    if (!framebuffer) return;
+    try {
+      display_input_ = std::make_unique<DisplayInput>(*machine_);
+      vnc_ = std::make_unique<vnc::VncServer>(*framebuffer, *display_input_, files_.display);
+      log("serving the graphical console on " + files_.display);
+    } catch (const Error& e) {
+      vnc_.reset();
+      log(std::string("no graphical console: ") + e.what());
+    }
+  }
+
+  // The picture as PNG at path (op screenshot).
+  void screenshot(const std::string& path) {
+    devices::display::Framebuffer* framebuffer = machine_ ? machine_->framebuffer() : nullptr;
+    if (!framebuffer) throw Refusal{"INVALID_STATE", "this VM has no display: only Generation 1 and 2 VMs have one"};
+    const devices::display::DisplayMode mode = framebuffer->mode();
+    if (!mode.enabled) {
+      throw Refusal{"INVALID_STATE", "the display shows nothing yet: the guest has not set a display mode; try again once it has started"};
+    }
+    try {
+      write_png(path, mode.width, mode.height, devices::display::to_rgb24(mode, framebuffer->video_memory()));
+    } catch (const Error& e) {
+      throw Refusal{"IO", e.what()};
+    }
   }
 
   // Native codes are not service codes: START_FAILED, with the native code in the message.
@@ -377,6 +414,12 @@ class Worker {
             std::to_string(static_cast<int>(result.total_ms)) + " ms");
         return save_result(result);
       }
+      case Op::kScreenshot:
+        if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
+          throw Refusal{"INVALID_STATE", "'" + spec_.name + "' is " + state_name(state_) + "; a screenshot needs it running or paused"};
+        }
+        screenshot(r.path);
+        return json::object();
       case Op::kMedia: {
         if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
           throw Refusal{"INVALID_STATE", "'" + spec_.name + "' is " + state_name(state_) +
@@ -406,6 +449,8 @@ class Worker {
   std::thread creator_;
   Scrollback scrollback_{kScrollbackBytes};
   BootWatch boot_watch_;  // firmware VMs: "nothing to boot" in the state result
+  std::unique_ptr<DisplayInput> display_input_;
+  std::unique_ptr<vnc::VncServer> vnc_;
   std::string started_at_ = iso_now();
   VmState state_ = VmState::kStarting;
   bool stop_requested_ = false;
