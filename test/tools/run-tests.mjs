@@ -282,7 +282,7 @@ const ready =
   )) &&
   (await stage('firmware boot files (Debian installer ISO)', 'this host', none, () =>
     run(process.execPath, [join('dist', 'test', 'firmware', 'prepare.js')]),
-  )));
+  ));
 
 if (ready) {
   // The native test binary takes minutes to build with the sanitizers; the lab's specs do not
