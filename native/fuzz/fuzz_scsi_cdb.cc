@@ -18,22 +18,13 @@
 #include "common/error.h"
 #include "common/state_stream.h"
 #include "devices/scsi/cdrom.h"
+#include "virtio_fuzz.h"
 
 using namespace berth::devices::scsi;
 
 namespace {
 
 constexpr uint64_t kSectors = 64;
-
-std::string make_image() {
-  char path[] = "/tmp/berth-fuzz-iso-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) abort();
-  std::vector<char> bytes(kSectors * 2048, 0x5a);
-  if (write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) abort();
-  close(fd);
-  return path;
-}
 
 // The allocation length of the commands whose data it bounds (0xffffffff: not checked).
 uint64_t allocation(const std::vector<uint8_t>& c) {
@@ -72,7 +63,7 @@ void run(ScsiCdrom& d, const std::vector<uint8_t>& cdb) {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string image = make_image();
+  static const std::string image = berth::fuzz::temp_image("iso", kSectors * 2048, 0x5a);
   if (size == 0) return 0;
   ScsiCdrom d("FUZZ");
   if (data[0] == 0xff) {

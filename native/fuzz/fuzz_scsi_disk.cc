@@ -19,6 +19,7 @@
 #include "common/state_stream.h"
 #include "devices/scsi/disk.h"
 #include "disk/block_device.h"
+#include "virtio_fuzz.h"
 
 using namespace berth::devices::scsi;
 namespace disk = berth::disk;
@@ -26,16 +27,6 @@ namespace disk = berth::disk;
 namespace {
 
 constexpr uint64_t kBlocks = 64;
-
-std::string make_image() {
-  char path[] = "/tmp/berth-fuzz-disk-XXXXXX";
-  int fd = mkstemp(path);
-  if (fd < 0) abort();
-  std::vector<char> bytes(kBlocks * 512, 0x5a);
-  if (write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) abort();
-  close(fd);
-  return path;
-}
 
 uint64_t allocation(const std::vector<uint8_t>& c) {
   switch (c[0]) {
@@ -87,7 +78,7 @@ void run(ScsiDisk& d, const std::vector<uint8_t>& cdb, bool fail_io, const uint8
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string image = make_image();
+  static const std::string image = berth::fuzz::temp_image("disk", kBlocks * 512, 0x5a);
   if (size == 0) return 0;
   const bool read_only = (data[0] & 1) != 0;
   disk::OpenOptions o;
