@@ -106,6 +106,8 @@ export const NATIVE_ERROR_CODES = [
   'STATE_CPU_MISMATCH',
   'STATE_MACHINE_MISMATCH',
   'STATE_IO',
+  // A socket the worker serves (control, display) cannot be made (common/unix_socket).
+  'START_FAILED',
   'INTERNAL',
 ] as const;
 export type NativeErrorCode = (typeof NATIVE_ERROR_CODES)[number];

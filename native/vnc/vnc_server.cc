@@ -16,6 +16,7 @@
 
 #include "common/error.h"
 #include "common/unique_fd.h"
+#include "common/unix_socket.h"
 #include "vnc/keymap.h"
 
 namespace berth::vnc {
@@ -144,22 +145,8 @@ void register_extension_once() {
 
 VncServer::VncServer(display::Framebuffer& framebuffer, InputTarget& input, std::string socket_path)
     : framebuffer_(framebuffer), input_(input), path_(std::move(socket_path)) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path_.size() >= sizeof addr.sun_path) {
-    throw Error("START_FAILED", "the display socket path " + path_ +
-                                    " is too long for a Unix socket; move the VM's folder to a shorter path");
-  }
-  std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
   // Blocking: libvncserver's listener accepts only after select() says a client waits.
-  UniqueFd listen_fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!listen_fd.valid()) throw SystemError("START_FAILED", "socket", errno);
-  unlink(path_.c_str());
-  if (bind(listen_fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    throw SystemError("START_FAILED", "bind " + path_, errno);
-  }
-  if (chmod(path_.c_str(), 0600) != 0) throw SystemError("START_FAILED", "chmod " + path_, errno);
-  if (listen(listen_fd.get(), kMaxClients) != 0) throw SystemError("START_FAILED", "listen " + path_, errno);
+  UniqueFd listen_fd = listen_unix_socket(path_, "the display socket", kMaxClients, /*nonblocking=*/false);
 
   install_log_once();
   register_extension_once();

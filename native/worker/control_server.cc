@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "common/error.h"
+#include "common/unix_socket.h"
 #include "worker/protocol.h"
 
 namespace berth::worker {
@@ -28,21 +29,7 @@ uint64_t now_ms() {
 }  // namespace
 
 ControlServer::ControlServer(std::string path) : path_(std::move(path)) {
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path_.size() >= sizeof addr.sun_path) {
-    throw Error("START_FAILED", "the control socket path " + path_ + " is too long for a Unix socket; move the VM's folder to a shorter path");
-  }
-  std::memcpy(addr.sun_path, path_.c_str(), path_.size() + 1);
-  listen_fd_ = UniqueFd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!listen_fd_.valid()) throw SystemError("START_FAILED", "socket", errno);
-  unlink(path_.c_str());
-  if (bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    throw SystemError("START_FAILED", "bind " + path_, errno);
-  }
-  // The umask already made it 0600; make sure even under an unusual umask.
-  if (chmod(path_.c_str(), 0600) != 0) throw SystemError("START_FAILED", "chmod " + path_, errno);
-  if (listen(listen_fd_.get(), 64) != 0) throw SystemError("START_FAILED", "listen " + path_, errno);
+  listen_fd_ = listen_unix_socket(path_, "the control socket", 64, /*nonblocking=*/true);
 }
 
 ControlServer::~ControlServer() {
