@@ -1,11 +1,12 @@
 // Checkpoint trees through the `berth` command line, without starting a VM: deletes that
-// keep every other view, and the crash tests: the CLI kills itself (SIGKILL, through the
+// keep every other view, the refusals (a passthrough disk, disabled checkpoints), and the
+// crash tests: the CLI kills itself (SIGKILL, through the
 // crash hook test/support/crash-cli.ts installs) at every step of create, apply, delete and
 // the merge inside delete;
 // the next command finds the journal, and the VM opens with a consistent tree whose disks
 // qemu-img passes and whose data reads back.
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
@@ -68,6 +69,24 @@ describe('checkpoint trees and crashes', () => {
     assert.equal(r.signal, 'SIGKILL', `${step}: the process should have killed itself (${r.stdout} ${r.stderr})`);
   };
   let n = 0;
+
+  it('refuses a passthrough disk without --exclude-passthrough, and disabled checkpoints', async () => {
+    // A passthrough disk written straight into the configuration (mapping checks are in
+    // services-disks): the checkpoint is refused with the reason, or excludes it.
+    const vm = await newVm('pt');
+    const configPath = join(vm.folder, 'config.json');
+    const config = JSON.parse(readFileSync(configPath, 'utf8')) as { disks: unknown[] };
+    config.disks.push({ slot: 5, kind: 'passthrough', deviceId: 'wwn-0x5000test', readOnly: false });
+    writeFileSync(configPath, JSON.stringify(config));
+    assert.match(
+      await refused('checkpoint', 'create', 'pt'),
+      /'pt' has passthrough disk wwn-0x5000test on slot 5; a checkpoint cannot include a passthrough disk .* exclude it explicitly with --exclude-passthrough/,
+    );
+    const cp = await ok('checkpoint', 'create', 'pt', '--exclude-passthrough');
+    assert.deepEqual(cp['excludedSlots'], [5]);
+    await ok('vm', 'set', 'pt', '--checkpoint-type', 'disabled');
+    assert.match(await refused('checkpoint', 'create', 'pt'), /checkpoints are disabled for 'pt'/);
+  });
 
   it('the product has no crash switch: the old environment variable does nothing', async () => {
     await newVm('no-switch');

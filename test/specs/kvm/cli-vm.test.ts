@@ -1,5 +1,7 @@
-// The berth command line end to end, as a user types it: `node dist/app/cli/main.js ...`
-// with and without --json, exit codes, and the console with Ctrl-] to detach.
+// The berth command line end to end with a running VM, as a user types it:
+// `node dist/app/cli/main.js ...` with and without --json, exit codes, and the console with
+// Ctrl-] to detach. What needs no running VM (creating, listing, usage errors) is in
+// ../host/cli-vm.test.ts: each command's start-up takes seconds in the KVM lab.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
@@ -41,7 +43,7 @@ describe('berth vm (command line)', () => {
     return { code: r.code, body: JSON.parse(r.stdout) as Record<string, unknown> };
   };
 
-  it('creates, lists and shows a VM', async () => {
+  it('creates a VM to run', async () => {
     const created = await berth(
       'vm',
       'new',
@@ -58,51 +60,6 @@ describe('berth vm (command line)', () => {
       '--test-exit-port',
     );
     assert.equal(created.code, 0, created.stderr);
-    assert.match(created.stdout, /^created 'cli1' \([0-9a-f-]{36}\)\n/);
-    assert.match(created.stdout, /\n {2}generation: none \(boots a kernel file directly\)\n/);
-    const list = await berth('vm', 'list');
-    assert.equal(list.code, 0);
-    assert.match(list.stdout, /^NAME\s+STATE\s+CPU\s+MEMORY\s+UPTIME\s+ID\n/);
-    assert.match(list.stdout, /\ncli1\s+Off\s+32 MiB\s+[0-9a-f-]{36}\n/);
-    const listed = await json('vm', 'list');
-    assert.equal(listed.code, 0);
-    const vms = listed.body['vms'] as { name: string; state: string; memoryMiB: number }[];
-    assert.deepEqual(
-      vms.map((v) => [v.name, v.state, v.memoryMiB]),
-      [['cli1', 'Off', 32]],
-    );
-    const show = await json('vm', 'show', 'cli1');
-    assert.equal((show.body['config'] as { boot: { cmdline: string } }).boot.cmdline, 'echo');
-    const text = await berth('vm', 'show', 'cli1');
-    assert.match(text.stdout, /Memory:\s+32 MiB/);
-    assert.match(text.stdout, /Test-exit port:\s+on/);
-  });
-
-  it('usage errors exit 2 and say what to do; refusals exit 1 with {error:{code,message}}', async () => {
-    const noName = await berth('vm', 'new', '--kernel', kernel);
-    assert.equal(noName.code, 2);
-    assert.match(noName.stderr, /^berth: --name is required\nusage: berth vm new/);
-    const unknownFlag = await json('vm', 'list', '--colour');
-    assert.equal(unknownFlag.code, 2);
-    assert.equal((unknownFlag.body['error'] as { code: string }).code, 'USAGE');
-    assert.match((unknownFlag.body['error'] as { message: string }).message, /--colour/);
-    assert.equal((await berth('vm', 'frobnicate')).code, 2);
-    assert.equal((await berth('vm', 'start')).code, 2);
-    assert.equal((await berth('vm', 'new', '--name', 'x', '--kernel', kernel, '--memory', 'lots')).code, 2);
-
-    const tiny = await json('vm', 'new', '--name', 'tiny', '--kernel', kernel, '--memory', '1');
-    assert.equal(tiny.code, 1);
-    assert.deepEqual(tiny.body, {
-      error: { code: 'INVALID_CONFIG', message: 'memory.startupMiB: must be at least 2' },
-    });
-    const paused = await json('vm', 'pause', 'cli1');
-    assert.equal(paused.code, 1);
-    assert.deepEqual(paused.body, {
-      error: { code: 'INVALID_STATE', message: "cannot pause 'cli1': it is Off; start it first" },
-    });
-    const missing = await berth('vm', 'start', 'nope');
-    assert.equal(missing.code, 1);
-    assert.match(missing.stderr, /^berth: no VM named 'nope'; 'berth vm list' shows the VMs\n$/);
   });
 
   it('starts, pauses, resumes and turns off, with --json and without', async () => {
@@ -124,9 +81,6 @@ describe('berth vm (command line)', () => {
         'ACPI, or be busy or still starting); it is still running. Turn it off instead (berth vm turn-off cli1), ' +
         'or try again later',
     });
-    const badTimeout = await berth('vm', 'stop', 'cli1', '--timeout', '0');
-    assert.equal(badTimeout.code, 2);
-    assert.match(badTimeout.stderr, /^berth: --timeout takes 1 to 3600 seconds, not 0\n/);
     // A running VM has no saved state to delete (saved-state.test.ts saves and resumes).
     const noState = await berth('vm', 'delete-saved-state', 'cli1');
     assert.equal(noState.code, 1);
