@@ -4,7 +4,7 @@
 import { basename } from 'node:path';
 
 import { DISK_CONTROLLERS, type BootSettings, type NetworkAdapter, type VmDetails, type VmSummary } from '../api';
-import { MoveService, SHUT_DOWN_TIMEOUT_MS, VmManager } from '../services';
+import { DisplayService, MoveService, SHUT_DOWN_TIMEOUT_MS, VmManager } from '../services';
 import {
   filePath,
   list,
@@ -442,6 +442,16 @@ export const vmCommands: Record<string, Command> = {
     positionals: ['NAME'],
     options: { 'no-replay': { type: 'boolean' } },
     run: (ctx) => attachConsole(ctx),
+  },
+  screenshot: {
+    usage: 'berth vm screenshot NAME FILE.png [--json]',
+    summary: "write what a Generation 1 or 2 VM's display shows to a PNG file",
+    positionals: ['NAME', 'FILE'],
+    run: async ({ manager, args, print }) => {
+      const path = await new DisplayService(manager).screenshot(args[0] ?? '', args[1] ?? '');
+      print(`wrote the screen of '${args[0] ?? ''}' to ${path}`);
+      return { path };
+    },
   },
   ...dvdCommands,
 };

@@ -40,6 +40,8 @@ export const FIRMWARE_IMAGES = {
   // No keys: Secure Boot is off.
   uefiVarsBlank: { file: 'OVMF_VARS_4M.fd', package: 'ovmf', what: 'the UEFI variable store template' },
   bios: { file: 'bios-256k.bin', package: 'seabios', what: 'the BIOS (SeaBIOS)' },
+  // SeaVGABIOS for the VM's display: it draws the BIOS's text into the framebuffer.
+  biosDisplayRom: { file: 'vgabios-bochs-display.bin', package: 'seabios', what: "the BIOS's display option ROM" },
 } as const satisfies Record<string, FirmwareImage>;
 
 export function firmwareDirs(env: NodeJS.ProcessEnv = process.env): string[] {
@@ -191,11 +193,18 @@ export async function applyVarsChange(
 export interface StartFirmware {
   codePath: string;
   varsPath?: string;
+  // BIOS VMs: the display's option ROM (OVMF drives the display itself).
+  displayRomPath?: string;
 }
 
 export async function prepareFirmware(config: VmConfig, paths: VmPaths): Promise<StartFirmware | undefined> {
   const boot = config.boot;
-  if (boot.kind === 'bios') return { codePath: await findFirmware(FIRMWARE_IMAGES.bios) };
+  if (boot.kind === 'bios') {
+    return {
+      codePath: await findFirmware(FIRMWARE_IMAGES.bios),
+      displayRomPath: await findFirmware(FIRMWARE_IMAGES.biosDisplayRom),
+    };
+  }
   if (boot.kind !== 'uefi') return undefined;
   const codePath = await findFirmware(FIRMWARE_IMAGES.uefiCode);
   const template = await findFirmware(varsTemplate(boot.secureBoot));

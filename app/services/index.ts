@@ -15,5 +15,6 @@ export { exportCheckpoint } from './export-checkpoint';
 export { storageBackend, type OperationContext, type StorageBackend } from './bridge-storage';
 export { HostActions } from './host-actions';
 export { MoveService, parseMoveTarget, type MoveTarget } from './move';
+export { DisplayService } from './display';
 export { DvdService, type DvdList } from './dvd';
 export { FIRMWARE_DIRS, FIRMWARE_IMAGES, findFirmware } from './firmware';

@@ -60,12 +60,21 @@ function boot(config: VmConfig, firmware: StartFirmware | undefined): WorkerSpec
   }
   if (!firmware) throw new BerthError('INTERNAL', `'${config.name}' boots firmware, but none was found for it`);
   const bootOrder = [...b.bootOrder];
-  if (b.kind === 'bios') return { firmware: { kind: 'bios', codePath: firmware.codePath, bootOrder } };
+  // Every Generation 1 and 2 VM has a display, as in Hyper-V.
+  if (b.kind === 'bios') {
+    const bios: z.infer<typeof WorkerFirmwareBoot> = {
+      firmware: { kind: 'bios', codePath: firmware.codePath, bootOrder, display: true },
+    };
+    if (firmware.displayRomPath !== undefined && bios.firmware.kind === 'bios') {
+      bios.firmware.displayRomPath = firmware.displayRomPath;
+    }
+    return bios;
+  }
   if (firmware.varsPath === undefined) {
     throw new BerthError('INTERNAL', `'${config.name}' is a UEFI VM without a variable store`);
   }
   const fw: z.infer<typeof WorkerFirmwareBoot> = {
-    firmware: { kind: 'uefi', codePath: firmware.codePath, varsPath: firmware.varsPath, bootOrder },
+    firmware: { kind: 'uefi', codePath: firmware.codePath, varsPath: firmware.varsPath, bootOrder, display: true },
   };
   return fw;
 }

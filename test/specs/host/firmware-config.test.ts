@@ -134,21 +134,28 @@ describe('a version-1 config.json on disk', () => {
 describe('the worker spec of a firmware VM', () => {
   const fw = { codePath: '/usr/share/OVMF/OVMF_CODE_4M.fd', varsPath: '/vms/x/firmware/uefi-vars.fd' };
 
-  it("names the UEFI code, the VM's store, the boot order and the DVD drives in slot order", () => {
+  it("names the UEFI code, the VM's store, the boot order, its display and the DVD drives in slot order", () => {
     const c = migrateConfig({
       ...base,
       boot: { kind: 'uefi', secureBoot: false, bootOrder: ['disk', 'dvd'] },
       dvdDrives: [{ slot: 2, path: '/isos/b.iso' }, { slot: 0 }, { slot: 1, path: 'rel.iso' }],
     });
     const spec = toWorkerSpec(c, fw, '/vms/x');
-    assert.deepEqual(spec.boot, { firmware: { kind: 'uefi', ...fw, bootOrder: ['disk', 'dvd'] } });
+    assert.deepEqual(spec.boot, { firmware: { kind: 'uefi', ...fw, bootOrder: ['disk', 'dvd'], display: true } });
     assert.deepEqual(spec.dvds, [{ path: '' }, { path: '/vms/x/rel.iso' }, { path: '/isos/b.iso' }]);
   });
 
-  it('gives a BIOS VM its ROM and no variable store; a kernel VM no DVD drives', () => {
+  it("gives a BIOS VM its ROM, its display's option ROM and no variable store; a kernel VM no DVD drives", () => {
     const bios = migrateConfig({ ...base, boot: { kind: 'bios' } });
-    assert.deepEqual(toWorkerSpec(bios, { codePath: '/usr/share/seabios/bios-256k.bin' }).boot, {
-      firmware: { kind: 'bios', codePath: '/usr/share/seabios/bios-256k.bin', bootOrder: ['dvd', 'disk', 'network'] },
+    const rom = '/usr/share/seabios/vgabios-bochs-display.bin';
+    assert.deepEqual(toWorkerSpec(bios, { codePath: '/usr/share/seabios/bios-256k.bin', displayRomPath: rom }).boot, {
+      firmware: {
+        kind: 'bios',
+        codePath: '/usr/share/seabios/bios-256k.bin',
+        bootOrder: ['dvd', 'disk', 'network'],
+        display: true,
+        displayRomPath: rom,
+      },
     });
     const kernel = migrateConfig({ ...base, boot: { kind: 'pvh', kernelPath: '/k' } });
     const spec = toWorkerSpec(kernel);

@@ -177,6 +177,28 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
     await fails(['vm', 'dvd', 'add', 'k'], 'INVALID_CONFIG', /boots a kernel file directly and has no SCSI controller/);
   });
 
+  it('a screenshot needs a running Generation 1 or 2 VM and a .png file', async () => {
+    const shot = join(work, 'screen.png');
+    await fails(
+      ['vm', 'screenshot', 'g2', join(work, 'screen.jpg')],
+      'INVALID_ARGUMENT',
+      /a screenshot is a PNG file: name it \.png/,
+    );
+    await fails(
+      ['vm', 'screenshot', 'g2', shot],
+      'INVALID_STATE',
+      /cannot take a screenshot of 'g2': it is Off; start it first/,
+    );
+    await fails(
+      ['vm', 'screenshot', 'k', shot],
+      'INVALID_STATE',
+      /'k' has no display: it boots a Linux kernel directly/,
+    );
+    await fails(['vm', 'screenshot', 'nope', shot], 'NOT_FOUND', /nope/);
+    await fails(['vm', 'screenshot', 'g2'], 'USAGE', /FILE/);
+    assert.ok(!existsSync(shot), 'no file was written');
+  });
+
   it('converts a VM that boots a kernel to Generation 2 (a new store) and back (the store goes)', async () => {
     const g = await vm('vm', 'set', 'k', '--generation', '2', '--secure-boot', 'off');
     assert.deepEqual(g.config['boot'], { kind: 'uefi', secureBoot: false, bootOrder: ['dvd', 'disk', 'network'] });

@@ -14,11 +14,13 @@
 // (QEMU itself, as the VMM there, did not reach GRUB's menu in 200 s): the limits are
 // generous, and the lab gives each of its CPUs a host thread (test/tools/run-tests.mjs).
 import assert from 'node:assert/strict';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
-import { VmManager } from '../../../app/services';
+import { PNG } from 'pngjs';
+
+import { DisplayService, VmManager } from '../../../app/services';
 import { TextSink, cleanBerthHome, makeBerthHome, waitUntil } from '../../support/berth-home';
 import {
   GRUB_MENU_MARKER,
@@ -181,6 +183,29 @@ describe('Generation 1 (SeaBIOS) boots an installation image', () => {
       );
       assert.equal(vm.state, 'Running');
       assert.match(vm.stateReason ?? '', /^the firmware found nothing to boot \("No bootable device\./);
+
+      // The VM's display shows the same: SeaBIOS's text, drawn by its display ROM, in the top
+      // rows of the screen and nothing below them.
+      const file = join(root, 'no-bootable-device.png');
+      await new DisplayService(manager).screenshot('gen1-blank', file);
+      const png = PNG.sync.read(readFileSync(file));
+      assert.ok(png.width >= 640 && png.height >= 480, `a ${png.width}x${png.height} screen`);
+      const lit = (x0: number, y0: number, x1: number, y1: number): number => {
+        let n = 0;
+        for (let y = y0; y < y1; y++)
+          for (let x = x0; x < x1; x++) {
+            const i = (y * png.width + x) * 4;
+            if ((png.data[i] ?? 0) + (png.data[i + 1] ?? 0) + (png.data[i + 2] ?? 0) > 3 * 96) n++;
+          }
+        return n;
+      };
+      const top = lit(0, 0, png.width, Math.floor(png.height / 4));
+      const bottom = lit(0, Math.floor(png.height / 2), png.width, png.height);
+      console.log(
+        `# gen1-blank: ${png.width}x${png.height} screen, ${top} lit pixels in the top quarter, ${bottom} in the lower half`,
+      );
+      assert.ok(top > 500, `SeaBIOS's text lights the top of the screen (${top} pixels)`);
+      assert.equal(bottom, 0, 'nothing below its text');
     } finally {
       await session.detach();
       await manager.turnOff('gen1-blank');
