@@ -88,6 +88,10 @@ export const BootOrder = z
   });
 export type BootOrder = z.infer<typeof BootOrder>;
 const bootOrder = BootOrder.default(() => [...DEFAULT_BOOT_ORDER]);
+// Generation 1 and 2: the display (the graphical console), on as in Hyper-V. Off, the VM has
+// its serial console only, as a headless server; a BIOS VM then also skips the display's
+// option ROM, whose text output is slow where VM exits are (nested virtualization).
+const display = z.boolean().default(true);
 
 export const BootSettings = z.discriminatedUnion('kind', [
   // A PVH ELF kernel (the test guest, or a Linux vmlinux with the PVH note).
@@ -96,9 +100,9 @@ export const BootSettings = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('linux'), ...kernelBoot }),
   // Generation 2: UEFI (OVMF) with the VM's own variable store (<vm>/firmware/uefi-vars.fd),
   // made from the template with Microsoft's keys enrolled (Secure Boot on) or without keys.
-  z.strictObject({ kind: z.literal('uefi'), secureBoot: z.boolean().default(true), bootOrder }),
+  z.strictObject({ kind: z.literal('uefi'), secureBoot: z.boolean().default(true), bootOrder, display }),
   // Generation 1: a BIOS (SeaBIOS).
-  z.strictObject({ kind: z.literal('bios'), bootOrder }),
+  z.strictObject({ kind: z.literal('bios'), bootOrder, display }),
 ]);
 export type BootSettings = z.infer<typeof BootSettings>;
 export type FirmwareBoot = Extract<BootSettings, { kind: 'uefi' | 'bios' }>;

@@ -156,6 +156,8 @@ export const VmSettingsPatch = z.strictObject({
   secureBoot: z.boolean().optional(),
   // Generation 1 and 2: the kinds of device the firmware tries, first to last.
   bootOrder: BootOrder.optional(),
+  // Generation 1 and 2: the display (graphical console); off leaves the serial console only.
+  display: z.boolean().optional(),
   testExitPort: z.boolean().optional(),
   com1: z.boolean().optional(),
   checkpointType: z.enum(['standard', 'production', 'disabled']).optional(),

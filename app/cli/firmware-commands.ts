@@ -47,13 +47,14 @@ export const firmwareNewOptions: Options = {
   generation: { type: 'string' },
   'secure-boot': { type: 'string' },
   'boot-order': { type: 'string' },
+  display: { type: 'string' },
   iso: { type: 'string' },
   'disk-size': { type: 'string' },
 };
 
 export const FIRMWARE_NEW_USAGE =
-  '              [--generation 1|2 [--secure-boot on|off] [--iso PATH] [--boot-order dvd,disk,network]]\n' +
-  '              [--disk-size SIZE]';
+  '              [--generation 1|2 [--secure-boot on|off] [--iso PATH] [--boot-order dvd,disk,network]\n' +
+  '              [--display on|off]] [--disk-size SIZE]';
 
 // What `vm new` boots: firmware when --generation is given (Secure Boot on for Generation 2
 // unless told, as Hyper-V does; --iso puts a DVD drive with the image first in the boot
@@ -64,8 +65,9 @@ export function firmwareBootFromFlags(values: Values): { boot: BootSettings; dvd
   const secureBoot = parseOnOff('secure-boot', str(values, 'secure-boot'));
   const order = parseBootOrder('boot-order', str(values, 'boot-order'));
   const iso = str(values, 'iso');
+  const display = parseOnOff('display', str(values, 'display')) ?? true;
   if (generation === undefined) {
-    const extra = ['secure-boot', 'boot-order', 'iso'].find((k) => values[k] !== undefined);
+    const extra = ['secure-boot', 'boot-order', 'iso', 'display'].find((k) => values[k] !== undefined);
     if (extra) {
       throw new UsageError(
         `--${extra} is for Generation 1 and 2 VMs (--generation 1|2); a VM booting a kernel directly has no firmware` +
@@ -90,7 +92,9 @@ export function firmwareBootFromFlags(values: Values): { boot: BootSettings; dvd
   let bootOrder = order ?? [...DEFAULT_BOOT_ORDER];
   if (iso !== undefined && order === undefined) bootOrder = ['dvd', ...bootOrder.filter((d) => d !== 'dvd')];
   const boot: BootSettings =
-    generation === 1 ? { kind: 'bios', bootOrder } : { kind: 'uefi', secureBoot: secureBoot ?? true, bootOrder };
+    generation === 1
+      ? { kind: 'bios', bootOrder, display }
+      : { kind: 'uefi', secureBoot: secureBoot ?? true, bootOrder, display };
   return { boot, dvdDrives };
 }
 
@@ -98,10 +102,11 @@ export const firmwareSetOptions: Options = {
   generation: { type: 'string' },
   'secure-boot': { type: 'string' },
   'boot-order': { type: 'string' },
+  display: { type: 'string' },
 };
 
 export const FIRMWARE_SET_USAGE =
-  '              [--generation 1|2] [--secure-boot on|off] [--boot-order dvd,disk,network]\n' +
+  '              [--generation 1|2] [--secure-boot on|off] [--boot-order dvd,disk,network] [--display on|off]\n' +
   '              (--secure-boot replaces the UEFI variable store: it resets the UEFI settings, boot entries)';
 
 // The firmware part of `vm set`'s patch.
@@ -113,6 +118,7 @@ export function firmwarePatchFromFlags(values: Values): Record<string, unknown> 
   const patch: Record<string, unknown> = {
     secureBoot: parseOnOff('secure-boot', str(values, 'secure-boot')),
     bootOrder: parseBootOrder('boot-order', str(values, 'boot-order')),
+    display: parseOnOff('display', str(values, 'display')),
   };
   if (generation !== undefined) patch['bootKind'] = generation === 1 ? 'bios' : 'uefi';
   return Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined));
@@ -156,6 +162,7 @@ export function bootLines(c: VmConfig): [string, string][] {
   ];
   if (b.kind === 'uefi') lines.push(['Secure Boot', b.secureBoot ? "on (Microsoft's keys)" : 'off']);
   lines.push(['Boot order', b.bootOrder.map((d) => deviceWords[d]).join(', ')]);
+  lines.push(['Display', b.display ? 'on (graphical console)' : 'off (serial console only)']);
   const drives = [...c.dvdDrives].sort((x, y) => x.slot - y.slot);
   lines.push(['DVD drives', drives.length === 0 ? 'none' : drives.map(dvdText).join(', ')]);
   return lines;

@@ -2,7 +2,7 @@
 // over VNC on the run folder's display socket, and screenshots of it (`berth vm screenshot`).
 import { resolve } from 'node:path';
 
-import { BerthError, isFirmwareBoot } from '../api';
+import { BerthError } from '../api';
 import type { VmManager } from './manager';
 
 export class DisplayService {
@@ -15,11 +15,19 @@ export class DisplayService {
       throw new BerthError('INVALID_ARGUMENT', `a screenshot is a PNG file: name it .png (not ${path})`);
     }
     const vm = await this.manager.show(ref);
-    if (!isFirmwareBoot(vm.config.boot)) {
+    const boot = vm.config.boot;
+    if (boot.kind !== 'bios' && boot.kind !== 'uefi') {
       throw new BerthError(
         'INVALID_STATE',
         `'${vm.name}' has no display: it boots a Linux kernel directly and has only its serial console ` +
           '(Generation 1 and 2 VMs have a display)',
+      );
+    }
+    if (!boot.display) {
+      throw new BerthError(
+        'INVALID_STATE',
+        `'${vm.name}' has no display: it is off in its settings (serial console only); turn it on with ` +
+          `berth vm set ${vm.name} --display on while the VM is off`,
       );
     }
     if (vm.state !== 'Running' && vm.state !== 'Paused') {

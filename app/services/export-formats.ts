@@ -144,6 +144,13 @@ export function toLibvirt(c: VmConfig, folder: string): string {
     l.push(`      <target type="serial" port="0"/>`);
     l.push(`    </console>`);
   }
+  // The display: QEMU's bochs-display is the same device, served over VNC as Berth serves it.
+  if ((c.boot.kind === 'uefi' || c.boot.kind === 'bios') && c.boot.display) {
+    l.push(`    <graphics type="vnc" autoport="yes" listen="127.0.0.1"/>`);
+    l.push(`    <video>`);
+    l.push(`      <model type="bochs" vram="16384"/>`);
+    l.push(`    </video>`);
+  }
   l.push(`  </devices>`);
   l.push(`</domain>`);
   return `${l.join('\n')}\n`;
@@ -241,7 +248,7 @@ export function ovfEnvelope(c: VmConfig, files: OvfDiskFile[]): string {
     firmware.push(
       `      <berth:Firmware ovf:required="false" berth:type="${b.kind}"` +
         (b.kind === 'uefi' ? ` berth:secureBoot="${b.secureBoot}"` : '') +
-        ` berth:bootOrder="${b.bootOrder.join(',')}"/>`,
+        ` berth:bootOrder="${b.bootOrder.join(',')}" berth:display="${b.display}"/>`,
     );
   }
   return [

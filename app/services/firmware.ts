@@ -126,10 +126,15 @@ export function applyBootPatch(c: VmConfig, patch: VmSettingsPatch): 'create' | 
   const was = c.boot;
   const kind = patch.bootKind ?? was.kind;
   if (kind === 'pvh' || kind === 'linux') {
-    if (patch.secureBoot !== undefined || patch.bootOrder !== undefined) {
-      const what = patch.secureBoot !== undefined ? 'Secure Boot' : 'the boot order';
+    const firmwareKey = (['secureBoot', 'bootOrder', 'display'] as const).find((k) => patch[k] !== undefined);
+    if (firmwareKey !== undefined) {
+      const what = {
+        secureBoot: 'Secure Boot is a firmware setting',
+        bootOrder: 'the boot order is a firmware setting',
+        display: 'a display is for Generation 1 and 2 VMs',
+      }[firmwareKey];
       throw new ConfigError([
-        `${patch.secureBoot !== undefined ? 'secureBoot' : 'bootOrder'}: ${what} is a firmware setting; '${c.name}' ` +
+        `${firmwareKey}: ${what}; '${c.name}' ` +
           'boots a kernel file directly (make it Generation 1 or 2 with --boot bios or --boot uefi)',
       ]);
     }
@@ -164,16 +169,17 @@ export function applyBootPatch(c: VmConfig, patch: VmSettingsPatch): 'create' | 
   }
   const bootOrder = patch.bootOrder ?? (isFirmwareBoot(was) && 'bootOrder' in was ? was.bootOrder : undefined);
   const order = bootOrder ?? [...DEFAULT_BOOT_ORDER];
+  const display = patch.display ?? (was.kind === 'bios' || was.kind === 'uefi' ? was.display : true);
   if (kind === 'bios') {
     if (patch.secureBoot !== undefined) {
       throw new ConfigError([`secureBoot: Secure Boot is a UEFI setting; '${c.name}' is a Generation 1 (BIOS) VM`]);
     }
-    c.boot = { kind: 'bios', bootOrder: order };
+    c.boot = { kind: 'bios', bootOrder: order, display };
     return was.kind === 'uefi' ? 'remove' : undefined;
   }
   const wasSecure = was.kind === 'uefi' ? was.secureBoot : undefined;
   const secureBoot = patch.secureBoot ?? wasSecure ?? true;
-  c.boot = { kind: 'uefi', secureBoot, bootOrder: order };
+  c.boot = { kind: 'uefi', secureBoot, bootOrder: order, display };
   return wasSecure === undefined || wasSecure !== secureBoot ? 'create' : undefined;
 }
 
@@ -200,10 +206,10 @@ export interface StartFirmware {
 export async function prepareFirmware(config: VmConfig, paths: VmPaths): Promise<StartFirmware | undefined> {
   const boot = config.boot;
   if (boot.kind === 'bios') {
-    return {
-      codePath: await findFirmware(FIRMWARE_IMAGES.bios),
-      displayRomPath: await findFirmware(FIRMWARE_IMAGES.biosDisplayRom),
-    };
+    const codePath = await findFirmware(FIRMWARE_IMAGES.bios);
+    return boot.display
+      ? { codePath, displayRomPath: await findFirmware(FIRMWARE_IMAGES.biosDisplayRom) }
+      : { codePath };
   }
   if (boot.kind !== 'uefi') return undefined;
   const codePath = await findFirmware(FIRMWARE_IMAGES.uefiCode);

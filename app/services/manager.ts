@@ -149,6 +149,7 @@ const settingNames = {
   bootKind: 'the boot kind',
   secureBoot: 'Secure Boot',
   bootOrder: 'the boot order',
+  display: 'the display',
   testExitPort: 'the test-exit port',
   com1: 'COM1',
 } as const;
@@ -336,6 +337,7 @@ export class VmManager {
         'bootKind',
         'secureBoot',
         'bootOrder',
+        'display',
         'testExitPort',
         'com1',
       ] as const
@@ -351,8 +353,16 @@ export class VmManager {
       if (patch.notes !== undefined) c.notes = patch.notes;
       if (patch.memoryMiB !== undefined) c.memory.startupMiB = patch.memoryMiB;
       if (patch.processorCount !== undefined) c.processors.count = patch.processorCount;
-      // Kernel files, generation, Secure Boot, boot order (firmware.ts).
-      const bootKeys = ['kernelPath', 'initrdPath', 'cmdline', 'bootKind', 'secureBoot', 'bootOrder'] as const;
+      // Kernel files, generation, Secure Boot, boot order, display (firmware.ts).
+      const bootKeys = [
+        'kernelPath',
+        'initrdPath',
+        'cmdline',
+        'bootKind',
+        'secureBoot',
+        'bootOrder',
+        'display',
+      ] as const;
       const vars = bootKeys.some((k) => patch[k] !== undefined) ? applyBootPatch(c, patch) : undefined;
       if (patch.testExitPort !== undefined) c.testExitPort = patch.testExitPort;
       if (patch.com1 !== undefined) c.com1.enabled = patch.com1;

@@ -60,10 +60,10 @@ function boot(config: VmConfig, firmware: StartFirmware | undefined): WorkerSpec
   }
   if (!firmware) throw new BerthError('INTERNAL', `'${config.name}' boots firmware, but none was found for it`);
   const bootOrder = [...b.bootOrder];
-  // Every Generation 1 and 2 VM has a display, as in Hyper-V.
+  // A Generation 1 or 2 VM has a display unless its settings turn it off.
   if (b.kind === 'bios') {
     const bios: z.infer<typeof WorkerFirmwareBoot> = {
-      firmware: { kind: 'bios', codePath: firmware.codePath, bootOrder, display: true },
+      firmware: { kind: 'bios', codePath: firmware.codePath, bootOrder, display: b.display },
     };
     if (firmware.displayRomPath !== undefined && bios.firmware.kind === 'bios') {
       bios.firmware.displayRomPath = firmware.displayRomPath;
@@ -74,7 +74,7 @@ function boot(config: VmConfig, firmware: StartFirmware | undefined): WorkerSpec
     throw new BerthError('INTERNAL', `'${config.name}' is a UEFI VM without a variable store`);
   }
   const fw: z.infer<typeof WorkerFirmwareBoot> = {
-    firmware: { kind: 'uefi', codePath: firmware.codePath, varsPath: firmware.varsPath, bootOrder, display: true },
+    firmware: { kind: 'uefi', codePath: firmware.codePath, varsPath: firmware.varsPath, bootOrder, display: b.display },
   };
   return fw;
 }

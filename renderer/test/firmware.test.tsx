@@ -185,6 +185,25 @@ describe('Settings: Firmware and DVD drives', () => {
     expect(updated).toEqual({ vm: vm.id, patch: { secureBoot: false, bootOrder: ['disk', 'dvd', 'network'] } });
   });
 
+  it('turns the display off for a VM that needs only its serial console', async () => {
+    const vm = details({ kind: 'bios' }, [{ slot: 0 }]);
+    let updated: MethodArgs<'vm.update'> | undefined;
+    const api = new FakeApi({
+      'vm.get': () => vm,
+      'vm.update': (args) => {
+        updated = args;
+        return vm;
+      },
+    });
+    await open(api);
+    const display = choice('Display (graphical console)');
+    expect(display.checked).toBe(true);
+    await click(display);
+    expect(await axeViolations()).toEqual([]);
+    await click(buttonNamed('OK'));
+    expect(updated).toEqual({ vm: vm.id, patch: { display: false } });
+  });
+
   it('puts a hard drive on the SCSI controller of a Generation 1 VM', async () => {
     const disk = { slot: 0, kind: 'virtual', path: '/vms/d0.qcow2' };
     const vm = details({ kind: 'bios' }, [], 'Off', [disk]);

@@ -1,5 +1,5 @@
 // Settings pages of Generation 1 and 2 VMs: Firmware (boot order with Move Up/Move Down,
-// Secure Boot for Generation 2 with what changing it does) and the SCSI controller with its
+// Secure Boot for Generation 2 with what changing it does, the display) and the SCSI controller with its
 // DVD drives (add, remove, an image file or None). While the VM runs only a drive's media
 // may change (as Media > DVD Drive does).
 import { MAX_DVD_DRIVES, type BootDevice, type DvdDrive } from '../../../app/api/config';
@@ -9,6 +9,7 @@ export interface FirmwareDraft {
   kind: 'uefi' | 'bios';
   secureBoot: boolean;
   bootOrder: BootDevice[];
+  display: boolean;
 }
 
 // A drive as the page edits it: path '' is "Image file" chosen but not yet given.
@@ -92,6 +93,17 @@ export function FirmwarePage(props: {
           </p>
         </>
       ) : null}
+      <label className="check">
+        <input
+          type="checkbox"
+          checked={f.display}
+          onChange={(e) => props.onChange({ ...f, display: e.target.checked })}
+        />{' '}
+        Display (graphical console)
+      </label>
+      <p className="hint">
+        Without a display the virtual machine has its serial console only, as a headless server does.
+      </p>
     </fieldset>
   );
 }

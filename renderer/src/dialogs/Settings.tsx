@@ -72,6 +72,7 @@ function draftOf(c: VmConfig): Draft {
             kind: c.boot.kind,
             secureBoot: c.boot.kind === 'uefi' ? c.boot.secureBoot : false,
             bootOrder: [...c.boot.bootOrder],
+            display: c.boot.display,
           },
         }
       : {}),
@@ -89,6 +90,7 @@ export function settingsPatch(before: Draft, after: Draft): VmUpdatePatch {
   if (after.firmware && before.firmware) {
     if (after.firmware.secureBoot !== before.firmware.secureBoot) p.secureBoot = after.firmware.secureBoot;
     if (after.firmware.bootOrder.join() !== before.firmware.bootOrder.join()) p.bootOrder = after.firmware.bootOrder;
+    if (after.firmware.display !== before.firmware.display) p.display = after.firmware.display;
   } else {
     if (after.bootKind !== before.bootKind) p.bootKind = after.bootKind;
     if (after.kernelPath !== before.kernelPath) p.kernelPath = after.kernelPath;

@@ -40,10 +40,10 @@ describe('configuration version 2', () => {
   it('is the version written, and fills the firmware defaults (Secure Boot on, DVD first)', () => {
     assert.equal(CONFIG_SCHEMA_VERSION, 2);
     const c = migrateConfig({ ...base, boot: { kind: 'uefi' } });
-    assert.deepEqual(c.boot, { kind: 'uefi', secureBoot: true, bootOrder: ['dvd', 'disk', 'network'] });
+    assert.deepEqual(c.boot, { kind: 'uefi', secureBoot: true, bootOrder: ['dvd', 'disk', 'network'], display: true });
     assert.deepEqual(c.dvdDrives, []);
     const bios = migrateConfig({ ...base, boot: { kind: 'bios', bootOrder: ['disk'] }, dvdDrives: [{ slot: 1 }] });
-    assert.deepEqual(bios.boot, { kind: 'bios', bootOrder: ['disk'] });
+    assert.deepEqual(bios.boot, { kind: 'bios', bootOrder: ['disk'], display: true });
     assert.deepEqual(bios.dvdDrives, [{ slot: 1 }]);
   });
 
@@ -157,6 +157,18 @@ describe('the worker spec of a firmware VM', () => {
         displayRomPath: rom,
       },
     });
+    // Without a display: no display device and no option ROM for it.
+    const headless = migrateConfig({ ...base, boot: { kind: 'bios', display: false } });
+    assert.deepEqual(toWorkerSpec(headless, { codePath: '/usr/share/seabios/bios-256k.bin' }).boot, {
+      firmware: {
+        kind: 'bios',
+        codePath: '/usr/share/seabios/bios-256k.bin',
+        bootOrder: ['dvd', 'disk', 'network'],
+        display: false,
+      },
+    });
+    refused({ ...base, boot: { kind: 'uefi', display: 'yes' } }, /^boot\.display: /);
+    refused({ ...base, boot: { kind: 'pvh', kernelPath: '/k', display: true } }, /^boot: unknown field 'display'$/);
     const kernel = migrateConfig({ ...base, boot: { kind: 'pvh', kernelPath: '/k' } });
     const spec = toWorkerSpec(kernel);
     assert.equal(spec.dvds, undefined);

@@ -69,7 +69,12 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
 
   it('creates a Generation 2 VM with Secure Boot, an image in a DVD drive first to boot, and a new disk', async () => {
     const g2 = await vm('vm', 'new', '--name', 'g2', '--generation', '2', '--iso', iso, '--disk-size', '16M');
-    assert.deepEqual(g2.config['boot'], { kind: 'uefi', secureBoot: true, bootOrder: ['dvd', 'disk', 'network'] });
+    assert.deepEqual(g2.config['boot'], {
+      kind: 'uefi',
+      secureBoot: true,
+      bootOrder: ['dvd', 'disk', 'network'],
+      display: true,
+    });
     assert.deepEqual(g2.config.dvdDrives, [{ slot: 0, path: iso }]);
     assert.equal((g2.config['memory'] as { startupMiB: number }).startupMiB, 1024);
     const disks = g2.config['disks'] as { path: string }[];
@@ -89,9 +94,24 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
     const off = await vm('vm', 'new', '--name', 'g2-off', '--generation', '2', '--secure-boot', 'off');
     assert.ok(readFileSync(vars(off)).equals(template('OVMF_VARS_4M.fd')));
     const g1 = await vm('vm', 'new', '--name', 'g1', '--generation', '1', '--boot-order', 'disk,network');
-    assert.deepEqual(g1.config['boot'], { kind: 'bios', bootOrder: ['disk', 'network'] });
+    assert.deepEqual(g1.config['boot'], { kind: 'bios', bootOrder: ['disk', 'network'], display: true });
     assert.deepEqual(g1.config.dvdDrives, [{ slot: 0 }], 'Generation 1 has an empty DVD drive, as in Hyper-V');
     assert.ok(!existsSync(join(g1.folder, 'firmware')));
+  });
+
+  it('turns the display off and on while the VM is off, and says where it does not apply', async () => {
+    const off = await vm('vm', 'set', 'g1', '--display', 'off');
+    assert.equal((off.config['boot'] as { display: boolean }).display, false);
+    assert.match((await run(['vm', 'show', 'g1'])).stdout, /Display: +off \(serial console only\)/);
+    const on = await vm('vm', 'set', 'g1', '--display', 'on');
+    assert.equal((on.config['boot'] as { display: boolean }).display, true);
+    assert.match((await run(['vm', 'show', 'g1'])).stdout, /Display: +on \(graphical console\)/);
+    await fails(['vm', 'set', 'g1', '--display', 'maybe'], 'USAGE', /--display takes on or off/);
+    await fails(
+      ['vm', 'new', '--name', 'kd', '--kernel', testGuestPath(), '--display', 'off'],
+      'USAGE',
+      /--display is for Generation 1 and 2 VMs/,
+    );
   });
 
   it('refuses bad input with clear errors', async () => {
@@ -151,7 +171,7 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
     assert.match(r.stdout, /Secure Boot is now off; .*reset its UEFI settings \(boot entries\)/);
     assert.ok(readFileSync(vars(before)).equals(template('OVMF_VARS_4M.fd')));
     const on = await vm('vm', 'set', 'g2', '--secure-boot', 'on', '--boot-order', 'disk,dvd');
-    assert.deepEqual(on.config['boot'], { kind: 'uefi', secureBoot: true, bootOrder: ['disk', 'dvd'] });
+    assert.deepEqual(on.config['boot'], { kind: 'uefi', secureBoot: true, bootOrder: ['disk', 'dvd'], display: true });
     assert.ok(readFileSync(vars(on)).equals(template('OVMF_VARS_4M.ms.fd')));
     assert.equal(statSync(vars(on)).mode & 0o777, 0o600);
   });
@@ -195,13 +215,25 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
       /'k' has no display: it boots a Linux kernel directly/,
     );
     await fails(['vm', 'screenshot', 'nope', shot], 'NOT_FOUND', /nope/);
+    // A VM whose display is off in its settings has its serial console only.
+    await vm('vm', 'new', '--name', 'headless', '--generation', '1', '--display', 'off');
+    await fails(
+      ['vm', 'screenshot', 'headless', shot],
+      'INVALID_STATE',
+      /'headless' has no display: it is off in its settings \(serial console only\); turn it on with berth vm set headless --display on/,
+    );
     await fails(['vm', 'screenshot', 'g2'], 'USAGE', /FILE/);
     assert.ok(!existsSync(shot), 'no file was written');
   });
 
   it('converts a VM that boots a kernel to Generation 2 (a new store) and back (the store goes)', async () => {
     const g = await vm('vm', 'set', 'k', '--generation', '2', '--secure-boot', 'off');
-    assert.deepEqual(g.config['boot'], { kind: 'uefi', secureBoot: false, bootOrder: ['dvd', 'disk', 'network'] });
+    assert.deepEqual(g.config['boot'], {
+      kind: 'uefi',
+      secureBoot: false,
+      bootOrder: ['dvd', 'disk', 'network'],
+      display: true,
+    });
     assert.ok(readFileSync(vars(g)).equals(template('OVMF_VARS_4M.fd')));
     await fails(['vm', 'set', 'k', '--boot', 'pvh'], 'INVALID_CONFIG', /booting a kernel directly needs the kernel/);
     await fails(['vm', 'set', 'k', '--kernel', testGuestPath()], 'INVALID_CONFIG', /boots firmware, not a kernel file/);
@@ -275,11 +307,14 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
   });
 
   it('exports libvirt XML that validates (UEFI with its store and Secure Boot; BIOS) and OVF with firmware and DVD drives', async () => {
-    for (const name of ['g2', 'g1']) {
+    for (const name of ['g2', 'g1', 'headless']) {
       const xml = join(work, `${name}.xml`);
       await ok('export', name, xml, '--config-only', '--format', 'libvirt');
       execFileSync('virt-xml-validate', [xml, 'domain'], { stdio: 'pipe' });
       const text = readFileSync(xml, 'utf8');
+      // The display as QEMU's same device, and a VNC console for it; none for 'headless'.
+      if (name === 'headless') assert.doesNotMatch(text, /<video>|<graphics/);
+      else assert.match(text, /<graphics type="vnc"[^>]*\/>\n {4}<video>\n {6}<model type="bochs" vram="16384"\/>/);
       if (name === 'g2') {
         assert.match(text, /<os firmware="efi">/);
         assert.match(text, /<feature enabled="yes" name="secure-boot"\/>/);
@@ -294,7 +329,7 @@ describe('Generation 1 and 2 VMs (services and CLI, no VM started)', () => {
     const ovf = await ok('export', 'g2', join(work, 'ovf'), '--config-only', '--format', 'ovf');
     const envelope = readFileSync(ovf['envelope'] as string, 'utf8');
     assert.match(envelope, /vmw:key="firmware" vmw:value="efi"/);
-    assert.match(envelope, /berth:secureBoot="true" berth:bootOrder="disk,dvd"/);
+    assert.match(envelope, /berth:secureBoot="true" berth:bootOrder="disk,dvd" berth:display="true"/);
     assert.match(envelope, /<rasd:ResourceType>16<\/rasd:ResourceType>/);
     execFileSync('xmllint', ['--noout', ovf['envelope'] as string], { stdio: 'pipe' });
   });

@@ -73,7 +73,12 @@ describe('Generation 1 and 2 VMs over the window’s bridge', () => {
       vm: vm.id,
       patch: { secureBoot: false, bootOrder: ['disk', 'dvd'], dvdDrives: [{ slot: 0 }, { slot: 2, path: iso }] },
     });
-    assert.deepEqual(changed.config.boot, { kind: 'uefi', secureBoot: false, bootOrder: ['disk', 'dvd'] });
+    assert.deepEqual(changed.config.boot, {
+      kind: 'uefi',
+      secureBoot: false,
+      bootOrder: ['disk', 'dvd'],
+      display: true,
+    });
     assert.deepEqual(changed.config.dvdDrives, [{ slot: 0 }, { slot: 2, path: iso }]);
     assert.ok(readFileSync(vars).equals(Buffer.alloc(540672, 'B')), 'the store was replaced');
   });
