@@ -43,7 +43,7 @@ import {
 } from './config';
 import { ErrorBody, type ErrorCode } from './errors';
 import { CheckpointList, CheckpointSummary, HostDisk } from './storage';
-import { LastExit, MoveResult, VmDetails, VmRef, VmSettingsPatch, VmState, VmStats, VmSummary } from './vm';
+import { LastExit, MoveResult, VmDetails, VmRef, VmSettingsPatch, VmState, VmStats, VmSummary, Thumbnail } from './vm';
 
 export { MoveResult };
 
@@ -245,6 +245,8 @@ export const METHODS = {
   'vm.resume': def(vmArgs, VmSummary),
   'vm.reset': def(vmArgs, VmSummary),
   'vm.stats': def(vmArgs, VmStats),
+  // A running or paused Generation 1 or 2 VM's screen, THUMBNAIL_WIDTH pixels wide at most.
+  'vm.thumbnail': def(vmArgs, Thumbnail),
   // Media > DVD Drive: put an image file (.iso) into a drive (slot; the first when absent) or
   // eject it, the VM off or running (then the worker's media request; the configuration
   // keeps the media for the next start).

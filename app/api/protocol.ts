@@ -12,11 +12,13 @@ import { LastExit, SaveResult, VmState, VmStats } from './vm';
 // 3: 'save' and 'checkpoint' (saved memory and device state), LastExit reason 'saved'.
 // 4: 'media' (insert an ISO into a running VM's DVD drive, or eject it).
 // 5: state results of firmware-booted VMs carry bootProblem while the firmware found nothing
-//    to boot; 'screenshot' (the display's picture as PNG).
+//    to boot; 'screenshot' (the display's picture as PNG, shrunk to maxWidth for a thumbnail).
 export const PROTOCOL_VERSION = 5;
 // A line longer than this closes the connection (a console chunk is far smaller).
 export const MAX_LINE_BYTES = 1024 * 1024;
 export const SCROLLBACK_BYTES = 256 * 1024;
+// A screenshot's maxWidth, in pixels (native/worker/protocol.h kMin/kMaxScreenshotWidth).
+export const SCREENSHOT_WIDTH_RANGE = { min: 16, max: 4096 } as const;
 
 const id = z.int().min(0);
 const absolutePath = z
@@ -61,10 +63,16 @@ export const Request = z.discriminatedUnion('op', [
     drive: z.int().min(0),
     path: z.union([z.literal(''), absolutePath]),
   }),
-  // Write what a running or paused VM's display shows to path, as PNG. Errors:
-  // INVALID_STATE (the VM has no display, its guest has set no mode yet, or it is not
-  // running or paused), IO (the file cannot be written).
-  z.strictObject({ id, op: z.literal('screenshot'), path: absolutePath }),
+  // Write what a running or paused VM's display shows to path, as PNG; a picture wider than
+  // maxWidth is shrunk to it (same aspect ratio). Errors: INVALID_STATE (the VM has no
+  // display, its guest has set no mode yet, or it is not running or paused), IO (the file
+  // cannot be written).
+  z.strictObject({
+    id,
+    op: z.literal('screenshot'),
+    path: absolutePath,
+    maxWidth: z.int().min(SCREENSHOT_WIDTH_RANGE.min).max(SCREENSHOT_WIDTH_RANGE.max).optional(),
+  }),
 ]);
 export type Request = z.infer<typeof Request>;
 export type RequestInput = z.input<typeof Request>;

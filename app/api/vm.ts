@@ -62,6 +62,10 @@ export const VmStats = z.strictObject({
 });
 export type VmStats = z.infer<typeof VmStats>;
 
+// What a running VM's display shows, small (the Details pane's thumbnail): a PNG, base64.
+export const Thumbnail = z.strictObject({ png: z.base64() });
+export type Thumbnail = z.infer<typeof Thumbnail>;
+
 // What the worker answers to op save and op checkpoint: the state file's allocated bytes,
 // the guest memory written, how long the guest was paused and the whole operation took.
 export const SaveResult = z.strictObject({

@@ -24,6 +24,7 @@ import {
 import { storageBackend, type OperationContext, type StorageBackend } from './bridge-storage';
 import type { ConsoleSession, VmManager } from './manager';
 import { VmWatcher } from './events';
+import { DisplayService } from './display';
 import { DvdService } from './dvd';
 
 export interface BridgeHostOptions {
@@ -324,6 +325,7 @@ export class BridgeHost {
       'vm.resume': ({ vm }) => acted(m.resume(vm)),
       'vm.reset': ({ vm }) => acted(m.reset(vm)),
       'vm.stats': ({ vm }) => m.stats(vm),
+      'vm.thumbnail': ({ vm }) => new DisplayService(m).thumbnail(vm),
       'vm.insertDvd': ({ vm, slot, path }) => acted(new DvdService(m).insert(vm, path, slot)),
       'vm.ejectDvd': ({ vm, slot }) => acted(new DvdService(m).eject(vm, slot)),
       'vm.export': async ({ vm, folder, checkpointId }) => {

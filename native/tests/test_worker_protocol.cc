@@ -90,6 +90,9 @@ TEST(protocol_parses_each_operation_and_its_fields) {
   auto shot = parse_request(R"({"id":7,"op":"screenshot","path":"/tmp/screen.png"})");
   CHECK(shot.request && shot.request->op == Op::kScreenshot);
   CHECK_STR(shot.request->path, std::string("/tmp/screen.png"));
+  CHECK(shot.request->max_width == 0);
+  auto thumb = parse_request(R"({"id":8,"op":"screenshot","path":"/tmp/t.png","maxWidth":320})");
+  CHECK(thumb.request && thumb.request->max_width == 320);
 }
 
 TEST(protocol_refuses_bad_requests_naming_the_field) {
@@ -120,6 +123,10 @@ TEST(protocol_refuses_bad_requests_naming_the_field) {
       {R"({"id":1,"op":"screenshot","path":"screen.png"})", true, "path: "},
       {R"({"id":1,"op":"screenshot"})", true, "path: "},
       {R"({"id":1,"op":"screenshot","path":"/s.png","disks":[]})", true, "unknown field 'disks'"},
+      {R"({"id":1,"op":"screenshot","path":"/s.png","maxWidth":8})", true, "maxWidth: must be a whole number of pixels from 16"},
+      {R"({"id":1,"op":"screenshot","path":"/s.png","maxWidth":320.5})", true, "maxWidth: "},
+      {R"({"id":1,"op":"screenshot","path":"/s.png","maxWidth":"320"})", true, "maxWidth: "},
+      {R"({"id":1,"op":"save","path":"/s.state","maxWidth":320})", true, "unknown field 'maxWidth'"},
   };
   for (const Case& c : cases) {
     auto r = parse_request(c.line);

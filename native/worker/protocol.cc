@@ -194,6 +194,18 @@ ParseResult parse_request(std::string_view line) {
         return r;
       }
       req.path = *path;
+      if (req.op == Op::kScreenshot) {
+        fields = {"path", "maxWidth"};
+        auto w = v.find("maxWidth");
+        if (w != v.end()) {
+          if (!w->is_number_unsigned() || w->get<uint64_t>() < kMinScreenshotWidth || w->get<uint64_t>() > kMaxScreenshotWidth) {
+            r.error = "maxWidth: must be a whole number of pixels from " + std::to_string(kMinScreenshotWidth) + " to " +
+                      std::to_string(kMaxScreenshotWidth);
+            return r;
+          }
+          req.max_width = static_cast<uint32_t>(w->get<uint64_t>());
+        }
+      }
       if (req.op != Op::kCheckpoint) break;
       fields = {"path", "disks"};
       auto d = v.find("disks");

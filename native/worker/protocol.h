@@ -31,9 +31,13 @@ struct Request {
   std::string path;            // save, checkpoint: the state file to write; screenshot: the PNG (absolute)
   std::vector<std::string> disks;  // checkpoint: each disk's new file (absolute)
   uint32_t drive = 0;              // media: the DVD drive's index; path "" ejects
+  uint32_t max_width = 0;          // screenshot: shrink wider pictures to this width (0: as they are)
 };
 constexpr size_t kMaxPathBytes = 4096;
 constexpr size_t kMaxCheckpointDisks = 64;
+// screenshot's maxWidth (a thumbnail): app/api/protocol.ts THUMBNAIL_WIDTH_RANGE.
+constexpr uint32_t kMinScreenshotWidth = 16;
+constexpr uint32_t kMaxScreenshotWidth = 4096;
 
 struct ParseResult {
   std::optional<Request> request;

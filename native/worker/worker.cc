@@ -27,6 +27,7 @@
 #include "worker/event_queue.h"
 #include "worker/lifecycle.h"
 #include "worker/machine_spec.h"
+#include "worker/picture_scale.h"
 #include "worker/png_file.h"
 #include "worker/boot_watch.h"
 #include "worker/protocol.h"
@@ -180,8 +181,8 @@ class Worker {
     }
   }
 
-  // The picture as PNG at path (op screenshot).
-  void screenshot(const std::string& path) {
+  // The picture as PNG at path (op screenshot), no wider than max_width when that is set.
+  void screenshot(const std::string& path, uint32_t max_width) {
     devices::display::Framebuffer* framebuffer = machine_ ? machine_->framebuffer() : nullptr;
     if (!framebuffer) throw Refusal{"INVALID_STATE", "this VM has no display: only Generation 1 and 2 VMs have one"};
     const devices::display::DisplayMode mode = framebuffer->mode();
@@ -189,7 +190,9 @@ class Worker {
       throw Refusal{"INVALID_STATE", "the display shows nothing yet: the guest has not set a display mode; try again once it has started"};
     }
     try {
-      write_png(path, mode.width, mode.height, devices::display::to_rgb24(mode, framebuffer->video_memory()));
+      const Picture picture = shrink_picture(mode.width, mode.height,
+                                             devices::display::to_rgb24(mode, framebuffer->video_memory()), max_width);
+      write_png(path, picture.width, picture.height, picture.rgb);
     } catch (const Error& e) {
       throw Refusal{"IO", e.what()};
     }
@@ -418,7 +421,7 @@ class Worker {
         if (state_ != VmState::kRunning && state_ != VmState::kPaused) {
           throw Refusal{"INVALID_STATE", "'" + spec_.name + "' is " + state_name(state_) + "; a screenshot needs it running or paused"};
         }
-        screenshot(r.path);
+        screenshot(r.path, r.max_width);
         return json::object();
       case Op::kMedia: {
         if (state_ != VmState::kRunning && state_ != VmState::kPaused) {

@@ -2,6 +2,7 @@
 import { useState } from 'react';
 
 import type { VmDetails, VmSummary } from '../../app/api/vm';
+import { useThumbnail } from './context';
 import { assignedMemory, formatBytes, formatCpu, formatMiB, formatUptime } from './format';
 
 type Tab = 'summary' | 'memory' | 'networking';
@@ -10,6 +11,26 @@ const TABS: { id: Tab; label: string }[] = [
   { id: 'memory', label: 'Memory' },
   { id: 'networking', label: 'Networking' },
 ];
+
+// The VM's screen, live while it runs and has a display; a dark box otherwise.
+function Thumb({ vm, details }: { vm: VmSummary; details: VmDetails | undefined }) {
+  const boot = details?.config.boot;
+  const hasDisplay = (boot?.kind === 'bios' || boot?.kind === 'uefi') && boot.display;
+  const live = vm.state === 'Running' || vm.state === 'Paused';
+  const shot = useThumbnail(vm.id, hasDisplay && live);
+  if (hasDisplay && live && shot.data) {
+    return (
+      <div className="thumb thumb-live">
+        <img className="thumb-screen" src={`data:image/png;base64,${shot.data.png}`} alt={`The screen of ${vm.name}`} />
+      </div>
+    );
+  }
+  return (
+    <div className={`thumb state-${vm.state.toLowerCase()}`} aria-hidden="true">
+      {vm.state === 'Running' ? <span className="thumb-text">{'>'}_</span> : null}
+    </div>
+  );
+}
 
 function Field({ label, value }: { label: string; value: string }) {
   return (
@@ -44,9 +65,7 @@ export function DetailsPane({
     <section className="details" aria-label={`Details of ${vm.name}`}>
       <div className="pane-title">{vm.name}</div>
       <div className="details-body" role="tabpanel" id={`details-${tab}`} aria-labelledby={`tab-${tab}`}>
-        <div className={`thumb state-${vm.state.toLowerCase()}`} aria-hidden="true">
-          {vm.state === 'Running' ? <span className="thumb-text">{'>'}_</span> : null}
-        </div>
+        <Thumb vm={vm} details={details} />
         {tab === 'summary' ? (
           <dl className="fields">
             <Field label="Created" value={cfg?.createdAt ? new Date(cfg.createdAt).toLocaleString() : ''} />

@@ -10,6 +10,7 @@ export const keys = {
   vms: ['vms'] as const,
   vm: (id: string) => ['vm', id] as const,
   checkpoints: (id: string) => ['checkpoints', id] as const,
+  thumbnail: (id: string) => ['thumbnail', id] as const,
   hostDisks: ['host-disks'] as const,
   operations: ['operations'] as const,
 };

@@ -43,6 +43,24 @@ export function useVmDetails(id: string | undefined) {
   });
 }
 
+// The Details pane's live thumbnail of a running VM's screen: asked for once a second while
+// the pane shows it and the window is visible (react-query pauses the interval in the
+// background); a refusal (no mode set yet) leaves the dark box.
+export const THUMBNAIL_INTERVAL_MS = 1000;
+export function useThumbnail(id: string | undefined, enabled: boolean) {
+  const api = useApi();
+  return useQuery({
+    queryKey: keys.thumbnail(id ?? ''),
+    queryFn: () => api.invoke('vm.thumbnail', { vm: id ?? '' }),
+    enabled: id !== undefined && enabled,
+    refetchInterval: THUMBNAIL_INTERVAL_MS,
+    refetchIntervalInBackground: false,
+    staleTime: 0,
+    gcTime: 0,
+    retry: false,
+  });
+}
+
 export function useCheckpoints(id: string | undefined) {
   const api = useApi();
   return useQuery({

@@ -83,6 +83,21 @@ describe('Generation 1 and 2 VMs over the window’s bridge', () => {
     assert.ok(readFileSync(vars).equals(Buffer.alloc(540672, 'B')), 'the store was replaced');
   });
 
+  it('refuses the thumbnail of a VM that is off, or whose display is off, saying why', async () => {
+    await refusedWith(
+      api.invoke('vm.thumbnail', { vm: 'w2' }),
+      'INVALID_STATE',
+      /^cannot show the screen of 'w2': it is Off; start it first$/,
+    );
+    await api.invoke('vm.update', { vm: 'w2', patch: { display: false } });
+    await refusedWith(
+      api.invoke('vm.thumbnail', { vm: 'w2' }),
+      'INVALID_STATE',
+      /^'w2' has no display: it is off in its settings/,
+    );
+    await api.invoke('vm.update', { vm: 'w2', patch: { display: true } });
+  });
+
   it('inserts and ejects media of a VM that is off (Media > DVD Drive)', async () => {
     let vm = await api.invoke('vm.insertDvd', { vm: 'w2', path: iso });
     assert.deepEqual(vm.config.dvdDrives[0], { slot: 0, path: iso });

@@ -204,6 +204,7 @@ describe('Generation 1 (SeaBIOS) boots an installation image', () => {
     await manager.start('gen1-blank');
     const sink = new TextSink();
     const session = await manager.attachConsole('gen1-blank', { onData: sink.push, replay: true });
+    let attached = true;
     try {
       await sink.waitFor('No bootable device', GRUB_LIMIT_MS);
       assert.match(sink.text, /Booting from DVD\/CD/);
@@ -220,11 +221,21 @@ describe('Generation 1 (SeaBIOS) boots an installation image', () => {
       // The VM's display shows the same: SeaBIOS's text, drawn by its display ROM, in the top
       // rows of the screen and nothing below them.
       const first = await screen('gen1-blank', 'no-bootable-device.png');
+      // The Details pane's thumbnail: the same screen, 320 pixels wide.
+      const thumb = PNG.sync.read(
+        Buffer.from((await new DisplayService(manager).thumbnail('gen1-blank')).png, 'base64'),
+      );
+      assert.deepEqual([thumb.width, thumb.height], [320, Math.floor((first.height * 320) / first.width)]);
+      const half = thumb.width * 4 * (thumb.height >> 1);
+      const lit = (from: number, to: number) => thumb.data.subarray(from, to).some((v, i) => i % 4 !== 3 && v > 16);
+      assert.ok(lit(0, half >> 1), 'the thumbnail shows the text at the top');
+      assert.ok(!lit(half, thumb.data.length), 'and nothing in its lower half');
       assert.ok(first.width >= 640 && first.height >= 480, `a ${first.width}x${first.height} screen`);
       assert.ok(first.top > 500, `SeaBIOS's text lights the top of the screen (${first.top} pixels)`);
       assert.equal(first.bottom, 0, 'nothing below its text');
 
       // Saved and resumed, the display comes back as it was: its mode and its picture.
+      attached = false;
       await session.detach();
       await manager.save('gen1-blank');
       await manager.start('gen1-blank');
@@ -236,7 +247,7 @@ describe('Generation 1 (SeaBIOS) boots an installation image', () => {
         `the resumed screen is the saved one (${resumed.top} lit pixels)`,
       );
     } finally {
-      await session.detach();
+      if (attached) await session.detach();
       await manager.turnOff('gen1-blank');
     }
   });
