@@ -140,6 +140,10 @@ function describeExit(exit: LastExit): string {
   }
 }
 
+// The settings applyBootPatch (firmware.ts) changes: kernel files, generation, Secure Boot,
+// boot order, display.
+const BOOT_KEYS = ['kernelPath', 'initrdPath', 'cmdline', 'bootKind', 'secureBoot', 'bootOrder', 'display'] as const;
+
 const settingNames = {
   memoryMiB: 'the memory',
   processorCount: 'the processor count',
@@ -327,21 +331,9 @@ export class VmManager {
     if (!parsed.success) throw new ConfigError(formatIssues(parsed.error.issues, patchInput, '(settings)'));
     const patch = parsed.data;
     const entry = await this.registry.resolve(ref);
-    const hardware = (
-      [
-        'memoryMiB',
-        'processorCount',
-        'kernelPath',
-        'initrdPath',
-        'cmdline',
-        'bootKind',
-        'secureBoot',
-        'bootOrder',
-        'display',
-        'testExitPort',
-        'com1',
-      ] as const
-    ).filter((k) => patch[k] !== undefined);
+    const hardware = (['memoryMiB', 'processorCount', ...BOOT_KEYS, 'testExitPort', 'com1'] as const).filter(
+      (k) => patch[k] !== undefined,
+    );
     const config = await this.registry.update(entry.id, 'change settings', async (c) => {
       if (hardware.length > 0) {
         const { state } = await this.probe(entry);
@@ -353,17 +345,7 @@ export class VmManager {
       if (patch.notes !== undefined) c.notes = patch.notes;
       if (patch.memoryMiB !== undefined) c.memory.startupMiB = patch.memoryMiB;
       if (patch.processorCount !== undefined) c.processors.count = patch.processorCount;
-      // Kernel files, generation, Secure Boot, boot order, display (firmware.ts).
-      const bootKeys = [
-        'kernelPath',
-        'initrdPath',
-        'cmdline',
-        'bootKind',
-        'secureBoot',
-        'bootOrder',
-        'display',
-      ] as const;
-      const vars = bootKeys.some((k) => patch[k] !== undefined) ? applyBootPatch(c, patch) : undefined;
+      const vars = BOOT_KEYS.some((k) => patch[k] !== undefined) ? applyBootPatch(c, patch) : undefined;
       if (patch.testExitPort !== undefined) c.testExitPort = patch.testExitPort;
       if (patch.com1 !== undefined) c.com1.enabled = patch.com1;
       if (patch.checkpointType !== undefined) c.checkpoints.type = patch.checkpointType;

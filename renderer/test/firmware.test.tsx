@@ -71,6 +71,19 @@ function details(
   };
 }
 
+// An API for Settings: it serves vm and keeps the last vm.update request.
+function settingsApi(vm: VmDetails): { api: FakeApi; updated: () => MethodArgs<'vm.update'> | undefined } {
+  let updated: MethodArgs<'vm.update'> | undefined;
+  const api = new FakeApi({
+    'vm.get': () => vm,
+    'vm.update': (args) => {
+      updated = args;
+      return vm;
+    },
+  });
+  return { api, updated: () => updated };
+}
+
 describe('New Virtual Machine wizard: generation', () => {
   async function open(api: FakeApi): Promise<void> {
     await dom.render(withApi(api, newQueryClient(), <NewVmWizard onClose={() => undefined} />));
@@ -162,14 +175,7 @@ describe('Settings: Firmware and DVD drives', () => {
 
   it('moves a device up the boot order and turns Secure Boot off, saying that resets the UEFI settings', async () => {
     const vm = details({ kind: 'uefi' }, [{ slot: 0, path: '/isos/a.iso' }]);
-    let updated: MethodArgs<'vm.update'> | undefined;
-    const api = new FakeApi({
-      'vm.get': () => vm,
-      'vm.update': (args) => {
-        updated = args;
-        return vm;
-      },
-    });
+    const { api, updated } = settingsApi(vm);
     await open(api);
     expect(dom.container.querySelector('legend')?.textContent).toBe('Firmware');
     await click(must(dom.container.querySelector<HTMLButtonElement>('button[aria-label="Move Hard Drive up"]')));
@@ -182,39 +188,25 @@ describe('Settings: Firmware and DVD drives', () => {
     expect(dom.container.querySelector('[role="status"]')?.textContent).toMatch(/UEFI settings.*are reset/);
     expect(await axeViolations()).toEqual([]);
     await click(buttonNamed('OK'));
-    expect(updated).toEqual({ vm: vm.id, patch: { secureBoot: false, bootOrder: ['disk', 'dvd', 'network'] } });
+    expect(updated()).toEqual({ vm: vm.id, patch: { secureBoot: false, bootOrder: ['disk', 'dvd', 'network'] } });
   });
 
   it('turns the display off for a VM that needs only its serial console', async () => {
     const vm = details({ kind: 'bios' }, [{ slot: 0 }]);
-    let updated: MethodArgs<'vm.update'> | undefined;
-    const api = new FakeApi({
-      'vm.get': () => vm,
-      'vm.update': (args) => {
-        updated = args;
-        return vm;
-      },
-    });
+    const { api, updated } = settingsApi(vm);
     await open(api);
     const display = choice('Display (graphical console)');
     expect(display.checked).toBe(true);
     await click(display);
     expect(await axeViolations()).toEqual([]);
     await click(buttonNamed('OK'));
-    expect(updated).toEqual({ vm: vm.id, patch: { display: false } });
+    expect(updated()).toEqual({ vm: vm.id, patch: { display: false } });
   });
 
   it('puts a hard drive on the SCSI controller of a Generation 1 VM', async () => {
     const disk = { slot: 0, kind: 'virtual', path: '/vms/d0.qcow2' };
     const vm = details({ kind: 'bios' }, [], 'Off', [disk]);
-    let updated: MethodArgs<'vm.update'> | undefined;
-    const api = new FakeApi({
-      'vm.get': () => vm,
-      'vm.update': (args) => {
-        updated = args;
-        return vm;
-      },
-    });
+    const { api, updated } = settingsApi(vm);
     await open(api);
     await click(buttonNamed('Hard Drived0.qcow2'));
     const select = must(dom.container.querySelector<HTMLSelectElement>('select[aria-label="Controller"]'));
@@ -227,7 +219,7 @@ describe('Settings: Firmware and DVD drives', () => {
     expect(buttonNamed('Hard Drived0.qcow2 (SCSI)')).toBeTruthy();
     expect(await axeViolations()).toEqual([]);
     await click(buttonNamed('OK'));
-    expect(updated).toEqual({ vm: vm.id, patch: { disks: [{ ...disk, readOnly: false, controller: 'scsi' }] } });
+    expect(updated()).toEqual({ vm: vm.id, patch: { disks: [{ ...disk, readOnly: false, controller: 'scsi' }] } });
   });
 
   it('offers only virtio for the hard drive of a VM that boots a kernel file', async () => {
@@ -265,19 +257,12 @@ describe('Settings: Firmware and DVD drives', () => {
 
   it('removes a DVD drive', async () => {
     const vm = details({ kind: 'uefi' }, [{ slot: 0 }, { slot: 1, path: '/isos/b.iso' }]);
-    let updated: MethodArgs<'vm.update'> | undefined;
-    const api = new FakeApi({
-      'vm.get': () => vm,
-      'vm.update': (args) => {
-        updated = args;
-        return vm;
-      },
-    });
+    const { api, updated } = settingsApi(vm);
     await open(api);
     await click(buttonNamed('DVD Driveb.iso'));
     await click(buttonNamed('Remove'));
     await click(buttonNamed('OK'));
-    expect(updated?.patch).toEqual({ dvdDrives: [{ slot: 0 }] });
+    expect(updated()?.patch).toEqual({ dvdDrives: [{ slot: 0 }] });
   });
 });
 
