@@ -43,6 +43,7 @@ describe('berth vm (command line), no VM running', () => {
   };
 
   it('creates, lists and shows a VM', async () => {
+    assert.match((await berth('vm', 'list')).stdout, /^no VMs yet/);
     const created = await berth(
       'vm',
       'new',

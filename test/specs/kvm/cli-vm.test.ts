@@ -139,10 +139,8 @@ describe('berth vm (command line)', () => {
     const off = await json('vm', 'turn-off', 'cli2');
     assert.equal(off.code, 0);
     assert.equal(off.body['state'], 'Off');
-    assert.equal((await berth('vm', 'set', 'cli2', '--memory', '48', '--notes', 'n')).code, 0);
     const removed = await json('vm', 'remove', 'cli2');
     assert.equal(removed.code, 0);
     assert.equal((removed.body['removed'] as { name: string }).name, 'cli2');
-    assert.match((await berth('vm', 'list')).stdout, /^no VMs yet/);
   });
 });

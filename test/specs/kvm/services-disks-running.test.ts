@@ -1,11 +1,15 @@
 // The disk commands refuse to touch a disk a running VM has open, naming the VM and slot
 // (on the real KVM; the other disk refusals are in test/specs/host/services-disks.test.ts).
+// The VM is made, started and turned off through the services in this process: each command's
+// start-up takes seconds in the KVM lab, and the disk commands are what is tested here.
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 
+import { VmManager } from '../../../app/services';
 import { testGuestPath } from '../../support/guest';
 import { cleanBerthHome, makeBerthHome } from '../../support/berth-home';
 import { cliRunner } from '../../support/cli';
@@ -24,22 +28,16 @@ describe('disks of a running VM', () => {
   const { ok, refused } = cliRunner(() => home);
 
   it('refuses to edit a disk a running VM has open, naming the VM and the slot', async () => {
-    const vm = await ok(
-      'vm',
-      'new',
-      '--name',
-      'd1',
-      '--kernel',
-      testGuestPath(),
-      '--memory',
-      '32',
-      '--cmdline',
-      'echo',
-      '--disk',
-      'new:4M',
-    );
-    const top = (vm['config'] as { disks: { path: string }[] }).disks[0]?.path ?? '';
-    await ok('vm', 'start', 'd1');
+    const manager = new VmManager({ root: home });
+    const top = join(scratch, 'd1.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', top, '4M']);
+    await manager.create({
+      name: 'd1',
+      memory: { startupMiB: 32 },
+      boot: { kind: 'pvh', kernelPath: testGuestPath(), cmdline: 'echo' },
+      disks: [{ slot: 0, kind: 'virtual', path: top }],
+    });
+    await manager.start('d1');
     try {
       const open = /VM 'd1' is running and has it open \(slot 0\); stop the VM first/;
       assert.match(await refused('disk', 'compact', top), open);
@@ -47,7 +45,7 @@ describe('disks of a running VM', () => {
       assert.match(await refused('disk', 'resize', top, '--size', '8M'), open);
       await ok('disk', 'inspect', top);
     } finally {
-      await ok('vm', 'turn-off', 'd1');
+      await manager.turnOff('d1');
     }
   });
 });
