@@ -90,7 +90,10 @@ async function runWithKvm(command, args, prefix, timeoutSeconds) {
 // took about 200 s under CI load.
 const SILENCE_S = 360;
 const LAB_RERUNS = 3;
-const KVM_STAGE_S = 2100;
+// 2100 s fit the specs and no breakdown; a firmware boot that stalls in the first
+// multi-threaded lab (3 of 3 CI runs, never in standalone labs: see the firmware spec) costs
+// SILENCE_S and a rerun, which 2100 s did not leave room for. The run then takes ~50 minutes.
+const KVM_STAGE_S = 2500;
 const SMP_LINUX_SPECS = [
   'linux-boot.test.js',
   'saved-state-guests.test.js',
