@@ -2,17 +2,11 @@
 // has to run: creating, listing and showing a VM, usage errors and refusals, with and
 // without --json. Starting, the console and turning off are in ../kvm/cli-vm.test.ts.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 
 import { testGuestPath } from '../../support/guest';
-import { cleanBerthHome, cliPath, makeBerthHome } from '../../support/berth-home';
-
-interface Ran {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { cleanBerthHome, makeBerthHome } from '../../support/berth-home';
+import { cliRunner, type Json } from '../../support/cli';
 
 describe('berth vm (command line), no VM running', () => {
   let home: string;
@@ -24,22 +18,12 @@ describe('berth vm (command line), no VM running', () => {
   });
   after(() => cleanBerthHome(home));
 
-  const berth = (...args: string[]): Promise<Ran> =>
-    new Promise((resolve) => {
-      execFile(
-        process.execPath,
-        [cliPath, ...args],
-        { env: { ...process.env, BERTH_HOME: home } },
-        (err, stdout, stderr) => {
-          const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-          resolve({ code, stdout, stderr });
-        },
-      );
-    });
-  const json = async (...args: string[]): Promise<{ code: number; body: Record<string, unknown> }> => {
-    const r = await berth(...args, '--json');
+  const { run } = cliRunner(() => home);
+  const berth = (...args: string[]) => run(args);
+  const json = async (...args: string[]): Promise<{ code: number | null; body: Json }> => {
+    const r = await run([...args, '--json']);
     assert.equal(r.stderr, '', 'nothing on stderr with --json');
-    return { code: r.code, body: JSON.parse(r.stdout) as Record<string, unknown> };
+    return { code: r.code, body: JSON.parse(r.stdout) as Json };
   };
 
   it('creates, lists and shows a VM', async () => {
