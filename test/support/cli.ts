@@ -54,3 +54,23 @@ export function cliRunner(
   };
   return { run, ok, refused };
 }
+
+// `berth vm new` for the command-line specs' VM: the echo test guest, 32 MiB, one CPU, with
+// the test-exit port.
+export function newEchoVmArgs(name: string, kernel: string): string[] {
+  return [
+    'vm',
+    'new',
+    '--name',
+    name,
+    '--memory',
+    '32',
+    '--cpus',
+    '1',
+    '--kernel',
+    kernel,
+    '--cmdline',
+    'echo',
+    '--test-exit-port',
+  ];
+}

@@ -6,7 +6,7 @@ import { after, before, describe, it } from 'node:test';
 
 import { testGuestPath } from '../../support/guest';
 import { cleanBerthHome, makeBerthHome } from '../../support/berth-home';
-import { cliRunner, type Json } from '../../support/cli';
+import { cliRunner, newEchoVmArgs, type Json } from '../../support/cli';
 
 describe('berth vm (command line), no VM running', () => {
   let home: string;
@@ -28,21 +28,7 @@ describe('berth vm (command line), no VM running', () => {
 
   it('creates, lists and shows a VM', async () => {
     assert.match((await berth('vm', 'list')).stdout, /^no VMs yet/);
-    const created = await berth(
-      'vm',
-      'new',
-      '--name',
-      'cli1',
-      '--memory',
-      '32',
-      '--cpus',
-      '1',
-      '--kernel',
-      kernel,
-      '--cmdline',
-      'echo',
-      '--test-exit-port',
-    );
+    const created = await berth(...newEchoVmArgs('cli1', kernel));
     assert.equal(created.code, 0, created.stderr);
     assert.match(created.stdout, /^created 'cli1' \([0-9a-f-]{36}\)\n/);
     assert.match(created.stdout, /\n {2}generation: none \(boots a kernel file directly\)\n/);

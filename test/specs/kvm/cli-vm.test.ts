@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 
+import { newEchoVmArgs } from '../../support/cli';
 import { testGuestPath } from '../../support/guest';
 import { TextSink, cleanBerthHome, cliPath, makeBerthHome } from '../../support/berth-home';
 
@@ -44,21 +45,7 @@ describe('berth vm (command line)', () => {
   };
 
   it('creates a VM to run', async () => {
-    const created = await berth(
-      'vm',
-      'new',
-      '--name',
-      'cli1',
-      '--memory',
-      '32',
-      '--cpus',
-      '1',
-      '--kernel',
-      kernel,
-      '--cmdline',
-      'echo',
-      '--test-exit-port',
-    );
+    const created = await berth(...newEchoVmArgs('cli1', kernel));
     assert.equal(created.code, 0, created.stderr);
   });
 
